@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// sluice: a batch ETL tool that never loses or duplicates a record.
+// Core (values, records, batches, stage protocols, runner) is small; every
+// integration lives in its own module; the CLI is thin.
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sluice", targets: ["SluiceCLI"]),
+        .library(name: "SluiceKit", targets: ["SluiceKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // zlib from the system (zlib1g-dev), for gzip input.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(
+            name: "SluiceCore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(name: "SluiceConfig", dependencies: ["SluiceCore", "Yams"]),
+        .target(name: "SluiceFiles", dependencies: ["SluiceCore", "SluiceConfig", "CZlib"]),
+        .target(
+            name: "SluiceSQLite",
+            dependencies: ["SluiceCore", "SluiceConfig", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "SluiceKit", dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceSQLite"]),
+        .executableTarget(
+            name: "SluiceCLI",
+            dependencies: [
+                "SluiceKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceKit"]),
+        .testTarget(name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib"]),
+        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceSQLite"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import SluiceCore
+import SluiceKit
+
+/// The `sluice` command line: a thin layer over SluiceKit's commands.
+struct Sluice: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "Batch ETL that never loses or duplicates a record.",
+        subcommands: [Run.self, Backfill.self, Validate.self, Test.self, Status.self])
+}
+
+struct ProjectOption: ParsableArguments {
+    @Option(name: .customLong("project"), help: "The project folder (with sluice.yml, Pipelines/, Schemas/).")
+    var root: String = "."
+}
+
+func todayUTC(_ granularity: Partition.Granularity) -> String {
+    let micros = Int64(Date().timeIntervalSince1970 * 1_000_000)
+    return Partition(granularity: granularity, containing: micros).description
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "One run of a pipeline for one partition (default: today, UTC).")
+    @Argument(help: "The pipeline file.") var pipeline: String
+    @Option(help: "The partition: YYYY-MM-DD (or YYYY-MM-DDTHH for hourly pipelines).") var date: String?
+    @Option(help: "The target from sluice.yml (default: its default_target).") var target: String?
+    @OptionGroup var project: ProjectOption
+
+    func run() async throws {
+        let date = self.date ?? todayUTC(Commands.granularity(of: pipeline, projectRoot: project.root))
+        let code = await Commands.run(pipeline: pipeline, partitions: [date], target: target, projectRoot: project.root, console: StandardConsole())
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Backfill: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs every partition of a closed date range, in order.")
+    @Argument(help: "The pipeline file.") var pipeline: String
+    @Option(help: "First partition (included).") var from: String
+    @Option(help: "Last partition (included).") var to: String
+    @Option(help: "The target from sluice.yml.") var target: String?
+    @OptionGroup var project: ProjectOption
+
+    func run() async throws {
+        let granularity = Commands.granularity(of: pipeline, projectRoot: project.root)
+        guard let dates = Commands.partitions(from: from, to: to, granularity: granularity) else {
+            throw ValidationError("--from and --to must be \(granularity == .day ? "YYYY-MM-DD" : "YYYY-MM-DDTHH") partitions with --from <= --to")
+        }
+        let code = await Commands.run(pipeline: pipeline, partitions: dates, target: target, projectRoot: project.root, console: StandardConsole())
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Checks pipeline files, sluice.yml and schemas; each problem as file:line:column: message.")
+    @Argument(help: "Files or folders (default: Pipelines/, Schemas/, sluice.yml).") var paths: [String] = []
+    @OptionGroup var project: ProjectOption
+
+    func run() throws {
+        let code = Commands.validate(paths: paths, projectRoot: project.root, console: StandardConsole())
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Test: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs pipelines on their samples and compares with the expected output.")
+    @Argument(help: "Pipeline files (default: every file in Pipelines/).") var pipelines: [String] = []
+    @OptionGroup var project: ProjectOption
+
+    func run() async throws {
+        let code = await PipelineTest.run(pipelines: pipelines, projectRoot: project.root, console: StandardConsole())
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Recent runs and dead letters from the state store.")
+    @Argument(help: "A pipeline name or file (default: all).") var pipeline: String?
+    @Flag(help: "List the dead letters (file:line: kind: reason).") var deadLetters = false
+    @OptionGroup var project: ProjectOption
+
+    func run() throws {
+        let code = Commands.status(pipeline: pipeline, deadLetters: deadLetters, projectRoot: project.root, console: StandardConsole())
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+func runAsync<C: AsyncParsableCommand>(_ command: C) async throws {
+    var command = command
+    try await command.run()
+}
+
+// Exit statuses: 0 success, 1 data or configuration failure, 2 wrong usage.
+do {
+    var command = try Sluice.parseAsRoot()
+    if let asyncCommand = command as? any AsyncParsableCommand {
+        try await runAsync(asyncCommand)
+    } else {
+        try command.run()
+    }
+} catch let code as ExitCode {
+    exit(code.rawValue)
+} catch {
+    let status = Sluice.exitCode(for: error)
+    let message = Sluice.fullMessage(for: error)
+    if status == .success {
+        print(message)
+        exit(0)
+    }
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    exit(status == .validationFailure ? ExitStatus.usage : ExitStatus.failure)
+}

@@ -1,0 +1,380 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why a JSON text could not be parsed. Messages name the byte column, never the text.
+public struct JSONError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: Sendable, Hashable { case malformed, invalidUTF8, tooDeep }
+    public let kind: Kind
+    /// 0-based byte offset of the problem in the input.
+    public let offset: Int
+    public let problem: String
+
+    public var description: String { "\(problem) at byte \(offset + 1)" }
+}
+
+/// A byte-level JSON parser (RFC 8259) that builds `Value`s directly from UTF-8 bytes,
+/// without Foundation. Integers that fit Int64 become `.int`, other numbers `.double`.
+/// Duplicate object keys: the last one wins, as in most JSON readers.
+public struct JSONParser {
+    public static let maxDepth = 512
+
+    /// Parses one complete JSON text.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONError) -> Value {
+        var p = JSONParser(bytes)
+        p.skipWhitespace()
+        let v = try p.parseValue(depth: 0)
+        p.skipWhitespace()
+        if p.i != p.end { throw p.error(.malformed, "unexpected data after the JSON value") }
+        return v
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws(JSONError) -> Value {
+        var result: Result<Value, JSONError> = .success(.null)
+        bytes.withUnsafeBytes { buffer in
+            do throws(JSONError) { result = .success(try parse(buffer)) } catch { result = .failure(error) }
+        }
+        return try result.get()
+    }
+
+    public static func parse(_ text: String) throws(JSONError) -> Value {
+        try parse(Array(text.utf8))
+    }
+
+    private let base: UnsafePointer<UInt8>?
+    private let end: Int
+    private var i = 0
+
+    private init(_ bytes: UnsafeRawBufferPointer) {
+        base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        end = bytes.count
+    }
+
+    @inline(__always) private func byte(_ at: Int) -> UInt8 { base![at] }
+
+    private func error(_ kind: JSONError.Kind, _ problem: String) -> JSONError {
+        JSONError(kind: kind, offset: min(i, end), problem: problem)
+    }
+
+    @inline(__always) private mutating func skipWhitespace() {
+        while i < end {
+            let c = byte(i)
+            if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { i += 1 } else { return }
+        }
+    }
+
+    private mutating func parseValue(depth: Int) throws(JSONError) -> Value {
+        guard i < end else { throw error(.malformed, "unexpected end of input") }
+        switch byte(i) {
+        case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
+        case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+        default: throw error(.malformed, "unexpected character")
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) throws(JSONError) {
+        let n = word.utf8CodeUnitCount
+        guard i + n <= end else { throw error(.malformed, "unexpected end of input") }
+        let w = word.utf8Start
+        for k in 0..<n where byte(i + k) != w[k] { throw error(.malformed, "invalid literal") }
+        i += n
+    }
+
+    private mutating func parseObject(depth: Int) throws(JSONError) -> Value {
+        guard depth <= Self.maxDepth else { throw error(.tooDeep, "nesting deeper than \(Self.maxDepth)") }
+        i += 1
+        var fields = Fields()
+        skipWhitespace()
+        if i < end, byte(i) == UInt8(ascii: "}") { i += 1; return .object(fields) }
+        while true {
+            skipWhitespace()
+            guard i < end, byte(i) == UInt8(ascii: "\"") else { throw error(.malformed, "expected a string key") }
+            let key = try parseString()
+            skipWhitespace()
+            guard i < end, byte(i) == UInt8(ascii: ":") else { throw error(.malformed, "expected ':'") }
+            i += 1
+            skipWhitespace()
+            let value = try parseValue(depth: depth)
+            if fields.index(of: key) != nil { fields[key] = value } else { fields.appendUnchecked(key, value) }
+            skipWhitespace()
+            guard i < end else { throw error(.malformed, "unexpected end of input in an object") }
+            let c = byte(i)
+            i += 1
+            if c == UInt8(ascii: ",") { continue }
+            if c == UInt8(ascii: "}") { return .object(fields) }
+            i -= 1
+            throw error(.malformed, "expected ',' or '}'")
+        }
+    }
+
+    private mutating func parseArray(depth: Int) throws(JSONError) -> Value {
+        guard depth <= Self.maxDepth else { throw error(.tooDeep, "nesting deeper than \(Self.maxDepth)") }
+        i += 1
+        var items: [Value] = []
+        skipWhitespace()
+        if i < end, byte(i) == UInt8(ascii: "]") { i += 1; return .array(items) }
+        while true {
+            skipWhitespace()
+            items.append(try parseValue(depth: depth))
+            skipWhitespace()
+            guard i < end else { throw error(.malformed, "unexpected end of input in an array") }
+            let c = byte(i)
+            i += 1
+            if c == UInt8(ascii: ",") { continue }
+            if c == UInt8(ascii: "]") { return .array(items) }
+            i -= 1
+            throw error(.malformed, "expected ',' or ']'")
+        }
+    }
+
+    private mutating func parseString() throws(JSONError) -> String {
+        i += 1
+        let start = i
+        // Fast path: no escapes, plain bytes up to the closing quote.
+        var hasEscape = false
+        var ascii = true
+        while i < end {
+            let c = byte(i)
+            if c == UInt8(ascii: "\"") { break }
+            if c == UInt8(ascii: "\\") { hasEscape = true; break }
+            if c < 0x20 { throw error(.malformed, "control character in a string") }
+            if c >= 0x80 { ascii = false }
+            i += 1
+        }
+        guard i < end else { throw error(.malformed, "unterminated string") }
+        if !hasEscape {
+            let buffer = UnsafeBufferPointer(start: base! + start, count: i - start)
+            i += 1
+            if ascii { return String(decoding: buffer, as: UTF8.self) }
+            guard let s = String(validating: buffer, as: UTF8.self) else {
+                throw JSONError(kind: .invalidUTF8, offset: start, problem: "invalid UTF-8 in a string")
+            }
+            return s
+        }
+        var out: [UInt8] = Array(UnsafeBufferPointer(start: base! + start, count: i - start))
+        while i < end {
+            let c = byte(i)
+            if c == UInt8(ascii: "\"") {
+                i += 1
+                guard let s = String(validating: out, as: UTF8.self) else {
+                    throw JSONError(kind: .invalidUTF8, offset: start, problem: "invalid UTF-8 in a string")
+                }
+                return s
+            }
+            if c < 0x20 { throw error(.malformed, "control character in a string") }
+            if c != UInt8(ascii: "\\") { out.append(c); i += 1; continue }
+            i += 1
+            guard i < end else { break }
+            let e = byte(i)
+            i += 1
+            switch e {
+            case UInt8(ascii: "\""): out.append(0x22)
+            case UInt8(ascii: "\\"): out.append(0x5C)
+            case UInt8(ascii: "/"): out.append(0x2F)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = try hex4()
+                if (0xD800...0xDBFF).contains(scalar) {
+                    guard i + 1 < end, byte(i) == UInt8(ascii: "\\"), byte(i + 1) == UInt8(ascii: "u") else {
+                        throw error(.malformed, "unpaired surrogate escape")
+                    }
+                    i += 2
+                    let low = try hex4()
+                    guard (0xDC00...0xDFFF).contains(low) else { throw error(.malformed, "unpaired surrogate escape") }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00...0xDFFF).contains(scalar) {
+                    throw error(.malformed, "unpaired surrogate escape")
+                }
+                guard let u = Unicode.Scalar(scalar) else { throw error(.malformed, "invalid \\u escape") }
+                out.append(contentsOf: UTF8.encode(u)!)
+            default:
+                i -= 1
+                throw error(.malformed, "invalid escape")
+            }
+        }
+        throw error(.malformed, "unterminated string")
+    }
+
+    private mutating func hex4() throws(JSONError) -> UInt32 {
+        guard i + 4 <= end else { throw error(.malformed, "truncated \\u escape") }
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            let c = byte(i)
+            let d: UInt8
+            switch c {
+            case 0x30...0x39: d = c - 0x30
+            case 0x41...0x46: d = c - 0x41 + 10
+            case 0x61...0x66: d = c - 0x61 + 10
+            default: throw error(.malformed, "invalid \\u escape")
+            }
+            v = v << 4 | UInt32(d)
+            i += 1
+        }
+        return v
+    }
+
+    private mutating func parseNumber() throws(JSONError) -> Value {
+        let start = i
+        var negative = false
+        if byte(i) == UInt8(ascii: "-") { negative = true; i += 1 }
+        guard i < end, (0x30...0x39).contains(byte(i)) else { throw error(.malformed, "invalid number") }
+        var integral = true
+        var magnitude: UInt64 = 0
+        var overflow = false
+        if byte(i) == 0x30 {
+            i += 1
+            if i < end, (0x30...0x39).contains(byte(i)) { throw error(.malformed, "leading zero in a number") }
+        } else {
+            while i < end, (0x30...0x39).contains(byte(i)) {
+                let (m, o1) = magnitude.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(UInt64(byte(i) - 0x30))
+                if o1 || o2 { overflow = true }
+                magnitude = a
+                i += 1
+            }
+        }
+        if i < end, byte(i) == UInt8(ascii: ".") {
+            integral = false
+            i += 1
+            guard i < end, (0x30...0x39).contains(byte(i)) else { throw error(.malformed, "invalid number") }
+            while i < end, (0x30...0x39).contains(byte(i)) { i += 1 }
+        }
+        if i < end, byte(i) == UInt8(ascii: "e") || byte(i) == UInt8(ascii: "E") {
+            integral = false
+            i += 1
+            if i < end, byte(i) == UInt8(ascii: "+") || byte(i) == UInt8(ascii: "-") { i += 1 }
+            guard i < end, (0x30...0x39).contains(byte(i)) else { throw error(.malformed, "invalid number") }
+            while i < end, (0x30...0x39).contains(byte(i)) { i += 1 }
+        }
+        if integral, !overflow {
+            if negative {
+                if magnitude <= UInt64(Int64.max) + 1 {
+                    return .int(magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude))
+                }
+            } else if magnitude <= UInt64(Int64.max) {
+                return .int(Int64(magnitude))
+            }
+        }
+        // strtod over a NUL-terminated copy of the number's bytes.
+        var buffer = [CChar](repeating: 0, count: i - start + 1)
+        for k in start..<i { buffer[k - start] = CChar(bitPattern: byte(k)) }
+        let d = buffer.withUnsafeBufferPointer { strtod($0.baseAddress!, nil) }
+        return .double(d)
+    }
+}
+
+/// Writes `Value`s as compact JSON text: keys in their order, no spaces, non-ASCII
+/// characters as they are, the escapes of RFC 8259 for `"`, `\` and control characters
+/// (the same text as Python's `json.dumps(v, ensure_ascii=False, separators=(",", ":"))`).
+public enum JSONWriter {
+    public static func string(_ value: Value) -> String {
+        var out: [UInt8] = []
+        write(value, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func write(_ value: Value, into out: inout [UInt8]) {
+        switch value {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let n): out.append(contentsOf: String(n).utf8)
+        case .double(let d): out.append(contentsOf: formatDouble(d).utf8)
+        case .string(let s): writeString(s, into: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (k, item) in items.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                write(item, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let fields):
+            out.append(UInt8(ascii: "{"))
+            for (k, field) in fields.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                writeString(field.name, into: &out)
+                out.append(UInt8(ascii: ":"))
+                write(field.value, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    static let hexDigits = Array("0123456789abcdef".utf8)
+
+    public static func writeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for c in s.utf8 {
+            switch c {
+            case 0x22: out.append(0x5C); out.append(0x22)
+            case 0x5C: out.append(0x5C); out.append(0x5C)
+            case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
+            case 0x08: out.append(0x5C); out.append(UInt8(ascii: "b"))
+            case 0x0C: out.append(0x5C); out.append(UInt8(ascii: "f"))
+            case 0..<0x20:
+                out.append(contentsOf: "\\u00".utf8)
+                out.append(hexDigits[Int(c >> 4)])
+                out.append(hexDigits[Int(c & 0xF)])
+            default: out.append(c)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// Shortest round-trip text of a finite double, in the notation of Python's `repr`:
+    /// exponent form below 1e-4 or from 1e16 on (`1e-05`, `1e+16`), `1.0` for integral values.
+    /// Non-finite values, which JSON cannot hold, are written as `null`.
+    public static func formatDouble(_ d: Double) -> String {
+        guard d.isFinite else { return "null" }
+        if d == 0 { return d.sign == .minus ? "-0.0" : "0.0" }
+        // Swift's description is the shortest round-trip digit string; re-lay it out.
+        let text = d.description
+        var mantissa = text
+        var exponent = 0
+        if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            mantissa = String(text[..<e])
+            exponent = Int(text[text.index(after: e)...])!
+        }
+        let negative = mantissa.hasPrefix("-")
+        if negative { mantissa.removeFirst() }
+        var digitsText = mantissa
+        var pointPos = digitsText.count
+        if let dot = digitsText.firstIndex(of: ".") {
+            pointPos = digitsText.distance(from: digitsText.startIndex, to: dot)
+            digitsText.remove(at: dot)
+        }
+        // Strip leading zeros (adjusting the point) and trailing zeros.
+        while digitsText.count > 1, digitsText.first == "0" { digitsText.removeFirst(); pointPos -= 1 }
+        while digitsText.count > 1, digitsText.last == "0" { digitsText.removeLast() }
+        let decimalExponent = pointPos + exponent - 1 // exponent of the first digit
+        var result: String
+        if decimalExponent < -4 || decimalExponent >= 16 {
+            result = String(digitsText.first!)
+            if digitsText.count > 1 { result += "." + digitsText.dropFirst() }
+            result += "e" + (decimalExponent < 0 ? "-" : "+") + pad(abs(decimalExponent), 2)
+        } else if decimalExponent < 0 {
+            result = "0." + String(repeating: "0", count: -decimalExponent - 1) + digitsText
+        } else {
+            let intCount = decimalExponent + 1
+            if digitsText.count <= intCount {
+                result = digitsText + String(repeating: "0", count: intCount - digitsText.count) + ".0"
+            } else {
+                let cut = digitsText.index(digitsText.startIndex, offsetBy: intCount)
+                result = digitsText[..<cut] + "." + digitsText[cut...]
+            }
+        }
+        return negative ? "-" + result : result
+    }
+}

@@ -1,0 +1,94 @@
+/// Where a record came from: the file (relative to the project root), the 1-based
+/// line, and the byte offset of the line in the (decompressed) stream.
+public struct SourcePosition: Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var offset: Int64
+
+    public init(file: String, line: Int, offset: Int64 = 0) {
+        self.file = file
+        self.line = line
+        self.offset = offset
+    }
+
+    public var description: String { "\(file):\(line)" }
+}
+
+/// One record travelling through a pipeline.
+public struct Record: Sendable {
+    public var fields: Fields
+    public var position: SourcePosition
+    /// The record key (see `RecordKey`); set by the runner right after extraction.
+    public var key: String
+    /// The raw source text of the record, kept only until the record is loaded so that a
+    /// dead letter can keep it for re-processing. Never logged.
+    public var raw: [UInt8]?
+
+    public init(fields: Fields, position: SourcePosition, key: String = "", raw: [UInt8]? = nil) {
+        self.fields = fields
+        self.position = position
+        self.key = key
+        self.raw = raw
+    }
+}
+
+/// Why a record could not be loaded. The kinds are stable identifiers that tests and
+/// `sluice status` use; the message says what and where, never the value.
+public struct DeadLetter: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable, CaseIterable {
+        case malformedJSON = "malformed_json"
+        case invalidUTF8 = "invalid_utf8"
+        case notAnObject = "not_an_object"
+        case lineTooLong = "line_too_long"
+        case truncatedGzip = "truncated_gzip"
+        case readError = "read_error"
+        case badTime = "bad_time"
+        case schema
+        case transform
+    }
+
+    public var kind: Kind
+    public var position: SourcePosition
+    public var message: String
+    public var raw: [UInt8]?
+
+    public init(kind: Kind, position: SourcePosition, message: String, raw: [UInt8]? = nil) {
+        self.kind = kind
+        self.position = position
+        self.message = message
+        self.raw = raw
+    }
+}
+
+/// A batch of records, the unit that stages exchange. Stages are type-erased per batch,
+/// never per field.
+public struct RecordBatch: Sendable {
+    public var records: [Record]
+    /// Input that could not become a record, or records a stage rejected.
+    public var deadLetters: [DeadLetter]
+    /// How many records stages dropped on purpose.
+    public var filtered: Int
+
+    public init(records: [Record] = [], deadLetters: [DeadLetter] = [], filtered: Int = 0) {
+        self.records = records
+        self.deadLetters = deadLetters
+        self.filtered = filtered
+    }
+
+    /// Records plus dead letters: what this batch accounts for from the input.
+    public var isEmpty: Bool { records.isEmpty && deadLetters.isEmpty }
+
+    /// Moves the records for which `reject` returns a message to the dead letters.
+    public mutating func reject(kind: DeadLetter.Kind, _ reject: (inout Record) -> String?) {
+        var kept: [Record] = []
+        kept.reserveCapacity(records.count)
+        for var record in records {
+            if let message = reject(&record) {
+                deadLetters.append(DeadLetter(kind: kind, position: record.position, message: message, raw: record.raw))
+            } else {
+                kept.append(record)
+            }
+        }
+        records = kept
+    }
+}

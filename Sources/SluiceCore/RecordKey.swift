@@ -1,0 +1,93 @@
+import Crypto
+
+/// Record keys: deterministic, stable across runs, machines and versions.
+///
+/// A key is the lowercase hex of the first 16 bytes of SHA-256 over a canonical byte
+/// encoding (`docs/record-keys.md` is the specification):
+///
+///     "sluice-key-v1\0" + str(pipeline) + for each key field: str(name) + enc(value)
+///
+/// where `str(s) = "s" + byte count + ":" + UTF-8 bytes`, `enc(null) = "n"`,
+/// `enc(true|false) = "t"|"f"`, `enc(int) = "i" + decimal + ";"`,
+/// `enc(double) = "d" + 8 bytes IEEE-754 big-endian`, `enc(string) = str`,
+/// `enc(array) = "a" + count + ":" + elements`, `enc(object) = "o" + count + ":" +`
+/// (str(key) + enc(value)) for keys sorted by their UTF-8 bytes.
+/// Type tags and length prefixes keep `1` and `"1"`, or `["a","b"]` and `["ab"]`, apart.
+///
+/// Without key fields the key is built from the source position instead:
+/// `"sluice-key-v1\0" + str(pipeline) + "p" + str(file) + enc(byte offset)`, where file
+/// is the path relative to the project root.
+public struct RecordKeyer: Sendable {
+    public let pipeline: String
+    public let fields: [FieldPath]
+
+    public init(pipeline: String, fields: [FieldPath]) {
+        self.pipeline = pipeline
+        self.fields = fields
+    }
+
+    static let prefix = Array("sluice-key-v1\u{0}".utf8)
+
+    public func key(for record: Record) -> String {
+        var bytes = Self.prefix
+        Self.encodeString(pipeline, into: &bytes)
+        if fields.isEmpty {
+            bytes.append(UInt8(ascii: "p"))
+            Self.encodeString(record.position.file, into: &bytes)
+            Self.encode(.int(record.position.offset), into: &bytes)
+        } else {
+            for path in fields {
+                Self.encodeString(path.description, into: &bytes)
+                Self.encode(record.fields.value(at: path) ?? .null, into: &bytes)
+            }
+        }
+        return Self.hex(SHA256.hash(data: bytes).prefix(16))
+    }
+
+    /// The canonical bytes (exposed for tests and documentation).
+    public static func encode(_ value: Value, into out: inout [UInt8]) {
+        switch value {
+        case .null: out.append(UInt8(ascii: "n"))
+        case .bool(let b): out.append(UInt8(ascii: b ? "t" : "f"))
+        case .int(let n):
+            out.append(UInt8(ascii: "i"))
+            out.append(contentsOf: String(n).utf8)
+            out.append(UInt8(ascii: ";"))
+        case .double(let d):
+            out.append(UInt8(ascii: "d"))
+            let bits = d.bitPattern.bigEndian
+            withUnsafeBytes(of: bits) { out.append(contentsOf: $0) }
+        case .string(let s): encodeString(s, into: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "a"))
+            out.append(contentsOf: String(items.count).utf8)
+            out.append(UInt8(ascii: ":"))
+            for item in items { encode(item, into: &out) }
+        case .object(let fields):
+            out.append(UInt8(ascii: "o"))
+            out.append(contentsOf: String(fields.count).utf8)
+            out.append(UInt8(ascii: ":"))
+            for field in fields.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
+                encodeString(field.name, into: &out)
+                encode(field.value, into: &out)
+            }
+        }
+    }
+
+    static func encodeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "s"))
+        out.append(contentsOf: String(s.utf8.count).utf8)
+        out.append(UInt8(ascii: ":"))
+        out.append(contentsOf: s.utf8)
+    }
+
+    static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

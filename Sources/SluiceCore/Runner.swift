@@ -1,0 +1,203 @@
+import Logging
+
+/// A loader together with how rows reach it.
+public struct LoaderBinding: Sendable {
+    public var loader: any Loader
+    /// The schema column that receives the record key (`record_key` by default).
+    public var keyColumn: String?
+
+    public init(loader: any Loader, keyColumn: String?) {
+        self.loader = loader
+        self.keyColumn = keyColumn
+    }
+}
+
+/// A pipeline ready to run: stages built from a pipeline file.
+public struct Pipeline: Sendable {
+    public var name: String
+    public var granularity: Partition.Granularity
+    public var extractor: any Extractor
+    public var keyer: RecordKeyer
+    /// The event-time field. A record without a valid time is a dead letter.
+    public var timeField: FieldPath?
+    /// When true, records whose event time falls outside the partition are skipped
+    /// (they belong to another partition's run). When the extractor selects the
+    /// partition's input itself (a `{date}` path), every record read counts.
+    public var timeSelectsPartition: Bool
+    public var transformers: [any Transformer]
+    public var loaders: [LoaderBinding]
+
+    public init(name: String, granularity: Partition.Granularity, extractor: any Extractor, keyer: RecordKeyer,
+                timeField: FieldPath?, timeSelectsPartition: Bool, transformers: [any Transformer], loaders: [LoaderBinding]) {
+        self.name = name
+        self.granularity = granularity
+        self.extractor = extractor
+        self.keyer = keyer
+        self.timeField = timeField
+        self.timeSelectsPartition = timeSelectsPartition
+        self.transformers = transformers
+        self.loaders = loaders
+    }
+}
+
+/// The counts of one run. They add up: `read == loaded + filtered + rejected + buffered`.
+public struct RunSummary: Sendable, Hashable {
+    public var pipeline: String
+    public var partition: String
+    public var read = 0
+    public var loaded = 0
+    public var filtered = 0
+    public var rejected = 0
+    public var buffered = 0
+    /// Rows that were new to each sink, by loader label.
+    public var newRows: [String: Int] = [:]
+    public var seconds: Double = 0
+
+    public init(pipeline: String, partition: String) {
+        self.pipeline = pipeline
+        self.partition = partition
+    }
+
+    /// The one summary line a run ends with.
+    public var line: String {
+        let t = (seconds * 100).rounded() / 100
+        return "\(pipeline) \(partition): read \(read), loaded \(loaded), filtered \(filtered), rejected \(rejected), buffered \(buffered) in \(t) s"
+    }
+}
+
+/// Keeps dead letters and run history (the state store).
+public protocol RunLedger: Sendable {
+    func beginRun(pipeline: String, partition: String) throws -> Int64
+    /// Keeps dead letters; one per source position, so a re-run does not add the same twice.
+    func addDeadLetters(runID: Int64, pipeline: String, partition: String, _ letters: [DeadLetter]) throws
+    func finishRun(runID: Int64, summary: RunSummary, failure: String?) throws
+}
+
+/// Runs one partition of a pipeline: extract, key, transform, coerce, load, commit.
+public struct Runner: Sendable {
+    public var batchSize: Int
+    public init(batchSize: Int = 2048) { self.batchSize = batchSize }
+
+    public func run(_ pipeline: Pipeline, context: RunContext, ledger: (any RunLedger)?) async throws -> RunSummary {
+        let clock = ContinuousClock()
+        let started = clock.now
+        var summary = RunSummary(pipeline: pipeline.name, partition: context.partition.description)
+        let runID = try ledger?.beginRun(pipeline: pipeline.name, partition: context.partition.description)
+
+        // One coercer per distinct (schema, key column); loaders that share a schema share rows.
+        var coercers: [SchemaCoercer] = []
+        var coercerOf: [Int] = []
+        for binding in pipeline.loaders {
+            if let i = coercers.firstIndex(where: { $0.schema == binding.loader.schema && $0.keyColumn == binding.loader.schema.index(of: binding.keyColumn ?? "") }) {
+                coercerOf.append(i)
+            } else {
+                coercers.append(SchemaCoercer(schema: binding.loader.schema, keyColumn: binding.keyColumn))
+                coercerOf.append(coercers.count - 1)
+            }
+        }
+
+        var sessions: [any LoadSession] = []
+        do {
+            let source = try pipeline.extractor.open(context)
+            for binding in pipeline.loaders {
+                sessions.append(try await binding.loader.open(context))
+            }
+            var newRows = [Int](repeating: 0, count: sessions.count)
+            while var batch = try source.next(limit: batchSize) {
+                prepare(&batch, pipeline: pipeline, context: context, summary: &summary)
+                for transformer in pipeline.transformers {
+                    try transformer.apply(&batch, context: context)
+                }
+                // Coerce: a record is loaded to every sink or, if any schema rejects it, to none.
+                var rows = [[Row]](repeating: [], count: coercers.count)
+                for record in batch.records {
+                    var coerced: [Row] = []
+                    var failure: CoercionError?
+                    for coercer in coercers {
+                        switch coercer.row(for: record) {
+                        case .success(let row): coerced.append(row)
+                        case .failure(let e): failure = e
+                        }
+                        if failure != nil { break }
+                    }
+                    if let failure {
+                        batch.deadLetters.append(DeadLetter(kind: .schema, position: record.position, message: failure.description, raw: record.raw))
+                    } else {
+                        for (i, row) in coerced.enumerated() { rows[i].append(row) }
+                    }
+                }
+                let loadedCount = rows.first?.count ?? batch.records.count
+                for (i, session) in sessions.enumerated() {
+                    newRows[i] += try await session.write(rows[coercerOf[i]])
+                }
+                summary.loaded += loadedCount
+                summary.filtered += batch.filtered
+                summary.rejected += batch.deadLetters.count
+                if let runID, !batch.deadLetters.isEmpty {
+                    try ledger?.addDeadLetters(runID: runID, pipeline: pipeline.name, partition: context.partition.description, batch.deadLetters)
+                }
+            }
+            for session in sessions { try await session.commit() }
+            for (i, binding) in pipeline.loaders.enumerated() { summary.newRows[binding.loader.label, default: 0] += newRows[i] }
+        } catch {
+            for session in sessions { await session.rollback() }
+            summary.seconds = (clock.now - started).seconds
+            if let runID { try? ledger?.finishRun(runID: runID, summary: summary, failure: String(describing: error)) }
+            throw error
+        }
+        summary.seconds = (clock.now - started).seconds
+        if let runID { try ledger?.finishRun(runID: runID, summary: summary, failure: nil) }
+        return summary
+    }
+
+    /// Counts what was read, assigns record keys and checks event times.
+    func prepare(_ batch: inout RecordBatch, pipeline: Pipeline, context: RunContext, summary: inout RunSummary) {
+        var outside = 0
+        if let timeField = pipeline.timeField {
+            batch.reject(kind: .badTime) { record in
+                guard let value = record.fields.value(at: timeField), !value.isNull else {
+                    return "event time field \(timeField) is missing"
+                }
+                guard let micros = EventTime.micros(value) else {
+                    return "event time field \(timeField) is not a valid timestamp"
+                }
+                if pipeline.timeSelectsPartition, !context.partition.contains(micros) { outside += 1 }
+                return nil
+            }
+            if outside > 0 {
+                // Records of other partitions are theirs to load; this run does not read them.
+                batch.records.removeAll { record in
+                    guard let value = record.fields.value(at: timeField), let micros = EventTime.micros(value) else { return false }
+                    return !context.partition.contains(micros)
+                }
+            }
+        }
+        summary.read += batch.records.count + batch.deadLetters.count
+        for i in batch.records.indices {
+            batch.records[i].key = pipeline.keyer.key(for: batch.records[i])
+        }
+    }
+}
+
+/// Event times: RFC 3339 text or epoch seconds.
+public enum EventTime {
+    public static func micros(_ value: Value) -> Int64? {
+        switch value {
+        case .string(let s): return Timestamp.parse(s)
+        case .int(let n):
+            let (m, o) = n.multipliedReportingOverflow(by: 1_000_000)
+            return o ? nil : m
+        case .double(let d):
+            let m = d * 1_000_000
+            return m.isFinite && abs(m) < 9e18 ? Int64(m) : nil
+        default: return nil
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let c = components
+        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,192 @@
+import Logging
+
+/// The unit of a run and of a backfill: one UTC day or one UTC hour.
+public struct Partition: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public enum Granularity: String, Sendable, Hashable, CaseIterable {
+        case day, hour
+    }
+
+    public let granularity: Granularity
+    /// Start of the partition, microseconds since the Unix epoch (UTC).
+    public let start: Int64
+
+    public init(granularity: Granularity, start: Int64) {
+        self.granularity = granularity
+        self.start = start
+    }
+
+    /// The partition that contains an instant.
+    public init(granularity: Granularity, containing micros: Int64) {
+        let unit = granularity.micros
+        self.granularity = granularity
+        self.start = micros >= 0 ? micros / unit * unit : ((micros + 1) / unit - 1) * unit
+    }
+
+    /// Parses `YYYY-MM-DD` (day) or `YYYY-MM-DDTHH` / `YYYY-MM-DD HH` (hour).
+    public init?(_ text: String, granularity: Granularity) {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 10, let date = CivilDate(bytes[0..<10]) else { return nil }
+        var start = date.epochDay * 86_400_000_000
+        switch granularity {
+        case .day:
+            guard bytes.count == 10 else { return nil }
+        case .hour:
+            guard bytes.count == 13, bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: " "),
+                  let hour = Int(String(decoding: bytes[11..<13], as: UTF8.self)), (0..<24).contains(hour)
+            else { return nil }
+            start += Int64(hour) * 3_600_000_000
+        }
+        self.init(granularity: granularity, start: start)
+    }
+
+    public var end: Int64 { start + granularity.micros }
+    public var date: CivilDate { CivilDate(epochDay: start >= 0 ? start / 86_400_000_000 : (start + 1) / 86_400_000_000 - 1) }
+    public var hour: Int { Int((start - date.epochDay * 86_400_000_000) / 3_600_000_000) }
+
+    /// `2026-11-18` or `2026-11-18T05`.
+    public var description: String {
+        switch granularity {
+        case .day: date.description
+        case .hour: date.description + "T" + (hour < 10 ? "0" : "") + String(hour)
+        }
+    }
+
+    public func next() -> Partition { Partition(granularity: granularity, start: end) }
+
+    public func contains(_ micros: Int64) -> Bool { micros >= start && micros < end }
+
+    public static func < (a: Partition, b: Partition) -> Bool { a.start < b.start }
+
+    /// Expands `{date}` (YYYY-MM-DD), `{hour}` (HH), `{partition}` and the compact
+    /// `{yyyymmdd}` in a pattern.
+    public func expand(_ pattern: String) -> String {
+        guard pattern.contains("{") else { return pattern }
+        let d = date.description
+        return pattern
+            .replacingAll("{date}", with: d)
+            .replacingAll("{yyyymmdd}", with: d.filter { $0 != "-" })
+            .replacingAll("{hour}", with: (hour < 10 ? "0" : "") + String(hour))
+            .replacingAll("{partition}", with: description)
+    }
+
+    /// The placeholders `expand` knows.
+    public static let placeholders: Set<String> = ["date", "yyyymmdd", "hour", "partition"]
+}
+
+extension Partition.Granularity {
+    public var micros: Int64 { self == .day ? 86_400_000_000 : 3_600_000_000 }
+}
+
+extension String {
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        guard !target.isEmpty else { return self }
+        var result = ""
+        var rest = self[...]
+        while let range = rest.range(of: target) {
+            result += rest[..<range.lowerBound]
+            result += replacement
+            rest = rest[range.upperBound...]
+        }
+        result += rest
+        return result
+    }
+}
+
+extension Substring {
+    func range(of target: String) -> Range<Substring.Index>? {
+        let t = Array(target.utf8)
+        let u = self.utf8
+        var i = u.startIndex
+        while i != u.endIndex {
+            var j = i
+            var k = 0
+            while k < t.count, j != u.endIndex, u[j] == t[k] {
+                j = u.index(after: j)
+                k += 1
+            }
+            if k == t.count { return i..<j }
+            i = u.index(after: i)
+        }
+        return nil
+    }
+}
+
+/// What every stage of one run can see.
+public struct RunContext: Sendable {
+    /// The folder that relative input paths are resolved against (the project root).
+    public var projectRoot: String
+    /// The folder that relative output paths (CSV files, local warehouse) are resolved against.
+    public var outputRoot: String
+    public var pipeline: String
+    public var partition: Partition
+    public var logger: Logger
+    /// The process environment, for secrets named in pipeline files.
+    public var environment: [String: String]
+
+    public init(projectRoot: String, outputRoot: String, pipeline: String, partition: Partition,
+                logger: Logger, environment: [String: String] = [:]) {
+        self.projectRoot = projectRoot
+        self.outputRoot = outputRoot
+        self.pipeline = pipeline
+        self.partition = partition
+        self.logger = logger
+        self.environment = environment
+    }
+
+    public func inputPath(_ path: String) -> String { Self.resolve(path, in: projectRoot) }
+    public func outputPath(_ path: String) -> String { Self.resolve(path, in: outputRoot) }
+
+    public static func resolve(_ path: String, in root: String) -> String {
+        if path.hasPrefix("/") { return path }
+        return root.hasSuffix("/") ? root + path : root + "/" + path
+    }
+}
+
+/// Reads the records of one partition.
+public protocol Extractor: Sendable {
+    /// Opens the partition's sources. Problems with single records become dead letters
+    /// in the batches; a thrown error means the source as a whole cannot be read.
+    func open(_ context: RunContext) throws -> any RecordSource
+}
+
+/// A stream of batches from an opened extractor. Used from one task only.
+public protocol RecordSource: AnyObject {
+    /// Up to about `limit` records and dead letters; nil when the source is exhausted.
+    func next(limit: Int) throws -> RecordBatch?
+}
+
+/// Changes, drops or rejects the records of a batch.
+public protocol Transformer: Sendable {
+    func apply(_ batch: inout RecordBatch, context: RunContext) throws
+}
+
+/// One row coerced to a table schema: values in schema column order.
+public struct Row: Sendable {
+    public var key: String
+    public var position: SourcePosition
+    public var values: [Value]
+
+    public init(key: String, position: SourcePosition, values: [Value]) {
+        self.key = key
+        self.position = position
+        self.values = values
+    }
+}
+
+/// Writes rows to a sink (a warehouse table, a CSV file).
+public protocol Loader: Sendable {
+    /// The table schema rows are coerced to before they reach this loader.
+    var schema: TableSchema { get }
+    /// A short name for messages: `warehouse signup_attempts`, `csv out/x.csv`.
+    var label: String { get }
+    func open(_ context: RunContext) async throws -> any LoadSession
+}
+
+/// One run's writes to a sink; nothing is visible until `commit`. Used from one task only.
+public protocol LoadSession: AnyObject {
+    /// Writes rows; returns how many were new to the sink (rows whose key the sink held
+    /// already are not written again).
+    func write(_ rows: [Row]) async throws -> Int
+    func commit() async throws
+    func rollback() async
+}

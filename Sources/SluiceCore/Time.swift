@@ -1,0 +1,201 @@
+/// A calendar date in the proleptic Gregorian calendar, without Foundation.
+public struct CivilDate: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public let year: Int
+    public let month: Int
+    public let day: Int
+
+    public init?(year: Int, month: Int, day: Int) {
+        guard (1...9999).contains(year), (1...12).contains(month),
+              day >= 1, day <= CivilDate.daysIn(month: month, year: year) else { return nil }
+        self.year = year
+        self.month = month
+        self.day = day
+    }
+
+    /// Parses exactly `YYYY-MM-DD`.
+    public init?<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        let b = Array(bytes)
+        guard b.count == 10, b[4] == 0x2D, b[7] == 0x2D,
+              let y = digits(b, 0, 4), let m = digits(b, 5, 2), let d = digits(b, 8, 2) else { return nil }
+        self.init(year: y, month: m, day: d)
+    }
+
+    public init?(_ text: String) { self.init(Array(text.utf8)) }
+
+    /// From days since 1970-01-01 (H. Hinnant's civil_from_days).
+    public init(epochDay: Int64) {
+        let z = epochDay + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        year = Int(yoe + era * 400 + (m <= 2 ? 1 : 0))
+        month = Int(m)
+        day = Int(d)
+    }
+
+    /// Days since 1970-01-01 (H. Hinnant's days_from_civil).
+    public var epochDay: Int64 {
+        let y = Int64(month <= 2 ? year - 1 : year)
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = Int64(month > 2 ? month - 3 : month + 9)
+        let doy = (153 * mp + 2) / 5 + Int64(day) - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    public func adding(days: Int) -> CivilDate { CivilDate(epochDay: epochDay + Int64(days)) }
+
+    public var description: String { pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) }
+
+    public static func < (a: CivilDate, b: CivilDate) -> Bool { a.epochDay < b.epochDay }
+
+    public static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: (year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)) ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+}
+
+@inline(__always)
+func digits(_ b: [UInt8], _ start: Int, _ count: Int) -> Int? {
+    guard start + count <= b.count else { return nil }
+    var v = 0
+    for i in start..<(start + count) {
+        let c = b[i]
+        guard c >= 0x30, c <= 0x39 else { return nil }
+        v = v * 10 + Int(c - 0x30)
+    }
+    return v
+}
+
+func pad(_ v: Int, _ width: Int) -> String {
+    let s = String(v)
+    return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+}
+
+/// Timestamps as microseconds since the Unix epoch, UTC: BigQuery's TIMESTAMP precision.
+public enum Timestamp {
+    public static let minMicros: Int64 = CivilDate(year: 1, month: 1, day: 1)!.epochDay * 86_400_000_000
+    public static let maxMicros: Int64 = (CivilDate(year: 9999, month: 12, day: 31)!.epochDay + 1) * 86_400_000_000 - 1
+
+    /// Parses the forms BigQuery accepts for a TIMESTAMP: `YYYY-MM-DD[( |T)HH:MM[:SS[.F]]][zone]`
+    /// where zone is `Z`, `z`, ` UTC`, `±HH`, `±HHMM` or `±HH:MM`; no zone means UTC.
+    /// Fractions beyond microseconds are truncated, as BigQuery does.
+    public static func parse(_ text: String) -> Int64? {
+        var b = Array(text.utf8)
+        // Trailing " UTC" / "UTC".
+        if b.count > 3, b.suffix(3) == Array("UTC".utf8) {
+            b.removeLast(3)
+            if b.last == 0x20 { b.removeLast() }
+            return parseBytes(b, requireNoZone: true)
+        }
+        return parseBytes(b, requireNoZone: false)
+    }
+
+    /// Parses a civil date-time without a zone (BigQuery DATETIME): micros since epoch as if UTC.
+    public static func parseDateTime(_ text: String) -> Int64? {
+        parseBytes(Array(text.utf8), requireNoZone: true)
+    }
+
+    private static func parseBytes(_ b: [UInt8], requireNoZone: Bool) -> Int64? {
+        guard b.count >= 10, let date = CivilDate(b[0..<10]) else { return nil }
+        var micros = date.epochDay * 86_400_000_000
+        var i = 10
+        if i == b.count { return micros }
+        guard b[i] == UInt8(ascii: "T") || b[i] == UInt8(ascii: "t") || b[i] == 0x20 else { return nil }
+        i += 1
+        guard let time = parseTime(b, &i) else { return nil }
+        micros += time
+        if i < b.count {
+            if requireNoZone { return nil }
+            guard let offset = parseZone(b, &i), i == b.count else { return nil }
+            micros -= offset
+        }
+        guard micros >= minMicros, micros <= maxMicros else { return nil }
+        return micros
+    }
+
+    /// `HH:MM[:SS[.ffffff…]]` → micros since midnight; advances `i`.
+    static func parseTime(_ b: [UInt8], _ i: inout Int) -> Int64? {
+        guard let h = digits(b, i, 2), i + 2 < b.count, b[i + 2] == 0x3A, let m = digits(b, i + 3, 2),
+              h < 24, m < 60 else { return nil }
+        i += 5
+        var s = 0
+        var frac: Int64 = 0
+        if i < b.count, b[i] == 0x3A {
+            guard let sec = digits(b, i + 1, 2), sec < 60 else { return nil }
+            s = sec
+            i += 3
+            if i < b.count, b[i] == 0x2E {
+                i += 1
+                var n = 0
+                while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
+                    if n < 6 { frac = frac * 10 + Int64(b[i] - 0x30) }
+                    n += 1
+                    i += 1
+                }
+                guard n > 0 else { return nil }
+                for _ in n..<max(n, 6) { frac *= 10 }
+            }
+        }
+        return (Int64(h) * 3600 + Int64(m) * 60 + Int64(s)) * 1_000_000 + frac
+    }
+
+    /// `Z`, `±HH`, `±HHMM`, `±HH:MM` → offset in micros; advances `i`.
+    static func parseZone(_ b: [UInt8], _ i: inout Int) -> Int64? {
+        if b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") { i += 1; return 0 }
+        guard b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") else { return nil }
+        let sign: Int64 = b[i] == UInt8(ascii: "-") ? -1 : 1
+        i += 1
+        guard let h = digits(b, i, 2), h < 24 else { return nil }
+        i += 2
+        var m = 0
+        if i < b.count {
+            if b[i] == 0x3A { i += 1 }
+            guard let mm = digits(b, i, 2), mm < 60 else { return nil }
+            m = mm
+            i += 2
+        }
+        return sign * (Int64(h) * 3600 + Int64(m) * 60) * 1_000_000
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    public static func format(_ micros: Int64) -> String {
+        formatCivil(micros) + "Z"
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.ffffff` (no zone).
+    public static func formatCivil(_ micros: Int64) -> String {
+        let day = micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1
+        var rest = micros - day * 86_400_000_000
+        let date = CivilDate(epochDay: day)
+        let h = rest / 3_600_000_000; rest -= h * 3_600_000_000
+        let m = rest / 60_000_000; rest -= m * 60_000_000
+        let s = rest / 1_000_000; rest -= s * 1_000_000
+        return date.description + "T" + pad(Int(h), 2) + ":" + pad(Int(m), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(rest), 6)
+    }
+
+    /// `HH:MM:SS.ffffff` of micros since midnight.
+    public static func formatTime(_ micros: Int64) -> String {
+        var rest = micros
+        let h = rest / 3_600_000_000; rest -= h * 3_600_000_000
+        let m = rest / 60_000_000; rest -= m * 60_000_000
+        let s = rest / 1_000_000; rest -= s * 1_000_000
+        return pad(Int(h), 2) + ":" + pad(Int(m), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(rest), 6)
+    }
+
+    /// Parses `HH:MM[:SS[.f]]` (BigQuery TIME) to micros since midnight.
+    public static func parseTimeOfDay(_ text: String) -> Int64? {
+        let b = Array(text.utf8)
+        var i = 0
+        guard let t = parseTime(b, &i), i == b.count else { return nil }
+        return t
+    }
+}

@@ -1,0 +1,163 @@
+/// A JSON-shaped value: what a record's fields hold between extraction and load.
+///
+/// Integers and floating-point numbers are kept apart (`1` and `1.0` differ), so that
+/// record keys and schema coercion can tell them apart. Objects keep their keys in
+/// source order.
+public enum Value: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([Value])
+    case object(Fields)
+
+    /// The type name used in messages (never the value itself).
+    public var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "boolean"
+        case .int: "integer"
+        case .double: "number"
+        case .string: "string"
+        case .array: "array"
+        case .object: "object"
+        }
+    }
+
+    public var isNull: Bool {
+        if case .null = self { return true }
+        return false
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    /// Reads the value at a path of object keys (array indexes for numeric components).
+    public func value(at path: FieldPath) -> Value? {
+        var current = self
+        for component in path.components {
+            switch current {
+            case .object(let fields):
+                guard let next = fields[component] else { return nil }
+                current = next
+            case .array(let items):
+                guard let index = Int(component), items.indices.contains(index) else { return nil }
+                current = items[index]
+            default:
+                return nil
+            }
+        }
+        return current
+    }
+}
+
+/// An ordered collection of named values: a JSON object, or a record's top level.
+///
+/// Lookups are linear: records have tens of fields, and a linear scan over a small
+/// contiguous array beats hashing every key of every parsed line.
+public struct Fields: Sendable, Hashable, Sequence {
+    public struct Field: Sendable, Hashable {
+        public var name: String
+        public var value: Value
+        public init(_ name: String, _ value: Value) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public private(set) var storage: [Field]
+
+    public init() { storage = [] }
+    public init(_ fields: [Field]) { storage = fields }
+    public init(_ pairs: KeyValuePairs<String, Value>) {
+        storage = pairs.map { Field($0.key, $0.value) }
+    }
+
+    public var count: Int { storage.count }
+    public var isEmpty: Bool { storage.isEmpty }
+    public var names: [String] { storage.map(\.name) }
+
+    public func makeIterator() -> IndexingIterator<[Field]> { storage.makeIterator() }
+
+    public func index(of name: String) -> Int? {
+        storage.firstIndex { $0.name == name }
+    }
+
+    /// The value of a field; setting `nil` removes it, setting a value replaces it in
+    /// place or appends it.
+    public subscript(name: String) -> Value? {
+        get {
+            for field in storage where field.name == name { return field.value }
+            return nil
+        }
+        set {
+            if let i = index(of: name) {
+                if let newValue { storage[i].value = newValue } else { storage.remove(at: i) }
+            } else if let newValue {
+                storage.append(Field(name, newValue))
+            }
+        }
+    }
+
+    /// Appends without checking for an existing field of that name (for parsers that
+    /// have checked already).
+    public mutating func appendUnchecked(_ name: String, _ value: Value) {
+        storage.append(Field(name, value))
+    }
+
+    public mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
+
+    public mutating func removeAll(where predicate: (Field) -> Bool) {
+        storage.removeAll(where: predicate)
+    }
+}
+
+/// A dot-separated path into nested objects: `headers.user-agent`,
+/// `properties.event_properties.success`. A numeric component indexes an array.
+public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
+    public let components: [String]
+
+    public init(components: [String]) { self.components = components }
+
+    /// Parses `a.b.c`. Returns nil for an empty path or an empty component (`a..b`).
+    public init?(_ text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else { return nil }
+        components = parts
+    }
+
+    public var description: String { components.joined(separator: ".") }
+    public var isSingle: Bool { components.count == 1 }
+}
+
+extension Fields {
+    /// Reads the value at a path whose first component is a top-level field.
+    public func value(at path: FieldPath) -> Value? {
+        guard let first = path.components.first, let head = self[first] else { return nil }
+        if path.components.count == 1 { return head }
+        return head.value(at: FieldPath(components: Array(path.components.dropFirst())))
+    }
+
+    /// Sets the value at a path, creating intermediate objects as needed. Returns false
+    /// when the path runs through a value that is not an object.
+    @discardableResult
+    public mutating func setValue(_ value: Value?, at path: FieldPath) -> Bool {
+        let comps = path.components
+        if comps.count == 1 {
+            self[comps[0]] = value
+            return true
+        }
+        var child: Fields
+        switch self[comps[0]] {
+        case .object(let f)?: child = f
+        case nil, .null?: child = Fields()
+        default: return false
+        }
+        guard child.setValue(value, at: FieldPath(components: Array(comps.dropFirst()))) else { return false }
+        self[comps[0]] = .object(child)
+        return true
+    }
+}

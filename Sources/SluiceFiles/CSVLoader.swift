@@ -1,0 +1,246 @@
+import SluiceConfig
+import SluiceCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// RFC 4180 text: fields separated by a delimiter, records ended by CRLF. A field is
+/// quoted (quotes doubled) when it holds the delimiter, a quote, CR or LF, or is the
+/// empty string; NULL is an empty unquoted field, so NULL and "" stay apart.
+/// Nested values (RECORD, REPEATED) are written as JSON text.
+public struct CSVFormat: Sendable {
+    public var delimiter: UInt8
+
+    public init(delimiter: UInt8 = UInt8(ascii: ",")) { self.delimiter = delimiter }
+
+    public func appendRecord(_ values: [Value], to out: inout [UInt8]) {
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(delimiter) }
+            appendField(v, to: &out)
+        }
+        out.append(0x0D)
+        out.append(0x0A)
+    }
+
+    public func appendHeader(_ names: [String], to out: inout [UInt8]) {
+        appendRecord(names.map { .string($0) }, to: &out)
+    }
+
+    public func appendField(_ value: Value, to out: inout [UInt8]) {
+        switch value {
+        case .null: return
+        case .string(let s): appendText(s, to: &out)
+        case .int(let n): out.append(contentsOf: String(n).utf8)
+        default: appendText(Self.text(value)!, to: &out)
+        }
+    }
+
+    /// The text a value is written as (nil for NULL), before quoting.
+    public static func text(_ value: Value) -> String? {
+        switch value {
+        case .null: return nil
+        case .string(let s): return s
+        case .int(let n): return String(n)
+        case .double(let d): return d.isNaN ? "NaN" : d.isInfinite ? (d < 0 ? "-Infinity" : "Infinity") : JSONWriter.formatDouble(d)
+        case .bool(let b): return b ? "true" : "false"
+        case .array, .object: return JSONWriter.string(value)
+        }
+    }
+
+    /// Parses CSV text written in this format: quoted empty fields are empty strings,
+    /// unquoted empty fields are NULL (nil). For comparing outputs, not for large inputs.
+    public func parse(_ bytes: [UInt8]) -> [[String?]] {
+        var rows: [[String?]] = []
+        var row: [String?] = []
+        var field: [UInt8] = []
+        var quoted = false
+        var inQuotes = false
+        var i = 0
+        func endField() {
+            row.append(field.isEmpty && !quoted ? nil : String(decoding: field, as: UTF8.self))
+            field.removeAll()
+            quoted = false
+        }
+        while i < bytes.count {
+            let c = bytes[i]
+            if inQuotes {
+                if c == 0x22 {
+                    if i + 1 < bytes.count, bytes[i + 1] == 0x22 { field.append(0x22); i += 2; continue }
+                    inQuotes = false
+                } else {
+                    field.append(c)
+                }
+                i += 1
+                continue
+            }
+            switch c {
+            case 0x22: inQuotes = true; quoted = true
+            case delimiter: endField()
+            case 0x0D: break
+            case 0x0A: endField(); rows.append(row); row = []
+            default: field.append(c)
+            }
+            i += 1
+        }
+        if !field.isEmpty || quoted || !row.isEmpty { endField(); rows.append(row) }
+        return rows
+    }
+
+    func appendText(_ s: String, to out: inout [UInt8]) {
+        var needsQuotes = s.isEmpty
+        if !needsQuotes {
+            for c in s.utf8 where c == delimiter || c == 0x22 || c == 0x0A || c == 0x0D {
+                needsQuotes = true
+                break
+            }
+        }
+        guard needsQuotes else {
+            out.append(contentsOf: s.utf8)
+            return
+        }
+        out.append(0x22)
+        for c in s.utf8 {
+            if c == 0x22 { out.append(0x22) }
+            out.append(c)
+        }
+        out.append(0x22)
+    }
+}
+
+/// Writes a partition's rows to one CSV file, columns in schema order, atomically: the
+/// rows go to a temporary file beside the target, which is synced and renamed into
+/// place at commit. A re-run of the partition replaces the file whole.
+public struct CSVLoader: Loader {
+    public var schema: TableSchema
+    public var pathPattern: String
+    public var format: CSVFormat
+    public var header: Bool
+
+    public init(schema: TableSchema, pathPattern: String, format: CSVFormat = CSVFormat(), header: Bool = true) {
+        self.schema = schema
+        self.pathPattern = pathPattern
+        self.format = format
+        self.header = header
+    }
+
+    public var label: String { "csv \(pathPattern)" }
+
+    public func open(_ context: RunContext) async throws -> any LoadSession {
+        let path = context.outputPath(context.partition.expand(pathPattern))
+        let session = try CSVSession(path: path, format: format)
+        if header { session.appendHeader(schema.columnNames) }
+        return session
+    }
+
+    public static func register(into registry: inout StageRegistry) {
+        registry.loader("csv") { o, ctx, defaultSchema in
+            let path = o.string("path", required: true)
+            if let path { checkPlaceholders(path, at: o.node("path")!.location, diagnostics: ctx.diagnostics) }
+            var schema: TableSchema?
+            var schemaLocation = o.location
+            if let s = o.string("schema") {
+                schemaLocation = o.node("schema")!.location
+                schema = ctx.schema(s, at: schemaLocation)
+            } else if let d = defaultSchema {
+                schema = d.0
+            } else {
+                ctx.diagnostics.error(o.location, "csv stage needs `schema` (or a warehouse stage whose schema it can use)")
+            }
+            var delimiter = UInt8(ascii: ",")
+            if let d = o.string("delimiter") {
+                if d.utf8.count == 1, let b = d.utf8.first, b != 0x22, b != 0x0A, b != 0x0D { delimiter = b }
+                else if d == "\\t" { delimiter = 0x09 }
+                else { ctx.diagnostics.error(o.node("delimiter")!.location, "`delimiter` must be one ASCII character other than a quote or newline") }
+            }
+            let header = o.bool("header") ?? true
+            let keyColumn = o.string("key_column") ?? "record_key"
+            o.finish()
+            guard let path, let schema else { return nil }
+            return BuiltLoader(loader: CSVLoader(schema: schema, pathPattern: path, format: CSVFormat(delimiter: delimiter), header: header),
+                               keyColumn: keyColumn, schemaLocation: schemaLocation)
+        }
+    }
+}
+
+/// A problem writing an output file.
+public struct OutputError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var detail: String
+    public var description: String { "\(path): \(detail)" }
+}
+
+final class CSVSession: LoadSession {
+    let path: String
+    let tempPath: String
+    let format: CSVFormat
+    var fd: Int32
+    var buffer: [UInt8] = []
+
+    init(path: String, format: CSVFormat) throws {
+        self.path = path
+        self.format = format
+        let dir = Self.directory(of: path)
+        try Self.makeDirectories(dir)
+        tempPath = path + ".tmp-\(getpid())"
+        fd = Glibc.open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw OutputError(path: path, detail: "cannot create temporary file: \(String(cString: strerror(errno)))") }
+        buffer.reserveCapacity(1 << 20)
+    }
+
+    func appendHeader(_ names: [String]) { format.appendHeader(names, to: &buffer) }
+
+    func write(_ rows: [Row]) async throws -> Int {
+        for row in rows { format.appendRecord(row.values, to: &buffer) }
+        if buffer.count >= 1 << 20 { try flush() }
+        return rows.count
+    }
+
+    func flush() throws {
+        var done = 0
+        while done < buffer.count {
+            let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw OutputError(path: path, detail: "write failed: \(String(cString: strerror(errno)))")
+            }
+            done += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    func commit() async throws {
+        try flush()
+        guard fsync(fd) == 0 else { throw OutputError(path: path, detail: "fsync failed: \(String(cString: strerror(errno)))") }
+        Glibc.close(fd)
+        fd = -1
+        guard rename(tempPath, path) == 0 else { throw OutputError(path: path, detail: "rename failed: \(String(cString: strerror(errno)))") }
+        let dfd = Glibc.open(Self.directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); Glibc.close(dfd) }
+    }
+
+    func rollback() async {
+        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        unlink(tempPath)
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd); unlink(tempPath) }
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    static func makeDirectories(_ dir: String) throws {
+        var current = dir.hasPrefix("/") ? "" : "."
+        for part in dir.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o755) != 0, errno != EEXIST {
+                throw OutputError(path: dir, detail: "cannot create directory: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import SluiceConfig
+import SluiceCore
+
+/// Reads JSON Lines files: one object per line, plain or gzip (detected by content),
+/// globbed by partition. Blank lines are skipped; every other line becomes a record or
+/// a dead letter with its file and line.
+public struct JSONLinesExtractor: Extractor {
+    public var patterns: [String]
+    public var maxLineBytes: Int
+
+    public init(patterns: [String], maxLineBytes: Int) {
+        self.patterns = patterns
+        self.maxLineBytes = maxLineBytes
+    }
+
+    public func open(_ context: RunContext) throws -> any RecordSource {
+        var files: [String] = []
+        for pattern in patterns {
+            for file in globFiles(context.inputPath(context.partition.expand(pattern))) where !files.contains(file) {
+                files.append(file)
+            }
+        }
+        return JSONLinesSource(files: files, root: context.projectRoot, maxLineBytes: maxLineBytes)
+    }
+
+    /// Keeps at most this many bytes of a bad line in its dead letter.
+    static let rawLimit = 64 * 1024
+
+    public static func register(into registry: inout StageRegistry) {
+        registry.extractor("jsonl") { o, ctx in
+            var patterns: [String] = []
+            var selects = false
+            for (p, loc) in o.stringList("path") ?? [] {
+                checkPlaceholders(p, at: loc, diagnostics: ctx.diagnostics)
+                if p.contains("{") { selects = true }
+                patterns.append(p)
+            }
+            if !o.has("path") { ctx.diagnostics.error(o.location, "missing required key `path`") }
+            let maxLine = o.int("max_line_bytes", range: 1...(1 << 30)) ?? 16 << 20
+            o.finish()
+            guard !patterns.isEmpty else { return nil }
+            return BuiltExtractor(extractor: JSONLinesExtractor(patterns: patterns, maxLineBytes: maxLine),
+                                  pathSelectsPartition: selects)
+        }
+    }
+}
+
+final class JSONLinesSource: RecordSource {
+    private var files: [String]
+    private let root: String
+    private let maxLineBytes: Int
+    private var reader: LineReader?
+    private var byteSource: (any ByteSource)?
+    private var display = ""
+
+    init(files: [String], root: String, maxLineBytes: Int) {
+        self.files = files.reversed()
+        self.root = root.hasSuffix("/") ? root : root + "/"
+        self.maxLineBytes = maxLineBytes
+    }
+
+    deinit { byteSource?.close() }
+
+    func next(limit: Int) throws -> RecordBatch? {
+        var batch = RecordBatch()
+        batch.records.reserveCapacity(limit)
+        while batch.records.count + batch.deadLetters.count < limit {
+            if reader == nil {
+                guard let file = files.popLast() else { break }
+                display = file.hasPrefix(root) ? String(file.dropFirst(root.count)) : file
+                do {
+                    let source = try openByteSource(path: file, display: display)
+                    byteSource = source
+                    reader = LineReader(source: source, maxLineBytes: maxLineBytes)
+                } catch {
+                    batch.deadLetters.append(DeadLetter(kind: .readError, position: SourcePosition(file: display, line: 0), message: error.detail))
+                    continue
+                }
+            }
+            guard let reader else { break }
+            let file = display
+            let more: Bool
+            do {
+                more = try reader.read(maxEvents: limit - batch.records.count - batch.deadLetters.count) { event in
+                    switch event {
+                    case .line(let bytes, let line, let offset):
+                        Self.parse(bytes, position: SourcePosition(file: file, line: line, offset: offset), into: &batch)
+                    case .tooLong(let line, let offset, let length):
+                        batch.deadLetters.append(DeadLetter(kind: .lineTooLong, position: SourcePosition(file: file, line: line, offset: offset),
+                                                            message: "line of \(length) bytes is longer than max_line_bytes (\(maxLineBytes))"))
+                    }
+                }
+            } catch {
+                let kind: DeadLetter.Kind = error.kind == .truncatedGzip ? .truncatedGzip : .readError
+                batch.deadLetters.append(DeadLetter(kind: kind, position: SourcePosition(file: file, line: reader.nextLineNumber), message: error.detail))
+                closeFile()
+                continue
+            }
+            if !more { closeFile() }
+        }
+        return batch.isEmpty && reader == nil && files.isEmpty ? nil : batch
+    }
+
+    private func closeFile() {
+        byteSource?.close()
+        byteSource = nil
+        reader = nil
+    }
+
+    static func parse(_ bytes: UnsafeRawBufferPointer, position: SourcePosition, into batch: inout RecordBatch) {
+        // Blank lines are not records.
+        var blank = true
+        for b in bytes where !(b == 0x20 || b == 0x09 || b == 0x0D) { blank = false; break }
+        if blank { return }
+        do {
+            let value = try JSONParser.parse(bytes)
+            guard case .object(let fields) = value else {
+                batch.deadLetters.append(DeadLetter(kind: .notAnObject, position: position, message: "line is JSON \(value.typeName), not an object", raw: raw(bytes)))
+                return
+            }
+            batch.records.append(Record(fields: fields, position: position))
+        } catch {
+            let invalidUTF8 = error.kind == .invalidUTF8 || String(validating: bytes.bindMemory(to: UInt8.self), as: UTF8.self) == nil
+            batch.deadLetters.append(DeadLetter(kind: invalidUTF8 ? .invalidUTF8 : .malformedJSON, position: position,
+                                                message: invalidUTF8 ? "line is not valid UTF-8" : "malformed JSON: \(error.description)",
+                                                raw: raw(bytes)))
+        }
+    }
+
+    static func raw(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        Array(bytes.prefix(JSONLinesExtractor.rawLimit))
+    }
+}

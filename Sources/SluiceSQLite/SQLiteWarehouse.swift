@@ -1,0 +1,183 @@
+import Foundation
+import GRDB
+import SluiceConfig
+import SluiceCore
+
+/// A problem with a SQLite file (warehouse or state). Names the file and what to do.
+public struct SQLiteStoreError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var detail: String
+    public var description: String { "\(path): \(detail)" }
+}
+
+/// The local target's warehouse: one SQLite table per schema (see docs/types.md for the
+/// type mapping). Rows are inserted with the record key as primary key, so a row whose
+/// key the table holds already is not inserted twice. A run's rows are committed in
+/// one transaction.
+public struct SQLiteTableLoader: Loader {
+    public var schema: TableSchema
+    public var table: String
+    public var databasePath: String
+    public var keyColumn: String?
+
+    public init(schema: TableSchema, table: String, databasePath: String, keyColumn: String?) {
+        self.schema = schema
+        self.table = table
+        self.databasePath = databasePath
+        self.keyColumn = keyColumn
+    }
+
+    public var label: String { "warehouse \(table)" }
+
+    /// SQLite column types for BigQuery types.
+    public static func sqliteType(_ field: SchemaField) -> String {
+        if field.mode == .repeated { return "TEXT" }
+        switch field.type {
+        case .integer, .boolean: return "INTEGER"
+        case .float: return "REAL"
+        case .bytes: return "BLOB"
+        default: return "TEXT"
+        }
+    }
+
+    public func open(_ context: RunContext) async throws -> any LoadSession {
+        let path = context.outputPath(databasePath)
+        let queue = try SQLiteFiles.openQueue(path)
+        let key = keyColumn.flatMap { schema.index(of: $0) }
+        try await queue.write { db in try ensureTable(db, keyIndex: key, path: path) }
+        return try SQLiteTableSession(queue: queue, table: table, schema: schema, path: path)
+    }
+
+    func ensureTable(_ db: Database, keyIndex: Int?, path: String) throws {
+        let existing = try Row.fetchAll(db, sql: "PRAGMA table_info(\(quote(table)))")
+        if existing.isEmpty {
+            var columns = schema.fields.enumerated().map { (i, f) in
+                "\(quote(f.name)) \(Self.sqliteType(f))" + (f.mode == .required || i == keyIndex ? " NOT NULL" : "")
+            }
+            if let keyIndex { columns.append("PRIMARY KEY (\(quote(schema.fields[keyIndex].name)))") }
+            try db.execute(sql: "CREATE TABLE \(quote(table)) (\(columns.joined(separator: ", ")))")
+            return
+        }
+        let have: [(String, String)] = existing.map { ($0["name"], ($0["type"] as String).uppercased()) }
+        let want = schema.fields.map { ($0.name, Self.sqliteType($0)) }
+        if have.map(\.0) != want.map(\.0) || have.map(\.1) != want.map(\.1) {
+            let missing = want.filter { w in !have.contains { $0.0 == w.0 } }.map(\.0)
+            let extra = have.filter { h in !want.contains { $0.0 == h.0 } }.map(\.0)
+            var parts: [String] = []
+            if !missing.isEmpty { parts.append("columns missing from the table: \(missing.joined(separator: ", "))") }
+            if !extra.isEmpty { parts.append("columns not in the schema file: \(extra.joined(separator: ", "))") }
+            if parts.isEmpty { parts.append("column order or types differ") }
+            throw SQLiteStoreError(path: path, detail: "table \(table) does not match its schema file \(schema.source): \(parts.joined(separator: "; ")); migrate or drop the table")
+        }
+    }
+}
+
+func quote(_ identifier: String) -> String {
+    "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}
+
+final class SQLiteTableSession: LoadSession {
+    let queue: DatabaseQueue
+    let insertSQL: String
+    let schema: TableSchema
+    let path: String
+
+    init(queue: DatabaseQueue, table: String, schema: TableSchema, path: String) throws {
+        self.queue = queue
+        self.schema = schema
+        self.path = path
+        let cols = schema.fields.map { quote($0.name) }.joined(separator: ", ")
+        let marks = Array(repeating: "?", count: schema.fields.count).joined(separator: ", ")
+        insertSQL = "INSERT INTO \(quote(table)) (\(cols)) VALUES (\(marks)) ON CONFLICT DO NOTHING"
+        try queue.inDatabase { db in try db.execute(sql: "BEGIN IMMEDIATE") }
+    }
+
+    func write(_ rows: [SluiceCore.Row]) async throws -> Int {
+        let fields = schema.fields
+        return try queue.inDatabase { db in
+            let statement = try db.cachedStatement(sql: insertSQL)
+            var inserted = 0
+            for row in rows {
+                let args = StatementArguments(zip(fields, row.values).map { Self.databaseValue($1, $0) })
+                try statement.execute(arguments: args)
+                inserted += db.changesCount
+            }
+            return inserted
+        }
+    }
+
+    static func databaseValue(_ value: Value, _ field: SchemaField) -> DatabaseValue {
+        switch value {
+        case .null: return .null
+        case .int(let n): return n.databaseValue
+        case .double(let d): return d.databaseValue
+        case .bool(let b): return (b ? 1 : 0).databaseValue
+        case .string(let s):
+            if field.type == .bytes, field.mode != .repeated, let bytes = Base64.decode(s) { return Data(bytes).databaseValue }
+            return s.databaseValue
+        case .array, .object: return JSONWriter.string(value).databaseValue
+        }
+    }
+
+    func commit() async throws {
+        try queue.inDatabase { db in try db.execute(sql: "COMMIT") }
+    }
+
+    func rollback() async {
+        try? queue.inDatabase { db in try db.execute(sql: "ROLLBACK") }
+    }
+}
+
+enum SQLiteFiles {
+    /// Opens (creating folders) a SQLite file in WAL mode, with a clear error for a file
+    /// that is not a database or is locked.
+    static func openQueue(_ path: String) throws -> DatabaseQueue {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            let queue = try DatabaseQueue(path: path, configuration: config)
+            try queue.inDatabase { db in _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
+            return queue
+        } catch let error as DatabaseError {
+            switch error.resultCode {
+            case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+                throw SQLiteStoreError(path: path, detail: "is not a valid SQLite database (corrupt?); restore it from a backup or move it away — sluice never resets it silently")
+            case .SQLITE_BUSY, .SQLITE_LOCKED:
+                throw SQLiteStoreError(path: path, detail: "is locked by another process; wait for it to finish")
+            default:
+                throw SQLiteStoreError(path: path, detail: "cannot open: \(error.message ?? "\(error.resultCode)")")
+            }
+        }
+    }
+}
+
+extension SQLiteTableLoader {
+    /// Reads a warehouse table back as values in schema order (BOOLEAN as booleans, BYTES
+    /// as base64), for `sluice test` and for checks.
+    public static func readTable(databasePath: String, table: String, schema: TableSchema) throws -> [[Value]] {
+        let queue = try SQLiteFiles.openQueue(databasePath)
+        return try queue.read { db in
+            let cols = schema.fields.map { quote($0.name) }.joined(separator: ", ")
+            return try GRDB.Row.fetchAll(db, sql: "SELECT \(cols) FROM \(quote(table))").map { row in
+                schema.fields.enumerated().map { (i, field) -> Value in
+                    let dbValue: DatabaseValue = row[i]
+                    switch dbValue.storage {
+                    case .null: return .null
+                    case .int64(let n):
+                        if field.type == .boolean, field.mode != .repeated { return .bool(n != 0) }
+                        return .int(n)
+                    case .double(let d): return .double(d)
+                    case .string(let s): return .string(s)
+                    case .blob(let data): return .string(Base64.encode([UInt8](data)))
+                    }
+                }
+            }
+        }
+    }
+}
