@@ -40,10 +40,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
-        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceKit"]),
-        .testTarget(name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib"]),
-        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceSQLite"]),
+        // Shared by the tests only: paths, scratch folders, Python reference scripts.
+        .target(name: "SluiceTestSupport", path: "Sources/SluiceTestSupport"),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"], exclude: ["reference.py"]),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceKit", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -84,7 +84,7 @@ public struct SchemaCoercer: Sendable {
         case .string, .geography, .interval, .range:
             switch value {
             case .string: return value
-            case .int, .double, .bool: return .string(JSONWriter.string(value))
+            case .int, .double, .bool, .largeInteger: return .string(JSONWriter.string(value))
             case .object where field.type == .geography: return .string(JSONWriter.string(value))
             default: throw mismatch(path, field, value, "(serialize it to JSON text in a transform)")
             }
@@ -100,12 +100,14 @@ public struct SchemaCoercer: Sendable {
             case .string(let s):
                 guard let n = Int64(s.trimmingASCIISpaces()) else { throw mismatch(path, field, value, "that is not an integer") }
                 return .int(n)
+            case .largeInteger: throw mismatch(path, field, value, "out of the INTEGER range")
             default: throw mismatch(path, field, value)
             }
         case .float:
             switch value {
             case .double: return value
             case .int(let n): return .double(Double(n))
+            case .largeInteger(let digits): return .double(Double(digits) ?? .nan)
             case .string(let s):
                 let t = s.trimmingASCIISpaces()
                 switch t.lowercased() {
@@ -122,6 +124,7 @@ public struct SchemaCoercer: Sendable {
             let text: String
             switch value {
             case .int(let n): text = String(n)
+            case .largeInteger(let digits): text = digits
             case .double(let d):
                 guard d.isFinite else { throw mismatch(path, field, value, "that is not finite") }
                 text = JSONWriter.formatDouble(d)

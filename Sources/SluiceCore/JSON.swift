@@ -266,6 +266,10 @@ public struct JSONParser {
                 return .int(Int64(magnitude))
             }
         }
+        if integral {
+            // Beyond Int64: keep the digits exactly.
+            return .largeInteger(String(decoding: UnsafeBufferPointer(start: base! + start, count: i - start), as: UTF8.self))
+        }
         // strtod over a NUL-terminated copy of the number's bytes.
         var buffer = [CChar](repeating: 0, count: i - start + 1)
         for k in start..<i { buffer[k - start] = CChar(bitPattern: byte(k)) }
@@ -290,6 +294,7 @@ public enum JSONWriter {
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
         case .int(let n): out.append(contentsOf: String(n).utf8)
         case .double(let d): out.append(contentsOf: formatDouble(d).utf8)
+        case .largeInteger(let digits): out.append(contentsOf: digits.utf8)
         case .string(let s): writeString(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))

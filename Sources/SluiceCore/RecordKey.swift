@@ -53,6 +53,10 @@ public struct RecordKeyer: Sendable {
             out.append(UInt8(ascii: "i"))
             out.append(contentsOf: String(n).utf8)
             out.append(UInt8(ascii: ";"))
+        case .largeInteger(let digits):
+            out.append(UInt8(ascii: "i"))
+            out.append(contentsOf: digits.utf8)
+            out.append(UInt8(ascii: ";"))
         case .double(let d):
             out.append(UInt8(ascii: "d"))
             let bits = d.bitPattern.bigEndian

@@ -8,6 +8,9 @@ public enum Value: Sendable, Hashable {
     case bool(Bool)
     case int(Int64)
     case double(Double)
+    /// An integer literal too large for Int64, kept exactly as its decimal text
+    /// (`-`? digits), so that ids of 20+ digits are never rounded.
+    case largeInteger(String)
     case string(String)
     case array([Value])
     case object(Fields)
@@ -19,6 +22,7 @@ public enum Value: Sendable, Hashable {
         case .bool: "boolean"
         case .int: "integer"
         case .double: "number"
+        case .largeInteger: "integer"
         case .string: "string"
         case .array: "array"
         case .object: "object"

@@ -43,6 +43,7 @@ public struct CSVFormat: Sendable {
         case .null: return nil
         case .string(let s): return s
         case .int(let n): return String(n)
+        case .largeInteger(let digits): return digits
         case .double(let d): return d.isNaN ? "NaN" : d.isInfinite ? (d < 0 ? "-Infinity" : "Infinity") : JSONWriter.formatDouble(d)
         case .bool(let b): return b ? "true" : "false"
         case .array, .object: return JSONWriter.string(value)

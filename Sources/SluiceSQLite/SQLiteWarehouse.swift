@@ -111,6 +111,7 @@ final class SQLiteTableSession: LoadSession {
         case .null: return .null
         case .int(let n): return n.databaseValue
         case .double(let d): return d.databaseValue
+        case .largeInteger(let digits): return digits.databaseValue
         case .bool(let b): return (b ? 1 : 0).databaseValue
         case .string(let s):
             if field.type == .bytes, field.mode != .repeated, let bytes = Base64.decode(s) { return Data(bytes).databaseValue }

@@ -1,0 +1,165 @@
+import Foundation
+import SluiceCore
+import SluiceTestSupport
+import Testing
+
+/// Asks the Python reference (Tests/SluiceCoreTests/reference.py) many questions at once.
+func reference(_ requests: [[String: Any]]) throws -> [Any] {
+    let script = TestSupport.repoRoot + "/Tests/SluiceCoreTests/reference.py"
+    var input = Data()
+    for r in requests {
+        input += try JSONSerialization.data(withJSONObject: r)
+        input += Data("\n".utf8)
+    }
+    let out = try TestSupport.python(script: script, input: input)
+    return String(decoding: out, as: UTF8.self).split(separator: "\n").map {
+        try! JSONSerialization.jsonObject(with: Data($0.utf8), options: [.fragmentsAllowed])
+    }
+}
+
+@Suite struct RecordKeyTests {
+    /// Key fields as JSON text, so that types (1 vs "1" vs 1.0) reach both implementations intact.
+    static let cases: [(String, [(String, String)])] = [
+        ("signup_attempts", [("request_id", #""6f1c9b1e-7a51-4c43-9d1b-1c1f3ad0a001""#)]),
+        ("signup_attempts", [("request_id", "1")]),
+        ("signup_attempts", [("request_id", #""1""#)]),
+        ("signup_attempts", [("request_id", "1.0")]),
+        ("signup_attempts", [("request_id", "null")]),
+        ("signup_attempts", [("request_id", "true")]),
+        ("p", [("a", #""x""#), ("b", #""y""#)]),
+        ("p", [("b", #""y""#), ("a", #""x""#)]),
+        ("p", [("a", #"["a","b"]"#)]),
+        ("p", [("a", #"["ab"]"#)]),
+        ("p", [("a", #"{"z":1,"a":[1,2.5,"ü"],"é":null}"#)]),
+        ("p", [("user.id", "-9223372036854775808")]),
+        ("p", [("id", "123456789012345678901234567890")]),
+        ("ünïcödé", [("k", #""İstanbul ığ 🎉""#)]),
+    ]
+
+    @Test(arguments: cases)
+    func keyMatchesReference(pipeline: String, fields: [(String, String)]) throws {
+        var record = Fields()
+        var paths: [FieldPath] = []
+        for (name, json) in fields {
+            let value = try JSONParser.parse(json)
+            paths.append(FieldPath(components: [name]))
+            record[name] = value
+        }
+        let keyer = RecordKeyer(pipeline: pipeline, fields: paths)
+        let ours = keyer.key(for: Record(fields: record, position: SourcePosition(file: "f", line: 1)))
+        let pyFields: [[Any]] = fields.map { [$0.0, $0.1] }
+        let theirs = try reference([["op": "key", "pipeline": pipeline, "fields": pyFields]])
+        #expect(ours == theirs[0] as? String)
+        #expect(ours.count == 32)
+    }
+
+    @Test func typesAndOrderKeepKeysApart() throws {
+        func key(_ json: String) throws -> String {
+            let keyer = RecordKeyer(pipeline: "p", fields: [FieldPath("id")!])
+            return keyer.key(for: Record(fields: Fields(["id": try JSONParser.parse(json)]), position: SourcePosition(file: "f", line: 1)))
+        }
+        let keys = try ["1", "\"1\"", "1.0", "true", "null", "[1]", "[\"1\"]"].map(key)
+        #expect(Set(keys).count == keys.count)
+    }
+
+    @Test(arguments: [("Samples/logs/a.jsonl", Int64(0)), ("Samples/logs/a.jsonl", Int64(1234)), ("x/ü.gz", Int64(9_000_000_000))])
+    func positionKeyMatchesReference(file: String, offset: Int64) throws {
+        let keyer = RecordKeyer(pipeline: "events", fields: [])
+        let ours = keyer.key(for: Record(fields: Fields(), position: SourcePosition(file: file, line: 7, offset: offset)))
+        let theirs = try reference([["op": "position_key", "pipeline": "events", "file": file, "offset": offset]])
+        #expect(ours == theirs[0] as? String)
+    }
+}
+
+@Suite struct JSONTests {
+    static let texts = [
+        #"{"a":1,"b":-2.5,"c":"x\"y\\z\n\t\u0001","d":[true,false,null],"e":{}}"#,
+        #"{"unicode":"İstanbul ığüşöç Привет 🎉","esc":"\u00e9\ud83c\udf89","slash":"a\/b"}"#,
+        #"[1e-05, 1e16, 123456789012.0, 0.1, 100, -0.0, 1E+2, 12345678901234567890]"#,
+        #"  {"nested": {"deep": [[[{"x": [1, {"y": "z"}]}]]]}}  "#,
+        #"{"dup":1,"dup":2}"#,
+        #""just a string""#,
+        #"{"big":9223372036854775807,"small":-9223372036854775808}"#,
+    ]
+
+    @Test(arguments: texts)
+    func writerMatchesPython(text: String) throws {
+        let ours = JSONWriter.string(try JSONParser.parse(text))
+        let theirs = try reference([["op": "dumps", "text": text]])[0] as? String
+        #expect(ours == theirs)
+    }
+
+    static let malformed: [(String, JSONError.Kind)] = [
+        (#"{"a":1"#, .malformed), (#"{"a":1}x"#, .malformed), (#"{'a':1}"#, .malformed), ("[1,]", .malformed),
+        ("01", .malformed), ("\"a\tb\"", .malformed), (#""\x""#, .malformed), (#""\ud800""#, .malformed),
+        ("", .malformed), ("nul", .malformed), ("[" + String(repeating: "[", count: 600) + "]", .tooDeep),
+    ]
+
+    @Test(arguments: malformed)
+    func rejectsMalformed(text: String, kind: JSONError.Kind) {
+        #expect(throws: JSONError.self) { try JSONParser.parse(text) }
+        do { _ = try JSONParser.parse(text) } catch { #expect(error.kind == kind) }
+    }
+
+    @Test func rejectsInvalidUTF8() {
+        let bytes: [UInt8] = Array(#"{"a":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)
+        do {
+            _ = try JSONParser.parse(bytes)
+            Issue.record("accepted invalid UTF-8")
+        } catch {
+            #expect(error.kind == .invalidUTF8)
+        }
+    }
+
+    @Test func integersAndDoublesStayApart() throws {
+        #expect(try JSONParser.parse("1") == .int(1))
+        #expect(try JSONParser.parse("1.0") == .double(1.0))
+        #expect(try JSONParser.parse("-0") == .int(0))
+        #expect(try JSONParser.parse("1e2") == .double(100))
+        #expect(try JSONParser.parse("9223372036854775808") == .largeInteger("9223372036854775808"))
+        #expect(try JSONParser.parse("-9223372036854775809") == .largeInteger("-9223372036854775809"))
+    }
+}
+
+@Suite struct TimestampTests {
+    static let accepted = [
+        "2026-11-18T00:03:12.123456Z", "2026-11-18T03:00:00.5+03:00", "2026-11-18T03:00:00-0130",
+        "2026-11-18 10:00:00", "2026-11-18T10:00", "2024-02-29T23:59:59.999999Z", "1970-01-01T00:00:00Z",
+        "1969-12-31T23:59:59.000001Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z",
+        "2026-11-18T10:00:00.1z", "2026-11-18 10:00:00 UTC", "2026-11-18T10:00:00+05",
+    ]
+
+    @Test func acceptedFormsMatchPython() throws {
+        let theirs = try reference(Self.accepted.map { ["op": "timestamp", "text": $0] })
+        for (text, expected) in zip(Self.accepted, theirs) {
+            let ours = Timestamp.parse(text)
+            #expect(ours != nil, "rejected \(text)")
+            #expect(ours.map { NSNumber(value: $0) } == expected as? NSNumber, "\(text)")
+        }
+    }
+
+    @Test(arguments: ["yesterday", "2026-13-45T00:00:00Z", "2026-02-29T00:00:00Z", "2026-11-18T24:00:00Z",
+                      "2026-11-18T10:61:00Z", "2026-11-18T10:00:00.Z", "2026-11-18T10:00:00+25:00", "2026-11-18X10:00",
+                      "", "10000-01-01T00:00:00Z", "2026-11-18T10:00:00Zjunk"])
+    func rejectsInvalid(text: String) {
+        #expect(Timestamp.parse(text) == nil)
+    }
+
+    @Test func formatsMicrosecondsUTC() {
+        #expect(Timestamp.format(Timestamp.parse("2026-11-18T03:00:00.5+03:00")!) == "2026-11-18T00:00:00.500000Z")
+        #expect(Timestamp.format(Timestamp.parse("2026-11-18T10:00:00.123456789Z")!) == "2026-11-18T10:00:00.123456Z")
+        #expect(Timestamp.format(-1) == "1969-12-31T23:59:59.999999Z")
+    }
+
+    @Test func partitions() {
+        let p = Partition("2026-11-18", granularity: .day)!
+        #expect(p.contains(Timestamp.parse("2026-11-18T23:59:59.999999Z")!))
+        #expect(!p.contains(Timestamp.parse("2026-11-19T00:00:00Z")!))
+        #expect(p.next().description == "2026-11-19")
+        #expect(p.expand("logs/{date}/{yyyymmdd}.jsonl") == "logs/2026-11-18/20261118.jsonl")
+        let h = Partition("2026-11-18T05", granularity: .hour)!
+        #expect(h.description == "2026-11-18T05")
+        #expect(h.expand("{date}-{hour}") == "2026-11-18-05")
+        #expect(Partition("2026-11-18", granularity: .hour) == nil)
+    }
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Independent reference for sluice's core: record keys (the documented canonical
+encoding, written again from docs/record-keys.md), JSON text (Python's json module) and
+timestamps (Python's datetime). Reads one JSON request per line on stdin, writes one
+JSON answer per line."""
+import datetime
+import hashlib
+import json
+import struct
+import sys
+
+
+def enc_str(s):
+    b = s.encode("utf-8")
+    return b"s" + str(len(b)).encode() + b":" + b
+
+
+def enc(v):
+    if v is None:
+        return b"n"
+    if v is True:
+        return b"t"
+    if v is False:
+        return b"f"
+    if isinstance(v, int):
+        return b"i" + str(v).encode() + b";"
+    if isinstance(v, float):
+        return b"d" + struct.pack(">d", v)
+    if isinstance(v, str):
+        return enc_str(v)
+    if isinstance(v, list):
+        return b"a" + str(len(v)).encode() + b":" + b"".join(enc(x) for x in v)
+    if isinstance(v, dict):
+        keys = sorted(v.keys(), key=lambda k: k.encode("utf-8"))
+        return b"o" + str(len(v)).encode() + b":" + b"".join(enc_str(k) + enc(v[k]) for k in keys)
+    raise TypeError(type(v))
+
+
+def key(pipeline, fields):
+    data = b"sluice-key-v1\x00" + enc_str(pipeline)
+    for name, value in fields:
+        data += enc_str(name) + enc(value)
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def position_key(pipeline, file, offset):
+    data = b"sluice-key-v1\x00" + enc_str(pipeline) + b"p" + enc_str(file) + enc(offset)
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def timestamp(text):
+    try:
+        t = text.replace("z", "Z")
+        if t.endswith(" UTC"):
+            t = t[:-4]
+        d = datetime.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=datetime.timezone.utc)
+    delta = d - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+for line in sys.stdin:
+    req = json.loads(line)
+    op = req["op"]
+    if op == "key":
+        out = key(req["pipeline"], [(n, json.loads(v)) for n, v in req["fields"]])
+    elif op == "position_key":
+        out = position_key(req["pipeline"], req["file"], req["offset"])
+    elif op == "dumps":
+        out = json.dumps(json.loads(req["text"]), ensure_ascii=False, separators=(",", ":"))
+    elif op == "timestamp":
+        out = timestamp(req["text"])
+    else:
+        raise ValueError(op)
+    print(json.dumps(out))
