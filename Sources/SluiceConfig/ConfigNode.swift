@@ -136,7 +136,23 @@ public struct ConfigNode: Sendable {
             }
             return Diagnostic(SourceLocation(file: file, line: line, column: column), "cannot read the file: \(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return Diagnostic(at(context.mark), "duplicate key \(duplicates.map { "`\($0)`" }.joined(separator: ", "))")
+            // Yams marks the first occurrence; point at the repetition, the line to fix.
+            let key = duplicates.first ?? ""
+            let lines = context.text.components(separatedBy: "\n")
+            let first = context.mark
+            for n in first.line..<lines.count {
+                let line = Array(lines[n].unicodeScalars)
+                let col = first.column - 1
+                if line.count > col + key.unicodeScalars.count, String(String.UnicodeScalarView(line[col..<(col + key.unicodeScalars.count)])) == key,
+                   line[..<col].allSatisfy({ $0 == " " || $0 == "-" }) {
+                    let after = line[(col + key.unicodeScalars.count)...].drop { $0 == " " }
+                    if after.first == ":" {
+                        return Diagnostic(SourceLocation(file: file, line: n + 1, column: first.column),
+                                          "duplicate key `\(key)` (first at line \(first.line))")
+                    }
+                }
+            }
+            return Diagnostic(at(first), "duplicate key \(duplicates.map { "`\($0)`" }.joined(separator: ", "))")
         default:
             return Diagnostic(SourceLocation(file: file, line: 1, column: 1), "YAML error: \(error)")
         }
