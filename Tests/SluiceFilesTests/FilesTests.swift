@@ -1,0 +1,199 @@
+import Foundation
+import SluiceConfig
+import SluiceCore
+@testable import SluiceFiles
+import SluiceTestSupport
+import Testing
+
+/// Reads a whole source through a LineReader, collecting lines and errors.
+func readAll(_ path: String, maxLineBytes: Int = 1 << 20, chunk: Int = 1 << 16) throws -> (lines: [String], tooLong: [Int], error: InputError?, lastLine: Int) {
+    let source = try openByteSource(path: path, display: "f")
+    let reader = LineReader(source: source, maxLineBytes: maxLineBytes, chunkSize: chunk)
+    var lines: [String] = []
+    var tooLong: [Int] = []
+    do {
+        while try reader.read(maxEvents: 100, { event in
+            switch event {
+            case .line(let b, _, _): lines.append(String(decoding: b, as: UTF8.self))
+            case .tooLong(let line, _, _): tooLong.append(line)
+            }
+        }) {}
+    } catch {
+        return (lines, tooLong, error, reader.nextLineNumber)
+    }
+    return (lines, tooLong, nil, reader.nextLineNumber)
+}
+
+func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
+    let plain = dir + "/" + name
+    try data.write(to: URL(fileURLWithPath: plain))
+    let r = try TestSupport.run("/bin/gzip", ["-f", "-k", "-9", plain])
+    #expect(r.status == 0, "gzip failed: \(r.stderr)")
+    return plain + ".gz"
+}
+
+@Suite struct GzipTests {
+    static func sampleLines(_ n: Int) -> [String] {
+        (0..<n).map { #"{"i":\#($0),"text":"line \#($0) İstanbul \#(String(repeating: "x", count: $0 % 97))"}"# }
+    }
+
+    @Test func readsGzipDetectedByContentWhateverItsName() throws {
+        let dir = try TestSupport.scratchDirectory("gz")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lines = Self.sampleLines(5000)
+        let gz = try gzipWithCLI(Data((lines.joined(separator: "\n") + "\n").utf8), in: dir, name: "a.jsonl")
+        let misnamed = dir + "/not-compressed-by-name.jsonl"
+        try FileManager.default.copyItem(atPath: gz, toPath: misnamed)
+        for path in [gz, misnamed] {
+            let r = try readAll(path)
+            #expect(r.error == nil)
+            #expect(r.lines == lines)
+        }
+    }
+
+    @Test func readsConcatenatedMembers() throws {
+        let dir = try TestSupport.scratchDirectory("gz")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let a = try gzipWithCLI(Data("one\ntwo\n".utf8), in: dir, name: "a")
+        let b = try gzipWithCLI(Data("three\nfour".utf8), in: dir, name: "b")
+        var both = try Data(contentsOf: URL(fileURLWithPath: a))
+        both += try Data(contentsOf: URL(fileURLWithPath: b))
+        let path = dir + "/both.gz"
+        try both.write(to: URL(fileURLWithPath: path))
+        let r = try readAll(path)
+        #expect(r.error == nil)
+        #expect(r.lines == ["one", "two", "three", "four"])
+    }
+
+    /// Truncated at many points: every complete line that zlib can decode before the cut
+    /// is read (as Python's zlib says), then the truncation is reported at the next line.
+    @Test(arguments: [0.05, 0.2, 0.37, 0.5, 0.61, 0.8, 0.95, 0.999])
+    func truncatedGzipGivesEveryCompleteLineThenAnError(fraction: Double) throws {
+        let dir = try TestSupport.scratchDirectory("gz")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lines = Self.sampleLines(3000)
+        let gz = try gzipWithCLI(Data((lines.joined(separator: "\n") + "\n").utf8), in: dir, name: "t.jsonl")
+        let full = try Data(contentsOf: URL(fileURLWithPath: gz))
+        let cut = Int(Double(full.count) * fraction)
+        let truncated = dir + "/cut.gz"
+        try full.prefix(cut).write(to: URL(fileURLWithPath: truncated))
+        let reference = try JSONSerialization.jsonObject(with: TestSupport.python(
+            script: TestSupport.repoRoot + "/Tests/SluiceFilesTests/gzip_reference.py", [gz, String(cut)])) as! [String: Int]
+        let r = try readAll(truncated)
+        #expect(r.error?.kind == .truncatedGzip)
+        #expect(r.lines.count == reference["lines"])
+        #expect(r.lines == Array(lines.prefix(reference["lines"]!)))
+        #expect(r.lastLine == reference["lines"]! + 1)
+    }
+
+    @Test func corruptGzipIsAnErrorNotACrash() throws {
+        let dir = try TestSupport.scratchDirectory("gz")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let gz = try gzipWithCLI(Data((Self.sampleLines(2000).joined(separator: "\n")).utf8), in: dir, name: "c")
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: gz)))
+        for i in stride(from: 200, to: min(bytes.count, 400), by: 7) { bytes[i] ^= 0x5A }
+        try Data(bytes).write(to: URL(fileURLWithPath: gz))
+        let r = try readAll(gz)
+        #expect(r.error != nil)
+    }
+}
+
+@Suite struct LineReaderTests {
+    static let cases: [(String, String, [String], [Int])] = [
+        ("plain lines", "a\nb\nc\n", ["a", "b", "c"], []),
+        ("no final newline", "a\nb", ["a", "b"], []),
+        ("CRLF", "a\r\nb\r\n", ["a", "b"], []),
+        ("blank lines kept as lines", "a\n\n\nb\n", ["a", "", "", "b"], []),
+        ("a line over the limit", "short\n" + String(repeating: "x", count: 40) + "\nafter\n", ["short", "after"], [2]),
+        ("over the limit at the end", "short\n" + String(repeating: "y", count: 100), ["short"], [2]),
+        ("exactly the limit", String(repeating: "z", count: 32) + "\n", [String(repeating: "z", count: 32)], []),
+    ]
+
+    @Test(arguments: cases)
+    func splitsLines(name: String, text: String, expected: [String], tooLong: [Int]) throws {
+        let dir = try TestSupport.scratchDirectory("lines")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try text.write(toFile: dir + "/f", atomically: true, encoding: .utf8)
+        let r = try readAll(dir + "/f", maxLineBytes: 32, chunk: 16)
+        #expect(r.lines == expected)
+        #expect(r.tooLong == tooLong)
+    }
+
+    @Test func linesOfSeveralMebibytesAreRead() throws {
+        let dir = try TestSupport.scratchDirectory("lines")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let long = #"{"blob":""# + String(repeating: "q", count: 3 << 20) + #""}"#
+        try (long + "\n{\"after\":1}\n").write(toFile: dir + "/f", atomically: true, encoding: .utf8)
+        let r = try readAll(dir + "/f", maxLineBytes: 16 << 20)
+        #expect(r.lines.count == 2)
+        #expect(r.lines.first?.utf8.count == long.utf8.count)
+    }
+}
+
+@Suite struct CSVWriterTests {
+    static let values: [[Value]] = [
+        [.string("plain"), .string("with,comma"), .string("with \"quotes\""), .string("multi\nline"), .string("cr\rhere")],
+        [.null, .string(""), .string(" spaced "), .string("İstanbul ığ 🎉"), .string("tab\tinside")],
+        [.int(-42), .double(1.5), .bool(true), .object(Fields(["a": .array([.int(1), .string("x,y")])])), .largeInteger("123456789012345678901")],
+    ]
+
+    /// Python's csv module must read back exactly what was written (it cannot tell NULL
+    /// from "", so both read as "" there; that difference is tested byte for byte below).
+    @Test(arguments: [UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "\t")])
+    func pythonReadsBackWhatWasWritten(delimiter: UInt8) throws {
+        let dir = try TestSupport.scratchDirectory("csv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var out: [UInt8] = []
+        let format = CSVFormat(delimiter: delimiter)
+        format.appendHeader(["a", "b", "c", "d", "e"], to: &out)
+        for row in Self.values { format.appendRecord(row, to: &out) }
+        try Data(out).write(to: URL(fileURLWithPath: dir + "/o.csv"))
+        let json = try TestSupport.python(script: TestSupport.repoRoot + "/Tests/SluiceFilesTests/csv_reference.py",
+                                          [dir + "/o.csv", String(UnicodeScalar(delimiter))])
+        let rows = try JSONSerialization.jsonObject(with: json) as! [[String]]
+        #expect(rows.count == 4)
+        #expect(rows[0] == ["a", "b", "c", "d", "e"])
+        for (row, values) in zip(rows.dropFirst(), Self.values) {
+            #expect(row == values.map { CSVFormat.text($0) ?? "" })
+        }
+        // And our own reader (used by `sluice test`) gives back NULL and "" apart.
+        let ours = format.parse(out)
+        #expect(ours.dropFirst().map { $0 } == Self.values.map { $0.map(CSVFormat.text) })
+    }
+
+    @Test(arguments: [
+        (Value.null, ""), (.string(""), "\"\""), (.string("a"), "a"), (.string("a\"b"), "\"a\"\"b\""),
+        (.string("x,y"), "\"x,y\""), (.string("l1\nl2"), "\"l1\nl2\""), (.int(7), "7"), (.bool(false), "false"),
+        (.double(1e-05), "1e-05"), (.array([.int(1), .int(2)]), "\"[1,2]\""),
+    ])
+    func fieldQuoting(value: Value, text: String) {
+        var out: [UInt8] = []
+        CSVFormat().appendField(value, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == text)
+    }
+
+    @Test func loaderWritesAtomically() async throws {
+        let dir = try TestSupport.scratchDirectory("csv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let schema = TableSchema(fields: [SchemaField(name: "x", type: .integer)])
+        let loader = CSVLoader(schema: schema, pathPattern: "out/{date}.csv")
+        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p",
+                                 partition: Partition("2026-11-18", granularity: .day)!, logger: .init(label: "t"))
+        let target = dir + "/out/2026-11-18.csv"
+        try "old\r\n".write(toFile: (try { try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true); return target }()), atomically: true, encoding: .utf8)
+        let session = try await loader.open(context)
+        _ = try await session.write([Row(key: "k", position: SourcePosition(file: "f", line: 1), values: [.int(1)])])
+        // Until commit the old file is untouched.
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "old\r\n")
+        try await session.commit()
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "x\r\n1\r\n")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir + "/out").filter { $0.contains(".tmp") }
+        #expect(leftovers.isEmpty)
+        // A rolled-back session leaves the committed file and no temporary file.
+        let second = try await loader.open(context)
+        _ = try await second.write([Row(key: "k", position: SourcePosition(file: "f", line: 1), values: [.int(2)])])
+        await second.rollback()
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "x\r\n1\r\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/out") == ["2026-11-18.csv"])
+    }
+}
