@@ -42,7 +42,7 @@ public struct SQLiteTableLoader: Loader {
 
     public func open(_ context: RunContext) async throws -> any LoadSession {
         let path = context.outputPath(databasePath)
-        let queue = try SQLiteFiles.openQueue(path)
+        let queue = try SQLiteFiles.openQueue(path, spanningTransaction: true)
         let key = keyColumn.flatMap { schema.index(of: $0) }
         try await queue.write { db in try ensureTable(db, keyIndex: key, path: path) }
         return try SQLiteTableSession(queue: queue, table: table, schema: schema, path: path)
@@ -132,11 +132,14 @@ final class SQLiteTableSession: LoadSession {
 enum SQLiteFiles {
     /// Opens (creating folders) a SQLite file in WAL mode, with a clear error for a file
     /// that is not a database or is locked.
-    static func openQueue(_ path: String) throws -> DatabaseQueue {
+    /// `spanningTransaction`: a run's transaction stays open across the batches of a
+    /// session (GRDB must allow a transaction left open between accesses).
+    static func openQueue(_ path: String, spanningTransaction: Bool = false) throws -> DatabaseQueue {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         var config = Configuration()
         config.busyMode = .timeout(10)
+        config.allowsUnsafeTransactions = spanningTransaction
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA journal_mode = WAL")
             try db.execute(sql: "PRAGMA synchronous = FULL")

@@ -1,0 +1,527 @@
+#!/usr/bin/env python3
+"""Writes the sample inputs of the `signup_attempts` pipeline and, independently of
+sluice's code, the output sluice must produce from them.
+
+    python3 Samples/generate_signup_samples.py     # from the repository root
+
+Deterministic (fixed seed, gzip with mtime 0): running it again rewrites identical files.
+It is a model of the pipeline written from its specification (docs/pipelines.md,
+docs/types.md, docs/record-keys.md), not a copy of sluice's logic, so that `sluice test`
+compares two independent implementations.
+
+Writes:
+  Samples/logs/api/<date>/api-*.jsonl[.gz]        API request logs, 3 days
+  Samples/i18n/errors.{en,tr,ru}.yml               the product's error catalog (Rails i18n shape)
+  Samples/expected/signup_attempts/<date>.csv     rows as the CSV sink writes them
+  Samples/expected/signup_attempts/dead_letters.csv
+  Samples/expected/signup_attempts/summary.csv
+"""
+import datetime
+import gzip
+import hashlib
+import json
+import os
+import random
+import struct
+import uuid
+import zlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEED = 20261118
+DATES = ["2026-11-18", "2026-11-19", "2026-11-20"]
+PIPELINE = "signup_attempts"
+MAX_LINE = 1048576
+
+COLUMNS = ["timestamp", "user_agent", "ip", "geo", "as_country_code", "as_description", "as_number",
+           "domain", "path", "query", "action", "fp", "referrer", "email", "country", "currency", "phone",
+           "status", "aff_data", "additional_data", "resp", "duration", "error_code", "record_key"]
+
+# The product's error catalog: key -> {locale: text or plural forms}.
+CATALOG = {
+    "email_taken": {"en": "Email has already been taken", "tr": "E-posta zaten kullanılıyor",
+                    "ru": "Этот адрес электронной почты уже занят"},
+    "email_invalid": {"en": "Email is invalid", "tr": "E-posta geçersiz",
+                      "ru": "Неверный адрес электронной почты"},
+    "password_too_short": {
+        "en": {"one": "Password is too short (minimum is %{count} character)",
+               "other": "Password is too short (minimum is %{count} characters)"},
+        "tr": {"one": "Şifre çok kısa (en az %{count} karakter)", "other": "Şifre çok kısa (en az %{count} karakter)"},
+        "ru": {"one": "Пароль слишком короткий (минимум %{count} символ)",
+               "few": "Пароль слишком короткий (минимум %{count} символа)",
+               "many": "Пароль слишком короткий (минимум %{count} символов)",
+               "other": "Пароль слишком короткий (минимум %{count} символа)"}},
+    "rate_limited": {
+        "en": {"one": "Too many attempts: limit is %{count} per hour", "other": "Too many attempts: limit is %{count} per hour"},
+        "tr": {"one": "Çok fazla deneme: saatte en fazla %{count}", "other": "Çok fazla deneme: saatte en fazla %{count}"},
+        "ru": {"one": "Слишком много попыток: не более %{count} в час",
+               "few": "Слишком много попыток: не более %{count} в час",
+               "many": "Слишком много попыток: не более %{count} в час",
+               "other": "Слишком много попыток: не более %{count} в час"}},
+    "phone_invalid": {"en": "Phone number is invalid", "tr": "Telefon numarası geçersiz",
+                      "ru": "Неверный номер телефона"},
+    "country_not_supported": {"en": "Country is not supported", "tr": "Bu ülke desteklenmiyor",
+                              "ru": "Страна не поддерживается"},
+    "currency_not_supported": {"en": "Currency is not supported", "tr": "Para birimi desteklenmiyor",
+                               "ru": "Валюта не поддерживается"},
+    "deposit_too_small": {"en": "Deposit amount is too small (minimum %{amount})",
+                          "tr": "Yatırım tutarı çok düşük (en az %{amount})",
+                          "ru": "Сумма депозита слишком мала (минимум %{amount})"},
+    "captcha_failed": {"en": "Captcha verification failed", "tr": "CAPTCHA DOĞRULAMASI BAŞARISIZ",
+                       "ru": "Проверка капчи не пройдена"},
+    "account_blocked": {"en": "Account is blocked", "tr": "Hesap engellendi", "ru": "Аккаунт заблокирован"},
+    "invalid_credentials": {"en": "Invalid email or password", "tr": "Geçersiz e-posta veya şifre",
+                            "ru": "Неверный адрес электронной почты или пароль"},
+    "unknown_error": {"en": "Unknown error", "tr": "Bilinmeyen hata", "ru": "Неизвестная ошибка"},
+}
+
+ERRORS_BY_ACTION = {
+    "signup": ["email_taken", "email_invalid", "password_too_short", "rate_limited", "phone_invalid",
+               "country_not_supported", "currency_not_supported", "captcha_failed", "unknown_error"],
+    "login": ["invalid_credentials", "account_blocked", "rate_limited", "captcha_failed", "unknown_error"],
+    "validate": ["email_taken", "email_invalid", "phone_invalid", "password_too_short"],
+    "restore_password": ["email_invalid", "rate_limited", "unknown_error"],
+    "deposit": ["deposit_too_small", "currency_not_supported", "account_blocked", "unknown_error"],
+}
+
+USER_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.6668.100 Mobile Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
+    "okhttp/4.12.0",
+    "MyBrand/3.4.1 (Android 13; \"Pixel 7\"; ru-RU)",
+]
+HOSTS = ["api.example.com", "api.example-mirror.net", "api2.example-mirror.org", "m.example.com"]
+PATHS = {"signup": ["/graphql", "/api/v1/signup"], "login": ["/graphql", "/api/v1/login"],
+         "validate": ["/graphql", "/api/v1/validate"], "restore_password": ["/graphql", "/api/v1/password/restore"],
+         "deposit": ["/graphql", "/api/v1/payments/deposit"]}
+# Addresses in the networks of MaxMind's GeoIP2-City-Test database, and other public ones.
+IPS = ["81.2.69.142", "81.2.69.160", "89.160.20.112", "89.160.20.128", "175.16.199.0", "216.160.83.56",
+       "2001:218::1", "2001:220::abcd", "2a02:cf40::1", "2001:480::1", "67.43.156.0", "202.196.224.1",
+       "149.101.100.0", "85.100.12.7", "95.173.136.70", "31.13.72.36", "2a03:2880:f12f:83:face:b00c::25de",
+       "188.119.45.1", "5.255.255.70", "2a02:6b8::2:242"]
+COUNTRIES = [("TR", "TRY", "+90", "tr"), ("RU", "RUB", "+7", "ru"), ("GB", "GBP", "+44", "en"),
+             ("DE", "EUR", "+49", "en"), ("JP", "JPY", "+81", "en"), ("BR", "BRL", "+55", "en"),
+             ("US", "USD", "+1", "en"), ("KZ", "KZT", "+7", "ru")]
+DOMAINS = ["gmail.com", "gmail.com", "gmail.com", "yahoo.com", "hotmail.com", "mail.ru", "yandex.ru", "outlook.com",
+           "gmul.com", "gmial.com", "hotmial.com", "yaho.com"]
+NAMES = ["ayse", "mehmet", "ivan", "olga", "john", "emma", "kenji", "lucas", "zeynep", "dmitry", "İlker", "ığdır"]
+
+
+def ru_plural(n):
+    if n % 10 == 1 and n % 100 != 11:
+        return "one"
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return "few"
+    return "many"
+
+
+def message(key, locale, values):
+    entry = CATALOG[key][locale]
+    if isinstance(entry, dict):
+        n = values["count"]
+        form = ru_plural(n) if locale == "ru" else ("one" if n == 1 else "other")
+        entry = entry.get(form, entry["other"])
+    for name, v in values.items():
+        entry = entry.replace("%{" + name + "}", str(v))
+    return entry
+
+
+def write_catalogs():
+    os.makedirs(os.path.join(ROOT, "Samples/i18n"), exist_ok=True)
+    for locale in ["en", "tr", "ru"]:
+        lines = ["# The product's API error messages (Rails i18n shape). Written by Samples/generate_signup_samples.py.",
+                 f"{locale}:", "  errors:", "    api:"]
+        for key, texts in CATALOG.items():
+            t = texts[locale]
+            if isinstance(t, dict):
+                lines.append(f"      {key}:")
+                for form, text in t.items():
+                    lines.append(f"        {form}: {json.dumps(text, ensure_ascii=False)}")
+            else:
+                lines.append(f"      {key}: {json.dumps(t, ensure_ascii=False)}")
+        with open(os.path.join(ROOT, f"Samples/i18n/errors.{locale}.yml"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+# --- the model of what sluice outputs -------------------------------------------------
+
+def enc_str(s):
+    b = s.encode("utf-8")
+    return b"s" + str(len(b)).encode() + b":" + b
+
+
+def enc(v):
+    if v is None:
+        return b"n"
+    if v is True:
+        return b"t"
+    if v is False:
+        return b"f"
+    if isinstance(v, int):
+        return b"i" + str(v).encode() + b";"
+    if isinstance(v, float):
+        return b"d" + struct.pack(">d", v)
+    if isinstance(v, str):
+        return enc_str(v)
+    if isinstance(v, list):
+        return b"a" + str(len(v)).encode() + b":" + b"".join(enc(x) for x in v)
+    if isinstance(v, dict):
+        ks = sorted(v, key=lambda k: k.encode("utf-8"))
+        return b"o" + str(len(v)).encode() + b":" + b"".join(enc_str(k) + enc(v[k]) for k in ks)
+    raise TypeError(type(v))
+
+
+def record_key(obj):
+    data = b"sluice-key-v1\x00" + enc_str(PIPELINE) + enc_str("request_id") + enc(obj.get("request_id"))
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def get(obj, path):
+    cur = obj
+    for part in path.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        else:
+            return None
+    return cur
+
+
+def to_json(v):
+    return None if v is None else json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+
+
+class Reject(Exception):
+    def __init__(self, kind):
+        self.kind = kind
+
+
+def parse_time(text):
+    if not isinstance(text, str):
+        raise ValueError
+    d = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=datetime.timezone.utc)
+    return d.astimezone(datetime.timezone.utc)
+
+
+def as_string(v):
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    raise Reject("schema")
+
+
+def as_integer(v):
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise Reject("schema")
+    if isinstance(v, int):
+        if not -2**63 <= v < 2**63:
+            raise Reject("schema")
+        return v
+    if isinstance(v, float):
+        if v != int(v) or not -2**63 <= v < 2**63:
+            raise Reject("schema")
+        return int(v)
+    if isinstance(v, str):
+        try:
+            n = int(v.strip(" \t"))
+        except ValueError:
+            raise Reject("schema")
+        if not -2**63 <= n < 2**63:
+            raise Reject("schema")
+        return n
+    raise Reject("schema")
+
+
+def expected_row(obj):
+    """The row sluice loads from one parsed line, or raises Reject(kind)."""
+    if not isinstance(obj, dict):
+        raise Reject("not_an_object")
+    try:
+        ts = parse_time(obj.get("timestamp"))
+    except (ValueError, TypeError):
+        raise Reject("bad_time")
+    row = {
+        "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "user_agent": as_string(get(obj, "headers.user-agent")),
+        "ip": as_string(get(obj, "ip")),
+        "geo": as_string(get(obj, "headers.cf-ipcountry")),
+        "as_country_code": None, "as_description": None, "as_number": None,
+        "domain": as_string(get(obj, "host")),
+        "path": as_string(get(obj, "path")),
+        "query": as_string(get(obj, "query")),
+        "action": as_string(get(obj, "action")),
+        "fp": as_string(get(obj, "headers.x-fingerprint")),
+        "referrer": as_string(get(obj, "headers.referer")),
+        "email": as_string(get(obj, "body.email")),
+        "country": as_string(get(obj, "body.country")),
+        "currency": as_string(get(obj, "body.currency")),
+        "phone": as_string(get(obj, "body.phone")),
+        "status": as_string(get(obj, "response.status")),
+        "aff_data": to_json(get(obj, "body.affiliate_data")),
+        "additional_data": to_json(get(obj, "body.extra")),
+        "resp": to_json(get(obj, "response")),
+        "duration": as_integer(get(obj, "duration_ns")),
+        "error_code": None,
+        "record_key": record_key(obj),
+    }
+    if row["action"] is None:
+        raise Reject("schema")
+    return row
+
+
+def csv_field(v):
+    if v is None:
+        return ""
+    s = str(v)
+    if s == "" or any(c in s for c in ',"\r\n'):
+        return '"' + s.replace('"', '""') + '"'
+    return s
+
+
+def csv_line(values):
+    return ",".join(csv_field(v) for v in values) + "\r\n"
+
+
+# --- the inputs -----------------------------------------------------------------------
+
+def make_request(rng, day, seconds, heavy_fp=None):
+    action = "signup" if heavy_fp else rng.choice(["signup", "signup", "login", "login", "validate", "restore_password", "deposit"])
+    country, currency, dial, locale = rng.choice(COUNTRIES)
+    ts = datetime.datetime.fromisoformat(day).replace(tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    micros = rng.randrange(1_000_000)
+    ts_text = ts.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
+    if rng.random() < 0.02 and ts.hour >= 4:
+        # Same instant written with an offset: sluice normalizes it to UTC.
+        local = ts + datetime.timedelta(hours=3)
+        ts_text = local.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros // 100000}+03:00"
+        ts = ts.replace(microsecond=(micros // 100000) * 100000)
+    headers = {"user-agent": rng.choice(USER_AGENTS)}
+    if rng.random() < 0.8:
+        headers["referer"] = rng.choice(["https://example.com/landing", "https://example.com/promo?utm=tg",
+                                         "https://google.com/", "android-app://com.example"])
+    if rng.random() < 0.4:
+        headers["cf-ipcountry"] = rng.choice([country, country, country, "XX", "T1"])
+    if heavy_fp:
+        headers["x-fingerprint"] = heavy_fp
+    elif rng.random() < 0.9:
+        headers["x-fingerprint"] = "fp_" + "%012x" % rng.getrandbits(48)
+    name = rng.choice(NAMES) + str(rng.randrange(1000))
+    body = {}
+    if action in ("signup", "validate", "login", "restore_password"):
+        body["email"] = f"{name}@{rng.choice(DOMAINS)}"
+    if action in ("signup", "validate"):
+        body["country"] = country
+        body["currency"] = currency
+        body["phone"] = dial + str(rng.randrange(10**9, 10**10))
+        body["affiliate_data"] = {"aff_id": str(rng.randrange(100, 999)), "promo_id": rng.choice(["P1", "WELCOME", "BONUS100"]),
+                                  "click_id": "c-" + "%08x" % rng.getrandbits(32)}
+    if action == "deposit":
+        body["currency"] = currency
+        body["amount"] = rng.choice([5, 10, 25.5, 100, 0.5])
+    if rng.random() < 0.6:
+        body["extra"] = {"locale": locale, "marketing_opt_in": rng.random() < 0.5}
+        if rng.random() < 0.3:
+            body["extra"]["note"] = rng.choice(["tab\tand \"quotes\"", "line\nbreak", "comma, inside", "emoji 🎉", ""])
+    error = rng.random() < 0.3 or heavy_fp is not None
+    if error:
+        key = "rate_limited" if heavy_fp else rng.choice(ERRORS_BY_ACTION[action])
+        values = {}
+        if key in ("password_too_short",):
+            values["count"] = rng.choice([1, 3, 8, 21, 22])
+        if key == "rate_limited":
+            values["count"] = 30
+        if key == "deposit_too_small":
+            values["amount"] = rng.choice(["10 TRY", "5 USD", "100 RUB"])
+        text = message(key, locale, values)
+        if rng.random() < 0.1:
+            text = "  " + text.upper() + " "
+        response = {"http_status": rng.choice([400, 422, 429]) if key != "unknown_error" else 500,
+                    "status": "error", "error": {"message": text, "locale": locale}}
+    else:
+        status = rng.choice(["success"] * 8 + ["test", "multi_acc"])
+        response = {"http_status": 200, "status": status}
+        if action in ("signup", "login"):
+            response["user_id"] = rng.randrange(10**6, 10**7)
+    request = {
+        "timestamp": ts_text,
+        "request_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "method": "POST",
+        "host": rng.choice(HOSTS),
+        "path": rng.choice(PATHS[action]),
+    }
+    q = rng.random()
+    if q < 0.5:
+        request["query"] = rng.choice(["utm_source=google&utm_campaign=autumn", "ref=tg", "lang=tr&promo=P1"])
+    elif q < 0.6:
+        request["query"] = ""
+    request["action"] = action
+    request["ip"] = rng.choice(IPS)
+    request["headers"] = headers
+    request["body"] = body
+    request["response"] = response
+    request["duration_ns"] = rng.randrange(5_000_000, 900_000_000)
+    return request
+
+
+def dumps(obj):
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def malformed(rng, kind, day):
+    """One bad line (bytes) of the given kind."""
+    good = dumps(make_request(rng, day, rng.randrange(86400))).encode()
+    if kind == "malformed_json":
+        return rng.choice([good[:-7], good + b" trailing", good.replace(b'"', b"'", 6)])
+    if kind == "invalid_utf8":
+        return good.replace(b'"POST"', b'"PO\xff\xfeST"', 1)
+    if kind == "not_an_object":
+        return rng.choice([b"[1,2]", b'"x"', b"42"])
+    if kind == "line_too_long":
+        obj = make_request(rng, day, rng.randrange(86400))
+        obj["body"]["extra"] = {"blob": "A" * (MAX_LINE + 1000)}
+        return dumps(obj).encode()
+    if kind == "bad_time":
+        obj = make_request(rng, day, rng.randrange(86400))
+        if rng.random() < 0.5:
+            del obj["timestamp"]
+        else:
+            obj["timestamp"] = rng.choice(["yesterday", "2026-13-45T00:00:00Z"])
+        return dumps(obj).encode()
+    if kind == "schema":
+        obj = make_request(rng, day, rng.randrange(86400))
+        choice = rng.randrange(4)
+        if choice == 0:
+            obj["duration_ns"] = "abc"
+        elif choice == 1:
+            obj["duration_ns"] = 12.5
+        elif choice == 2:
+            del obj["action"]
+        else:
+            obj["duration_ns"] = "__BIG__"
+            return dumps(obj).replace('"__BIG__"', "99999999999999999999999").encode()
+        return dumps(obj).encode()
+    raise ValueError(kind)
+
+
+def build_day(rng, day, index):
+    """Files of one day: name -> (list of line bytes, gzip?, truncate-fraction)."""
+    requests = []
+    for _ in range(720):
+        requests.append((rng.randrange(86400), None))
+    # A fingerprint that signs up 30+ times within one hour (a rate-limit case for later).
+    heavy = "fp_heavy_%d" % index
+    start = rng.randrange(3600, 80000)
+    for k in range(34):
+        requests.append((start + k * 90 + rng.randrange(60), heavy))
+    requests.sort(key=lambda r: r[0])
+    lines = [dumps(make_request(rng, day, s, fp)).encode() for s, fp in requests]
+    bad = ["malformed_json", "invalid_utf8", "not_an_object", "bad_time", "schema", "schema"]
+    if index == 1:
+        bad += ["malformed_json", "bad_time", "schema"]
+    if index == 2:
+        bad += ["invalid_utf8", "not_an_object", "schema"]
+    for kind in bad:
+        lines.insert(rng.randrange(len(lines)), malformed(rng, kind, day))
+    half = len(lines) // 2
+    files = {"api-1.jsonl": (lines[:half], False, None), "api-2.jsonl.gz": (lines[half:], True, None)}
+    # Blank lines are not records.
+    files["api-1.jsonl"][0].insert(10, b"")
+    files["api-1.jsonl"][0].insert(200, b"   ")
+    if index == 0:
+        # An over-long line, in a gzip file so that it stays small on disk.
+        files["api-2.jsonl.gz"][0].insert(5, malformed(rng, "line_too_long", day))
+    if index == 1:
+        more = [dumps(make_request(rng, day, rng.randrange(86400))).encode() for _ in range(120)]
+        files["api-3.jsonl.gz"] = (more, True, 0.6)
+    if index == 2:
+        more = [dumps(make_request(rng, day, rng.randrange(86400))).encode() for _ in range(60)]
+        files["api-4.jsonl"] = (more, True, None)  # gzip content, plain name
+    return files
+
+
+def main():
+    rng = random.Random(SEED)
+    write_catalogs()
+    out_dir = os.path.join(ROOT, "Samples/expected/signup_attempts")
+    os.makedirs(out_dir, exist_ok=True)
+    dead = []
+    summary = []
+    for index, day in enumerate(DATES):
+        day_dir = os.path.join(ROOT, "Samples/logs/api", day)
+        os.makedirs(day_dir, exist_ok=True)
+        for old in os.listdir(day_dir):
+            os.remove(os.path.join(day_dir, old))
+        rows = []
+        read = 0
+        for name, (lines, compress, cut) in sorted(build_day(rng, day, index).items()):
+            rel = f"Samples/logs/api/{day}/{name}"
+            data = b"".join(l + b"\n" for l in lines)
+            if compress:
+                data = gzip.compress(data, mtime=0)
+            if cut:
+                data = data[: int(len(data) * cut)]
+            with open(os.path.join(ROOT, rel), "wb") as f:
+                f.write(data)
+            # What a reader gets back from the bytes written.
+            if compress:
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                text = d.decompress(data)
+                truncated = not d.eof
+            else:
+                text, truncated = data, False
+            parts = text.split(b"\n")
+            complete, tail = parts[:-1], parts[-1]
+            if not truncated and tail:
+                complete.append(tail)
+            for number, raw in enumerate(complete, start=1):
+                if raw.strip(b" \t\r") == b"":
+                    continue
+                read += 1
+                if len(raw) > MAX_LINE:
+                    dead.append((day, rel, number, "line_too_long"))
+                    continue
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    dead.append((day, rel, number, "invalid_utf8"))
+                    continue
+                try:
+                    obj = json.loads(raw)
+                except ValueError:
+                    dead.append((day, rel, number, "malformed_json"))
+                    continue
+                try:
+                    rows.append(expected_row(obj))
+                except Reject as r:
+                    dead.append((day, rel, number, r.kind))
+            if truncated:
+                read += 1
+                dead.append((day, rel, len(complete) + 1, "truncated_gzip"))
+        with open(os.path.join(out_dir, f"{day}.csv"), "w", encoding="utf-8", newline="") as f:
+            f.write(csv_line(COLUMNS))
+            for row in rows:
+                f.write(csv_line([row[c] for c in COLUMNS]))
+        rejected = sum(1 for d in dead if d[0] == day)
+        summary.append((day, read, len(rows), 0, rejected))
+    with open(os.path.join(out_dir, "dead_letters.csv"), "w", encoding="utf-8", newline="") as f:
+        f.write(csv_line(["date", "file", "line", "kind"]))
+        for d in dead:
+            f.write(csv_line(d))
+    with open(os.path.join(out_dir, "summary.csv"), "w", encoding="utf-8", newline="") as f:
+        f.write(csv_line(["date", "read", "loaded", "filtered", "rejected"]))
+        for s in summary:
+            f.write(csv_line(s))
+    for s in summary:
+        print("%s: read %d, loaded %d, filtered %d, rejected %d" % s)
+
+
+if __name__ == "__main__":
+    main()
