@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(
             name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceTestSupport"],
             exclude: ["gzip_reference.py", "csv_reference.py"]),
-        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceSQLite", "SluiceFiles", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

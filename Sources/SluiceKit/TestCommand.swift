@@ -26,7 +26,7 @@ public enum PipelineTest {
         for path in paths {
             if await test(path, projectRoot: root, console: console) { passed += 1 } else { failed += 1 }
         }
-        console.out("\(passed) passed, \(failed) failed")
+        console.out("pipelines: \(passed) passed, \(failed) failed")
         return failed == 0 ? ExitStatus.success : ExitStatus.failure
     }
 

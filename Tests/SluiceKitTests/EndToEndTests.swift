@@ -1,5 +1,6 @@
 import Foundation
 import SluiceCore
+import SluiceFiles
 import SluiceKit
 import SluiceSQLite
 import SluiceTestSupport
@@ -34,7 +35,7 @@ import Testing
         let status = await PipelineTest.run(pipelines: [TestSupport.repoRoot + "/Pipelines/signup_attempts.yml"],
                                             projectRoot: TestSupport.repoRoot, console: console)
         #expect(status == 0, "\(console.errors.joined(separator: "\n"))")
-        #expect(console.output.last == "1 passed, 0 failed")
+        #expect(console.output.last == "pipelines: 1 passed, 0 failed")
     }
 
     @Test(arguments: [("a changed value", 5, 2), ("a NULL made empty", 7, 9), ("a changed key", 3, 23)])
@@ -51,7 +52,7 @@ import Testing
         let console = CapturingConsole()
         let status = await PipelineTest.run(pipelines: [root + "/Pipelines/signup_attempts.yml"], projectRoot: root, console: console)
         #expect(status == 1, "\(what) was not noticed")
-        #expect(console.output.last == "0 passed, 1 failed")
+        #expect(console.output.last == "pipelines: 0 passed, 1 failed")
         #expect(!console.errors.isEmpty)
     }
 
