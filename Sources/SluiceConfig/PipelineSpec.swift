@@ -24,6 +24,8 @@ public struct PipelineSpec: Sendable {
     public var scheduleLocation: SourceLocation?
     public var partition: Partition.Granularity
     public var key: [FieldPath]
+    /// Records per segment commit (sinks and state); nil for the default.
+    public var commitEvery: Int?
     public var extract: StageSpec
     public var transform: [StageSpec]
     public var load: [StageSpec]
@@ -71,6 +73,7 @@ public struct PipelineSpec: Sendable {
         for (k, loc) in o.stringList("key") ?? [] {
             if let p = FieldPath(k) { key.append(p) } else { diagnostics.error(loc, "`\(k)` is not a valid field path") }
         }
+        let commitEvery = o.int("commit_every", range: 1...100_000_000)
         let extract: StageSpec? = o.node("extract").flatMap { stage($0, what: "extract", diagnostics: diagnostics) }
         if !o.has("extract") { diagnostics.error(root.location, "missing required key `extract`") }
         let transform = stages(o.node("transform"), what: "transform", diagnostics: diagnostics)
@@ -92,7 +95,7 @@ public struct PipelineSpec: Sendable {
         o.finish()
         guard let name, let extract else { return nil }
         return PipelineSpec(file: file, name: name, description: description, schedule: schedule,
-                            scheduleLocation: scheduleLocation, partition: partition, key: key, extract: extract,
+                            scheduleLocation: scheduleLocation, partition: partition, key: key, commitEvery: commitEvery, extract: extract,
                             transform: transform, load: load, test: test, location: root.location)
     }
 

@@ -4,11 +4,15 @@ public struct SourcePosition: Sendable, Hashable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public var offset: Int64
+    /// The identity of the file (see `SourceCheckpoint.fileID`), when the source has one;
+    /// position-based record keys use it instead of the path, so renames keep keys.
+    public var fileID: String?
 
-    public init(file: String, line: Int, offset: Int64 = 0) {
+    public init(file: String, line: Int, offset: Int64 = 0, fileID: String? = nil) {
         self.file = file
         self.line = line
         self.offset = offset
+        self.fileID = fileID
     }
 
     public var description: String { "\(file):\(line)" }
@@ -68,11 +72,14 @@ public struct RecordBatch: Sendable {
     public var deadLetters: [DeadLetter]
     /// How many records stages dropped on purpose.
     public var filtered: Int
+    /// Where the sources stand after this batch (latest per file).
+    public var checkpoints: [SourceCheckpoint]
 
-    public init(records: [Record] = [], deadLetters: [DeadLetter] = [], filtered: Int = 0) {
+    public init(records: [Record] = [], deadLetters: [DeadLetter] = [], filtered: Int = 0, checkpoints: [SourceCheckpoint] = []) {
         self.records = records
         self.deadLetters = deadLetters
         self.filtered = filtered
+        self.checkpoints = checkpoints
     }
 
     /// Records plus dead letters: what this batch accounts for from the input.

@@ -15,8 +15,9 @@ import Crypto
 /// Type tags and length prefixes keep `1` and `"1"`, or `["a","b"]` and `["ab"]`, apart.
 ///
 /// Without key fields the key is built from the source position instead:
-/// `"sluice-key-v1\0" + str(pipeline) + "p" + str(file) + enc(byte offset)`, where file
-/// is the path relative to the project root.
+/// `"sluice-key-v1\0" + str(pipeline) + "p" + str(file identity) + enc(byte offset)`,
+/// where the identity is the hash of the file's first line (the path relative to the
+/// project root for sources without one).
 public struct RecordKeyer: Sendable {
     public let pipeline: String
     public let fields: [FieldPath]
@@ -33,7 +34,7 @@ public struct RecordKeyer: Sendable {
         Self.encodeString(pipeline, into: &bytes)
         if fields.isEmpty {
             bytes.append(UInt8(ascii: "p"))
-            Self.encodeString(record.position.file, into: &bytes)
+            Self.encodeString(record.position.fileID ?? record.position.file, into: &bytes)
             Self.encode(.int(record.position.offset), into: &bytes)
         } else {
             for path in fields {
@@ -93,5 +94,12 @@ public struct RecordKeyer: Sendable {
             out.append(digits[Int(b & 0xF)])
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// The 128-bit SHA-256 prefix, as lowercase hex, that keys and file identities use.
+public enum ShortDigest {
+    public static func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        RecordKeyer.hex(SHA256.hash(data: Array(bytes)).prefix(16))
     }
 }

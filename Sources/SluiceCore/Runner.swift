@@ -26,6 +26,8 @@ public struct Pipeline: Sendable {
     public var timeSelectsPartition: Bool
     public var transformers: [any Transformer]
     public var loaders: [LoaderBinding]
+    /// Records per segment commit.
+    public var commitEvery: Int = 100_000
 
     public init(name: String, granularity: Partition.Granularity, extractor: any Extractor, keyer: RecordKeyer,
                 timeField: FieldPath?, timeSelectsPartition: Bool, transformers: [any Transformer], loaders: [LoaderBinding]) {
@@ -65,30 +67,54 @@ public struct RunSummary: Sendable, Hashable {
     }
 }
 
-/// Keeps dead letters and run history (the state store).
-public protocol RunLedger: Sendable {
-    func beginRun(pipeline: String, partition: String) throws -> Int64
-    /// Keeps dead letters; one per source position, so a re-run does not add the same twice.
-    func addDeadLetters(runID: Int64, pipeline: String, partition: String, _ letters: [DeadLetter]) throws
-    func finishRun(runID: Int64, summary: RunSummary, failure: String?) throws
+/// Stops a run between batches (SIGINT/SIGTERM): what was read so far is committed.
+public final class StopFlag: Sendable {
+    private let flag = Lock()
+    // Guarded by `flag`.
+    nonisolated(unsafe) private var stopped = false
+    public init() {}
+    public func stop() { flag.withLock { stopped = true } }
+    public var isStopped: Bool { flag.withLock { stopped } }
 }
 
-/// Runs one partition of a pipeline: extract, key, transform, coerce, load, commit.
+/// Runs one partition of a pipeline: extract, key, transform, coerce, load, and commit
+/// in segments. Each segment is made durable in every sink first, then its checkpoints
+/// and deliveries are recorded in the state store in one transaction.
 public struct Runner: Sendable {
     public var batchSize: Int
-    public init(batchSize: Int = 2048) { self.batchSize = batchSize }
+    /// Records per segment (a commit of sinks and state); a replace commits once, at the end.
+    public var commitEvery: Int
+    public var stop: StopFlag?
 
-    public func run(_ pipeline: Pipeline, context: RunContext, ledger: (any RunLedger)?) async throws -> RunSummary {
+    public init(batchSize: Int = 2048, commitEvery: Int = 100_000, stop: StopFlag? = nil) {
+        self.batchSize = batchSize
+        self.commitEvery = commitEvery
+        self.stop = stop
+    }
+
+    public func run(_ pipeline: Pipeline, context: RunContext) async throws -> RunSummary {
+        var context = context
         let clock = ContinuousClock()
         let started = clock.now
-        var summary = RunSummary(pipeline: pipeline.name, partition: context.partition.description)
-        let runID = try ledger?.beginRun(pipeline: pipeline.name, partition: context.partition.description)
+        let partition = context.partition.description
+        var summary = RunSummary(pipeline: pipeline.name, partition: partition)
+        let state = context.state
+        try state?.acquireLease(pipeline: pipeline.name, partition: partition)
+        defer { try? state?.releaseLease(pipeline: pipeline.name, partition: partition) }
+        if let state, context.mode == .append, try state.replacePending(pipeline: pipeline.name, partition: partition) {
+            // A replace was cut short: finish it before anything else.
+            context.mode = .replace
+            context.logger.notice("\(pipeline.name) \(partition): finishing an interrupted replace")
+        }
+        if let state, context.mode == .replace { try state.beginReplace(pipeline: pipeline.name, partition: partition) }
+        let runID = try state?.beginRun(pipeline: pipeline.name, partition: partition, mode: context.mode)
 
         // One coercer per distinct (schema, key column); loaders that share a schema share rows.
         var coercers: [SchemaCoercer] = []
         var coercerOf: [Int] = []
         for binding in pipeline.loaders {
-            if let i = coercers.firstIndex(where: { $0.schema == binding.loader.schema && $0.keyColumn == binding.loader.schema.index(of: binding.keyColumn ?? "") }) {
+            let keyIndex = binding.loader.schema.index(of: binding.keyColumn ?? "")
+            if let i = coercers.firstIndex(where: { $0.schema == binding.loader.schema && $0.keyColumn == keyIndex }) {
                 coercerOf.append(i)
             } else {
                 coercers.append(SchemaCoercer(schema: binding.loader.schema, keyColumn: binding.keyColumn))
@@ -103,7 +129,25 @@ public struct Runner: Sendable {
                 sessions.append(try await binding.loader.open(context))
             }
             var newRows = [Int](repeating: 0, count: sessions.count)
-            while var batch = try source.next(limit: batchSize) {
+            var checkpoints: [String: SourceCheckpoint] = [:]
+            var sinceCommit = 0
+            func commitSegment(final: Bool) async throws {
+                var delivered: [String: [String]] = [:]
+                var receipts: [SinkReceipt] = []
+                for (i, session) in sessions.enumerated() {
+                    let result = try await session.commitSegment(final: final)
+                    if !result.deliveredKeys.isEmpty { delivered[pipeline.loaders[i].loader.label, default: []] += result.deliveredKeys }
+                    receipts += result.receipts
+                }
+                CrashPoints.reach("sinks.committed")
+                try state?.commit(SegmentCommit(pipeline: pipeline.name, partition: partition,
+                                                checkpoints: Array(checkpoints.values), delivered: delivered,
+                                                receipts: receipts, finishesReplace: final && context.mode == .replace))
+                CrashPoints.reach("state.committed")
+                if !final { try state?.renewLease(pipeline: pipeline.name, partition: partition) }
+                sinceCommit = 0
+            }
+            while !(stop?.isStopped ?? false), var batch = try source.next(limit: batchSize) {
                 prepare(&batch, pipeline: pipeline, context: context, summary: &summary)
                 for transformer in pipeline.transformers {
                     try transformer.apply(&batch, context: context)
@@ -130,23 +174,27 @@ public struct Runner: Sendable {
                 for (i, session) in sessions.enumerated() {
                     newRows[i] += try await session.write(rows[coercerOf[i]])
                 }
+                CrashPoints.reach("batch.written")
                 summary.loaded += loadedCount
                 summary.filtered += batch.filtered
                 summary.rejected += batch.deadLetters.count
                 if let runID, !batch.deadLetters.isEmpty {
-                    try ledger?.addDeadLetters(runID: runID, pipeline: pipeline.name, partition: context.partition.description, batch.deadLetters)
+                    try state?.addDeadLetters(runID: runID, pipeline: pipeline.name, partition: partition, batch.deadLetters)
                 }
+                for c in batch.checkpoints { checkpoints[c.fileID] = c }
+                sinceCommit += loadedCount + batch.deadLetters.count + batch.filtered
+                if context.mode == .append, sinceCommit >= commitEvery { try await commitSegment(final: false) }
             }
-            for session in sessions { try await session.commit() }
+            try await commitSegment(final: true)
             for (i, binding) in pipeline.loaders.enumerated() { summary.newRows[binding.loader.label, default: 0] += newRows[i] }
         } catch {
             for session in sessions { await session.rollback() }
             summary.seconds = (clock.now - started).seconds
-            if let runID { try? ledger?.finishRun(runID: runID, summary: summary, failure: String(describing: error)) }
+            if let runID { try? state?.finishRun(runID: runID, summary: summary, failure: String(describing: error)) }
             throw error
         }
         summary.seconds = (clock.now - started).seconds
-        if let runID { try ledger?.finishRun(runID: runID, summary: summary, failure: nil) }
+        if let runID { try state?.finishRun(runID: runID, summary: summary, failure: nil) }
         return summary
     }
 

@@ -122,15 +122,27 @@ public struct RunContext: Sendable {
     public var logger: Logger
     /// The process environment, for secrets named in pipeline files.
     public var environment: [String: String]
+    /// Append what is new, or rebuild the partition's output.
+    public var mode: LoadMode
+    /// Checkpoints, ledger and receipts; nil runs without state (everything is new).
+    public var state: (any StateStore)?
 
     public init(projectRoot: String, outputRoot: String, pipeline: String, partition: Partition,
-                logger: Logger, environment: [String: String] = [:]) {
+                logger: Logger, environment: [String: String] = [:], mode: LoadMode = .append, state: (any StateStore)? = nil) {
         self.projectRoot = projectRoot
         self.outputRoot = outputRoot
         self.pipeline = pipeline
         self.partition = partition
         self.logger = logger
         self.environment = environment
+        self.mode = mode
+        self.state = state
+    }
+
+    /// The checkpoints an extractor resumes from: none when rebuilding.
+    public func checkpoints() throws -> [String: SourceCheckpoint] {
+        guard mode == .append, let state else { return [:] }
+        return try state.checkpoints(pipeline: pipeline)
     }
 
     public func inputPath(_ path: String) -> String { Self.resolve(path, in: projectRoot) }
@@ -182,11 +194,30 @@ public protocol Loader: Sendable {
     func open(_ context: RunContext) async throws -> any LoadSession
 }
 
-/// One run's writes to a sink; nothing is visible until `commit`. Used from one task only.
+/// What a sink made durable in one segment.
+public struct SegmentResult: Sendable {
+    /// Keys to add to the delivery ledger (sinks that cannot check keys themselves).
+    public var deliveredKeys: [String]
+    public var receipts: [SinkReceipt]
+    public init(deliveredKeys: [String] = [], receipts: [SinkReceipt] = []) {
+        self.deliveredKeys = deliveredKeys
+        self.receipts = receipts
+    }
+}
+
+/// One run's writes to a sink, in segments. Used from one task only.
+///
+/// The runner calls `commitSegment` on every sink, then records the segment's
+/// checkpoints and the sinks' results in the state store in one transaction. A sink
+/// must therefore survive a crash between its own commit and the state's: a sink that
+/// checks keys itself (a primary key) ignores rows it holds already; a file sink is
+/// repaired back to its last receipt when it opens.
 public protocol LoadSession: AnyObject {
     /// Writes rows; returns how many were new to the sink (rows whose key the sink held
     /// already are not written again).
     func write(_ rows: [Row]) async throws -> Int
-    func commit() async throws
+    /// Makes everything written so far durable. With `final`, the session ends (a
+    /// replace makes its new output visible only then).
+    func commitSegment(final: Bool) async throws -> SegmentResult
     func rollback() async
 }

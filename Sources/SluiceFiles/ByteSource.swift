@@ -24,6 +24,13 @@ public protocol ByteSource: AnyObject {
 /// Opens a file, decompressing it when its content starts with the gzip magic bytes
 /// (whatever its name).
 public func openByteSource(path: String, display: String) throws(InputError) -> any ByteSource {
+    try openByteSource(path: path, display: display, skip: 0)
+}
+
+/// Opens a file and positions it `skip` bytes into its (decompressed) content: a seek
+/// for plain files, decompress-and-discard for gzip. Returns nil when the content is
+/// shorter than `skip`.
+public func openByteSource(path: String, display: String, skip: Int64) throws(InputError) -> any ByteSource {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
         throw InputError(kind: .cannotOpen, file: display, detail: "cannot open: \(String(cString: strerror(errno)))")
@@ -32,8 +39,18 @@ public func openByteSource(path: String, display: String) throws(InputError) -> 
     let n = withUnsafeMutableBytes(of: &magic) { pread(fd, $0.baseAddress, 2, 0) }
     let plain = FileSource(fd: fd, display: display)
     if n == 2, magic.0 == 0x1F, magic.1 == 0x8B {
-        return try GzipSource(inner: plain, display: display)
+        let gz = try GzipSource(inner: plain, display: display)
+        var left = skip
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { scratch.deallocate() }
+        while left > 0 {
+            let got = try gz.read(into: scratch, count: Int(min(left, 1 << 16)))
+            if got == 0 { break }
+            left -= Int64(got)
+        }
+        return gz
     }
+    if skip > 0 { lseek(fd, off_t(skip), SEEK_SET) }
     return plain
 }
 

@@ -110,9 +110,17 @@ public struct CSVFormat: Sendable {
     }
 }
 
-/// Writes a partition's rows to one CSV file, columns in schema order, atomically: the
-/// rows go to a temporary file beside the target, which is synced and renamed into
-/// place at commit. A re-run of the partition replaces the file whole.
+/// Writes a partition's rows to one CSV file, columns in schema order.
+///
+/// Appending (incremental runs): new rows are appended and made durable at each segment
+/// commit; the state store then records the file's committed length and the keys it
+/// holds (the delivery ledger) together with the checkpoints. When the file is opened
+/// again, anything past the committed length (a crash between the file's sync and the
+/// state's commit) is cut away, and rows whose key the file holds already are skipped.
+///
+/// Replacing (`backfill --replace`): the partition's rows go to a temporary file beside
+/// the target, which is synced and renamed over it at the end: readers see the old file
+/// or the new one, never a mix.
 public struct CSVLoader: Loader {
     public var schema: TableSchema
     public var pathPattern: String
@@ -129,10 +137,16 @@ public struct CSVLoader: Loader {
     public var label: String { "csv \(pathPattern)" }
 
     public func open(_ context: RunContext) async throws -> any LoadSession {
-        let path = context.outputPath(context.partition.expand(pathPattern))
-        let session = try CSVSession(path: path, format: format)
-        if header { session.appendHeader(schema.columnNames) }
-        return session
+        let target = context.partition.expand(pathPattern)
+        let path = context.outputPath(target)
+        let headerBytes: [UInt8] = {
+            var out: [UInt8] = []
+            if header { format.appendHeader(schema.columnNames, to: &out) }
+            return out
+        }()
+        let committed = try context.state?.receipt(pipeline: context.pipeline, sink: label, target: target)
+        return try CSVSession(path: path, target: target, sink: label, format: format, header: headerBytes, mode: context.mode,
+                              committedLength: committed, context: context)
     }
 
     public static func register(into registry: inout StageRegistry) {
@@ -174,28 +188,80 @@ public struct OutputError: Error, Sendable, CustomStringConvertible {
 
 final class CSVSession: LoadSession {
     let path: String
-    let tempPath: String
+    let target: String
+    let sink: String
+    let writePath: String
     let format: CSVFormat
-    var fd: Int32
+    let mode: LoadMode
+    let context: RunContext
+    var fd: Int32 = -1
     var buffer: [UInt8] = []
+    /// Length of the file as last committed.
+    var committedLength: Int64
+    /// Length written so far (committed or not).
+    var length: Int64
+    /// Keys written since the last segment commit (not yet in the ledger).
+    var pending: [String] = []
+    var pendingSet: Set<String> = []
 
-    init(path: String, format: CSVFormat) throws {
+    init(path: String, target: String, sink: String, format: CSVFormat, header: [UInt8], mode: LoadMode,
+         committedLength: Int64?, context: RunContext) throws {
         self.path = path
+        self.target = target
+        self.sink = sink
         self.format = format
-        let dir = Self.directory(of: path)
-        try Self.makeDirectories(dir)
-        tempPath = path + ".tmp-\(getpid())"
-        fd = Glibc.open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw OutputError(path: path, detail: "cannot create temporary file: \(String(cString: strerror(errno)))") }
+        self.mode = mode
+        self.context = context
+        try Self.makeDirectories(Self.directory(of: path))
+        let temp = path + ".sluice-tmp"
+        unlink(temp) // a replace that died before its rename
         buffer.reserveCapacity(1 << 20)
+        switch mode {
+        case .replace:
+            writePath = temp
+            fd = Glibc.open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw OutputError(path: target, detail: "cannot create temporary file: \(String(cString: strerror(errno)))") }
+            self.committedLength = 0
+            length = 0
+        case .append:
+            writePath = path
+            var st = stat()
+            let exists = stat(path, &st) == 0
+            let size = exists ? Int64(st.st_size) : 0
+            let known = committedLength ?? 0
+            if exists, committedLength != nil, size < known {
+                throw OutputError(path: target, detail: "is shorter than its committed length (\(size) < \(known) bytes): it was changed outside sluice; rebuild the partition with `sluice backfill --replace`")
+            }
+            if !exists, known > 0 {
+                throw OutputError(path: target, detail: "was deleted after rows were delivered to it; rebuild the partition with `sluice backfill --replace`")
+            }
+            fd = Glibc.open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw OutputError(path: target, detail: "cannot open: \(String(cString: strerror(errno)))") }
+            // Repair: cut what a crash left past the last commit (or an unknown file whole).
+            if size > known {
+                guard ftruncate(fd, off_t(known)) == 0, fsync(fd) == 0 else {
+                    throw OutputError(path: target, detail: "cannot repair to its committed length: \(String(cString: strerror(errno)))")
+                }
+            }
+            lseek(fd, off_t(known), SEEK_SET)
+            self.committedLength = known
+            length = known
+        }
+        if length == 0 { buffer += header }
     }
 
-    func appendHeader(_ names: [String]) { format.appendHeader(names, to: &buffer) }
-
     func write(_ rows: [Row]) async throws -> Int {
-        for row in rows { format.appendRecord(row.values, to: &buffer) }
+        guard !rows.isEmpty else { return 0 }
+        let delivered = try context.state?.delivered(pipeline: context.pipeline, sink: sink, keys: rows.map(\.key)) ?? []
+        var written = 0
+        for row in rows where !delivered.contains(row.key) && !pendingSet.contains(row.key) {
+            format.appendRecord(row.values, to: &buffer)
+            pending.append(row.key)
+            pendingSet.insert(row.key)
+            written += 1
+        }
         if buffer.count >= 1 << 20 { try flush() }
-        return rows.count
+        return written
     }
 
     func flush() throws {
@@ -204,30 +270,46 @@ final class CSVSession: LoadSession {
             let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw OutputError(path: path, detail: "write failed: \(String(cString: strerror(errno)))")
+                throw OutputError(path: target, detail: "write failed: \(String(cString: strerror(errno)))")
             }
             done += n
         }
+        length += Int64(buffer.count)
         buffer.removeAll(keepingCapacity: true)
     }
 
-    func commit() async throws {
+    func commitSegment(final: Bool) async throws -> SegmentResult {
         try flush()
-        guard fsync(fd) == 0 else { throw OutputError(path: path, detail: "fsync failed: \(String(cString: strerror(errno)))") }
-        Glibc.close(fd)
-        fd = -1
-        guard rename(tempPath, path) == 0 else { throw OutputError(path: path, detail: "rename failed: \(String(cString: strerror(errno)))") }
-        let dfd = Glibc.open(Self.directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); Glibc.close(dfd) }
+        CrashPoints.reach("csv.written")
+        guard fsync(fd) == 0 else { throw OutputError(path: target, detail: "fsync failed: \(String(cString: strerror(errno)))") }
+        if mode == .replace, final {
+            Glibc.close(fd)
+            fd = -1
+            CrashPoints.reach("csv.rename")
+            guard rename(writePath, path) == 0 else { throw OutputError(path: target, detail: "rename failed: \(String(cString: strerror(errno)))") }
+        }
+        if final, fd >= 0 { Glibc.close(fd); fd = -1 }
+        if final || mode == .replace || committedLength == 0 { Self.syncDirectory(of: path) }
+        committedLength = length
+        let keys = pending
+        pending = []
+        pendingSet = []
+        return SegmentResult(deliveredKeys: keys, receipts: [SinkReceipt(sink: sink, target: target, length: length)])
     }
 
     func rollback() async {
+        if mode == .append, fd >= 0 { _ = ftruncate(fd, off_t(committedLength)) }
         if fd >= 0 { Glibc.close(fd); fd = -1 }
-        unlink(tempPath)
+        if mode == .replace { unlink(writePath) }
     }
 
     deinit {
-        if fd >= 0 { Glibc.close(fd); unlink(tempPath) }
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    static func syncDirectory(of path: String) {
+        let dfd = Glibc.open(directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); Glibc.close(dfd) }
     }
 
     static func directory(of path: String) -> String {

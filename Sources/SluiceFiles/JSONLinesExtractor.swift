@@ -2,8 +2,11 @@ import SluiceConfig
 import SluiceCore
 
 /// Reads JSON Lines files: one object per line, plain or gzip (detected by content),
-/// globbed by partition. Blank lines are skipped; every other line becomes a record or
-/// a dead letter with its file and line.
+/// globbed by partition, incrementally. Each file is known by its identity (the hash of
+/// its first line), so a renamed (rotated) file resumes where it was left, a file
+/// truncated and written anew is read from its start, and a file read whole is not read
+/// again. Blank lines are skipped; every other line becomes a record or a dead letter
+/// with its file and line.
 public struct JSONLinesExtractor: Extractor {
     public var patterns: [String]
     public var maxLineBytes: Int
@@ -20,7 +23,8 @@ public struct JSONLinesExtractor: Extractor {
                 files.append(file)
             }
         }
-        return JSONLinesSource(files: files, root: context.projectRoot, maxLineBytes: maxLineBytes)
+        return JSONLinesSource(files: files, root: context.projectRoot, maxLineBytes: maxLineBytes,
+                               checkpoints: try context.checkpoints())
     }
 
     /// Keeps at most this many bytes of a bad line in its dead letter.
@@ -49,62 +53,105 @@ final class JSONLinesSource: RecordSource {
     private var files: [String]
     private let root: String
     private let maxLineBytes: Int
+    private let checkpoints: [String: SourceCheckpoint]
+    private var seen: Set<String> = []
     private var reader: LineReader?
     private var byteSource: (any ByteSource)?
-    private var display = ""
+    private var current: InputFile?
 
-    init(files: [String], root: String, maxLineBytes: Int) {
+    init(files: [String], root: String, maxLineBytes: Int, checkpoints: [String: SourceCheckpoint]) {
         self.files = files.reversed()
         self.root = root.hasSuffix("/") ? root : root + "/"
         self.maxLineBytes = maxLineBytes
+        self.checkpoints = checkpoints
     }
 
     deinit { byteSource?.close() }
 
+    /// Opens the next file that has something new; nil when none is left.
+    private func openNext(into batch: inout RecordBatch) -> Bool {
+        while let path = files.popLast() {
+            let display = path.hasPrefix(root) ? String(path.dropFirst(root.count)) : path
+            let file: InputFile
+            do {
+                file = try InputFile.inspect(path: path, display: display)
+            } catch {
+                batch.deadLetters.append(DeadLetter(kind: .readError, position: SourcePosition(file: display, line: 0), message: error.detail))
+                continue
+            }
+            // No complete first line yet (a file being created), or the same content
+            // twice in one run (a copy): nothing to read now.
+            guard let id = file.identity, seen.insert(id).inserted else { continue }
+            var offset: Int64 = 0
+            var line = 0
+            if let cp = checkpoints[id] {
+                if cp.complete { continue }
+                if !file.isGzip {
+                    if cp.offset == file.size { continue }
+                    if cp.offset < file.size { offset = cp.offset; line = cp.line }
+                    // Shorter than what was read: the file was cut; read it anew.
+                } else {
+                    offset = cp.offset
+                    line = cp.line
+                }
+            }
+            do {
+                let source = try openByteSource(path: path, display: display, skip: offset)
+                byteSource = source
+                reader = LineReader(source: source, maxLineBytes: maxLineBytes, startOffset: offset, startLine: line,
+                                    readUnterminatedTail: file.settled)
+                current = file
+                return true
+            } catch {
+                batch.deadLetters.append(DeadLetter(kind: .readError, position: SourcePosition(file: display, line: 0), message: error.detail))
+            }
+        }
+        return false
+    }
+
     func next(limit: Int) throws -> RecordBatch? {
         var batch = RecordBatch()
         batch.records.reserveCapacity(limit)
+        var progressed = false
         while batch.records.count + batch.deadLetters.count < limit {
             if reader == nil {
-                guard let file = files.popLast() else { break }
-                display = file.hasPrefix(root) ? String(file.dropFirst(root.count)) : file
-                do {
-                    let source = try openByteSource(path: file, display: display)
-                    byteSource = source
-                    reader = LineReader(source: source, maxLineBytes: maxLineBytes)
-                } catch {
-                    batch.deadLetters.append(DeadLetter(kind: .readError, position: SourcePosition(file: display, line: 0), message: error.detail))
-                    continue
-                }
+                guard openNext(into: &batch) else { break }
             }
-            guard let reader else { break }
-            let file = display
-            let more: Bool
+            guard let reader, let file = current, let id = file.identity else { break }
+            progressed = true
+            let display = file.display
+            var more: Bool
+            var complete = false
             do {
                 more = try reader.read(maxEvents: limit - batch.records.count - batch.deadLetters.count) { event in
                     switch event {
                     case .line(let bytes, let line, let offset):
-                        Self.parse(bytes, position: SourcePosition(file: file, line: line, offset: offset), into: &batch)
+                        Self.parse(bytes, position: SourcePosition(file: display, line: line, offset: offset, fileID: id), into: &batch)
                     case .tooLong(let line, let offset, let length):
-                        batch.deadLetters.append(DeadLetter(kind: .lineTooLong, position: SourcePosition(file: file, line: line, offset: offset),
+                        batch.deadLetters.append(DeadLetter(kind: .lineTooLong, position: SourcePosition(file: display, line: line, offset: offset, fileID: id),
                                                             message: "line of \(length) bytes is longer than max_line_bytes (\(maxLineBytes))"))
                     }
                 }
+                if !more, file.isGzip { complete = true }
             } catch {
                 let kind: DeadLetter.Kind = error.kind == .truncatedGzip ? .truncatedGzip : .readError
-                batch.deadLetters.append(DeadLetter(kind: kind, position: SourcePosition(file: file, line: reader.nextLineNumber), message: error.detail))
-                closeFile()
-                continue
+                batch.deadLetters.append(DeadLetter(kind: kind, position: SourcePosition(file: display, line: reader.nextLineNumber, offset: reader.consumedOffset, fileID: id),
+                                                    message: error.detail))
+                more = false
+                complete = true
             }
+            batch.checkpoints.append(SourceCheckpoint(fileID: id, path: display, offset: reader.consumedOffset,
+                                                      line: reader.linesConsumed, complete: complete))
             if !more { closeFile() }
         }
-        return batch.isEmpty && reader == nil && files.isEmpty ? nil : batch
+        return progressed || !batch.isEmpty ? batch : nil
     }
 
     private func closeFile() {
         byteSource?.close()
         byteSource = nil
         reader = nil
+        current = nil
     }
 
     static func parse(_ bytes: UnsafeRawBufferPointer, position: SourcePosition, into batch: inout RecordBatch) {

@@ -21,9 +21,17 @@ public final class LineReader {
     private var skipStartOffset: Int64 = 0
     private var skipLength: Int64 = 0
 
-    public init(source: any ByteSource, maxLineBytes: Int, chunkSize: Int = 1 << 20) {
+    /// Whether a last line without `\n` is a line (false while the file may still grow).
+    private let readUnterminatedTail: Bool
+
+    /// `startOffset` and `startLine`: where the source was positioned (a resumed file).
+    public init(source: any ByteSource, maxLineBytes: Int, chunkSize: Int = 1 << 20,
+                startOffset: Int64 = 0, startLine: Int = 0, readUnterminatedTail: Bool = true) {
         self.source = source
         self.maxLineBytes = maxLineBytes
+        self.offset = startOffset
+        self.lineNumber = startLine
+        self.readUnterminatedTail = readUnterminatedTail
         capacity = max(chunkSize, 64 * 1024)
         buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
     }
@@ -32,6 +40,10 @@ public final class LineReader {
 
     /// The number of the line that would come next (for a truncated file's dead letter).
     public var nextLineNumber: Int { lineNumber + 1 }
+    /// Bytes of the stream consumed by the lines delivered so far.
+    public var consumedOffset: Int64 { skipping ? skipStartOffset : offset }
+    /// Lines delivered so far (including skipped ones).
+    public var linesConsumed: Int { lineNumber }
 
     /// Delivers up to `maxEvents` events; returns false at the end of the input.
     /// Errors of the source (a truncated gzip stream) are thrown after every complete
@@ -63,6 +75,10 @@ public final class LineReader {
             }
             // No newline buffered.
             if eof {
+                if start < end, !readUnterminatedTail {
+                    // The writer may still be in the middle of this line: leave it for later.
+                    return false
+                }
                 if start < end {
                     if skipping {
                         skipLength += Int64(end - start)

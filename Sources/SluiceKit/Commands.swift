@@ -30,6 +30,15 @@ public final class CapturingConsole: Console, @unchecked Sendable {
     public var errors: [String] { lock.withLock { errLines } }
 }
 
+/// A thread-safe count.
+final class Counter: Sendable {
+    private let lock = Lock()
+    // Guarded by `lock`.
+    nonisolated(unsafe) private var n = 0
+    func increment() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}
+
 /// Exit statuses: 0 success, 1 a data or configuration failure, 2 wrong usage.
 public enum ExitStatus {
     public static let success: Int32 = 0
@@ -109,15 +118,36 @@ public enum Commands {
 
     // MARK: run, backfill
 
-    /// Runs the partitions in order. Each ends with its summary line on standard output.
+    public struct RunOptions: Sendable {
+        public var target: String?
+        public var mode: LoadMode
+        /// Partitions run at the same time (backfill).
+        public var parallel: Int
+        public var stop: StopFlag?
+        public init(target: String? = nil, mode: LoadMode = .append, parallel: Int = 1, stop: StopFlag? = nil) {
+            self.target = target
+            self.mode = mode
+            self.parallel = parallel
+            self.stop = stop
+        }
+    }
+
+    /// Runs the partitions (in order, or `parallel` at a time). Each ends with its summary
+    /// line on standard output.
     public static func run(pipeline path: String, partitions dates: [String], target: String?, projectRoot: String,
+                           console: any Console, environment: [String: String] = ProcessInfo.processInfo.environment) async -> Int32 {
+        await run(pipeline: path, partitions: dates, options: RunOptions(target: target), projectRoot: projectRoot,
+                  console: console, environment: environment)
+    }
+
+    public static func run(pipeline path: String, partitions dates: [String], options: RunOptions, projectRoot: String,
                            console: any Console, environment: [String: String] = ProcessInfo.processInfo.environment) async -> Int32 {
         let project: Project
         let spec: PipelineSpec
         let pipeline: Pipeline
         do {
             project = try Project.load(root: projectRoot)
-            (spec, pipeline) = try project.pipeline(at: path, target: target)
+            (spec, pipeline) = try project.pipeline(at: path, target: options.target)
         } catch {
             for d in error.diagnostics { console.err(d.description) }
             return ExitStatus.failure
@@ -130,26 +160,47 @@ public enum Commands {
             }
             partitions.append(p)
         }
+        let state: SQLiteStateStore
         do {
-            let state = try project.stateStore()
-            for partition in partitions {
-                let summary = try await runOne(pipeline, partition: partition, project: project, outputRoot: project.root,
-                                               state: state, environment: environment)
-                try listDeadLetters(state: state, pipeline: pipeline.name, partition: partition, console: console)
-                console.out(summary.line)
-            }
+            state = try project.stateStore()
         } catch {
             console.err("error: \(error)")
             return ExitStatus.failure
         }
-        return ExitStatus.success
+        let failed = Counter()
+        await withTaskGroup(of: Void.self) { group in
+            var next = 0
+            func launch() {
+                guard next < partitions.count else { return }
+                let partition = partitions[next]
+                next += 1
+                group.addTask {
+                    do {
+                        let summary = try await runOne(pipeline, partition: partition, project: project, outputRoot: project.root,
+                                                       state: state, environment: environment, mode: options.mode, stop: options.stop)
+                        try listDeadLetters(state: state, pipeline: pipeline.name, partition: partition, console: console)
+                        console.out(summary.line)
+                    } catch {
+                        console.err("error: \(pipeline.name) \(partition): \(error)")
+                        failed.increment()
+                    }
+                }
+            }
+            for _ in 0..<max(1, options.parallel) { launch() }
+            while await group.next() != nil {
+                if options.stop?.isStopped ?? false { continue }
+                launch()
+            }
+        }
+        return failed.value == 0 ? ExitStatus.success : ExitStatus.failure
     }
 
     static func runOne(_ pipeline: Pipeline, partition: Partition, project: Project, outputRoot: String,
-                       state: SQLiteStateStore, environment: [String: String]) async throws -> RunSummary {
+                       state: SQLiteStateStore, environment: [String: String], mode: LoadMode = .append,
+                       stop: StopFlag? = nil) async throws -> RunSummary {
         let context = RunContext(projectRoot: project.root, outputRoot: outputRoot, pipeline: pipeline.name,
-                                 partition: partition, logger: project.logger(), environment: environment)
-        return try await Runner().run(pipeline, context: context, ledger: state)
+                                 partition: partition, logger: project.logger(), environment: environment, mode: mode, state: state)
+        return try await Runner(commitEvery: pipeline.commitEvery, stop: stop).run(pipeline, context: context)
     }
 
     static func listDeadLetters(state: SQLiteStateStore, pipeline: String, partition: Partition, console: any Console) throws {

@@ -61,10 +61,12 @@ public struct PipelineBuilder {
         loaders.sort { $0.0 < $1.0 }
         checkRequiredColumns(effects: effects, loaders: loaders.map(\.1), ctx)
         guard let extractor, !d.hasErrors else { return nil }
-        return Pipeline(name: spec.name, granularity: spec.partition, extractor: extractor.extractor,
+        var pipeline = Pipeline(name: spec.name, granularity: spec.partition, extractor: extractor.extractor,
                         keyer: RecordKeyer(pipeline: spec.name, fields: spec.key), timeField: timeField,
                         timeSelectsPartition: !extractor.pathSelectsPartition, transformers: transformers,
                         loaders: loaders.map { LoaderBinding(loader: $0.1.loader, keyColumn: $0.1.keyColumn) })
+        if let every = spec.commitEvery { pipeline.commitEvery = every }
+        return pipeline
     }
 
     func unknownKind(_ stage: StageSpec, role: String, known: Dictionary<String, some Any>.Keys, _ ctx: BuildContext) {

@@ -22,15 +22,30 @@ public struct StoredRun: Sendable, Hashable {
     public var failure: String?
 }
 
-/// The embedded state store: a SQLite file (WAL) with forward-only migrations. It keeps
-/// runs and dead letters; checkpoints and the delivery ledger join it with the
-/// exactly-once work.
-public final class SQLiteStateStore: RunLedger {
+/// A checkpoint as `sluice status` shows it.
+public struct StoredCheckpoint: Sendable, Hashable {
+    public var partition: String
+    public var checkpoint: SourceCheckpoint
+}
+
+/// The embedded state store: a SQLite file (WAL, synchronous FULL) with forward-only
+/// migrations. It keeps runs, partition leases, checkpoints, the delivery ledger, sink
+/// receipts, pending replaces, schedules and dead letters.
+public final class SQLiteStateStore: StateStore {
     let queue: DatabaseQueue
     public let path: String
+    let host: String
+    let pid: Int32
+
+    /// A lease not renewed for this long is taken over (a holder on another machine died).
+    public static let leaseTimeout: TimeInterval = 600
 
     public init(path: String) throws {
         self.path = path
+        var name = [UInt8](repeating: 0, count: 256)
+        gethostname(&name, 255)
+        host = String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+        pid = getpid()
         queue = try SQLiteFiles.openQueue(path)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
@@ -61,6 +76,58 @@ public final class SQLiteStateStore: RunLedger {
                 CREATE INDEX dead_letters_by_partition ON dead_letters(pipeline, partition);
                 """)
         }
+        migrator.registerMigration("v2-exactly-once") { db in
+            try db.execute(sql: """
+                ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT 'append';
+                ALTER TABLE dead_letters ADD COLUMN file_id TEXT;
+                CREATE TABLE checkpoints (
+                    pipeline TEXT NOT NULL,
+                    file_id TEXT NOT NULL,
+                    partition TEXT NOT NULL,
+                    path TEXT NOT NULL,
+                    byte_offset INTEGER NOT NULL,
+                    line INTEGER NOT NULL,
+                    complete INTEGER NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    PRIMARY KEY (pipeline, file_id)
+                );
+                CREATE INDEX checkpoints_by_partition ON checkpoints(pipeline, partition);
+                CREATE TABLE ledger (
+                    pipeline TEXT NOT NULL,
+                    sink TEXT NOT NULL,
+                    record_key TEXT NOT NULL,
+                    partition TEXT NOT NULL,
+                    PRIMARY KEY (pipeline, sink, record_key)
+                ) WITHOUT ROWID;
+                CREATE INDEX ledger_by_partition ON ledger(pipeline, partition);
+                CREATE TABLE receipts (
+                    pipeline TEXT NOT NULL,
+                    sink TEXT NOT NULL,
+                    target TEXT NOT NULL,
+                    partition TEXT NOT NULL,
+                    length INTEGER NOT NULL,
+                    PRIMARY KEY (pipeline, sink, target)
+                );
+                CREATE TABLE leases (
+                    pipeline TEXT NOT NULL,
+                    partition TEXT NOT NULL,
+                    host TEXT NOT NULL,
+                    pid INTEGER NOT NULL,
+                    renewed_at REAL NOT NULL,
+                    PRIMARY KEY (pipeline, partition)
+                );
+                CREATE TABLE replaces (
+                    pipeline TEXT NOT NULL,
+                    partition TEXT NOT NULL,
+                    started_at TEXT NOT NULL,
+                    PRIMARY KEY (pipeline, partition)
+                );
+                CREATE TABLE schedules (
+                    pipeline TEXT PRIMARY KEY,
+                    last_fire INTEGER NOT NULL
+                );
+                """)
+        }
         do {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
@@ -68,6 +135,8 @@ public final class SQLiteStateStore: RunLedger {
             try migrator.migrate(queue)
         } catch let error as SQLiteStoreError {
             throw error
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            throw SQLiteStoreError(path: path, detail: "is locked by another process; wait for it to finish")
         } catch {
             throw SQLiteStoreError(path: path, detail: "cannot prepare the state store: \(error)")
         }
@@ -75,10 +144,12 @@ public final class SQLiteStateStore: RunLedger {
 
     static func now() -> String { ISO8601DateFormatter().string(from: Date()) }
 
-    public func beginRun(pipeline: String, partition: String) throws -> Int64 {
+    // MARK: runs and dead letters
+
+    public func beginRun(pipeline: String, partition: String, mode: LoadMode) throws -> Int64 {
         try queue.write { db in
-            try db.execute(sql: "INSERT INTO runs (pipeline, partition, started_at, status) VALUES (?, ?, ?, 'running')",
-                           arguments: [pipeline, partition, Self.now()])
+            try db.execute(sql: "INSERT INTO runs (pipeline, partition, started_at, status, mode) VALUES (?, ?, ?, 'running', ?)",
+                           arguments: [pipeline, partition, Self.now(), mode.rawValue])
             return db.lastInsertedRowID
         }
     }
@@ -86,15 +157,15 @@ public final class SQLiteStateStore: RunLedger {
     public func addDeadLetters(runID: Int64, pipeline: String, partition: String, _ letters: [DeadLetter]) throws {
         try queue.write { db in
             let statement = try db.cachedStatement(sql: """
-                INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id, file_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (pipeline, file, line) DO UPDATE SET
                     partition = excluded.partition, byte_offset = excluded.byte_offset, kind = excluded.kind,
-                    message = excluded.message, raw = excluded.raw, run_id = excluded.run_id
+                    message = excluded.message, raw = excluded.raw, run_id = excluded.run_id, file_id = excluded.file_id
                 """)
             for d in letters {
                 try statement.execute(arguments: [pipeline, partition, d.position.file, d.position.line, d.position.offset,
-                                                  d.kind.rawValue, d.message, d.raw.map { Data($0) }, runID])
+                                                  d.kind.rawValue, d.message, d.raw.map { Data($0) }, runID, d.position.fileID])
             }
         }
     }
@@ -136,6 +207,152 @@ public final class SQLiteStateStore: RunLedger {
                 StoredRun(id: $0["id"], pipeline: $0["pipeline"], partition: $0["partition"], status: $0["status"],
                           summary: $0["summary"], failure: $0["failure"])
             }
+        }
+    }
+
+    // MARK: leases
+
+    public func acquireLease(pipeline: String, partition: String) throws {
+        let host = self.host, pid = self.pid
+        try queue.write { db in
+            if let row = try GRDB.Row.fetchOne(db, sql: "SELECT host, pid, renewed_at FROM leases WHERE pipeline = ? AND partition = ?",
+                                               arguments: [pipeline, partition]) {
+                let holderHost: String = row["host"], holderPid: Int32 = row["pid"], renewed: Double = row["renewed_at"]
+                let mine = holderHost == host && holderPid == pid
+                let alive = holderHost == host ? (kill(holderPid, 0) == 0 || errno == EPERM)
+                                               : Date().timeIntervalSince1970 - renewed < Self.leaseTimeout
+                if !mine, alive {
+                    throw PartitionBusy(pipeline: pipeline, partition: partition, holder: "process \(holderPid) on \(holderHost)")
+                }
+            }
+            try db.execute(sql: """
+                INSERT INTO leases (pipeline, partition, host, pid, renewed_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (pipeline, partition) DO UPDATE SET host = excluded.host, pid = excluded.pid, renewed_at = excluded.renewed_at
+                """, arguments: [pipeline, partition, host, pid, Date().timeIntervalSince1970])
+        }
+    }
+
+    public func renewLease(pipeline: String, partition: String) throws {
+        try queue.write { db in
+            try db.execute(sql: "UPDATE leases SET renewed_at = ? WHERE pipeline = ? AND partition = ? AND host = ? AND pid = ?",
+                           arguments: [Date().timeIntervalSince1970, pipeline, partition, host, pid])
+        }
+    }
+
+    public func releaseLease(pipeline: String, partition: String) throws {
+        try queue.write { db in
+            try db.execute(sql: "DELETE FROM leases WHERE pipeline = ? AND partition = ? AND host = ? AND pid = ?",
+                           arguments: [pipeline, partition, host, pid])
+        }
+    }
+
+    // MARK: checkpoints, ledger, receipts
+
+    public func checkpoints(pipeline: String) throws -> [String: SourceCheckpoint] {
+        try queue.read { db in
+            var out: [String: SourceCheckpoint] = [:]
+            for row in try GRDB.Row.fetchAll(db, sql: "SELECT file_id, path, byte_offset, line, complete FROM checkpoints WHERE pipeline = ?",
+                                             arguments: [pipeline]) {
+                let c = SourceCheckpoint(fileID: row["file_id"], path: row["path"], offset: row["byte_offset"], line: row["line"],
+                                         complete: row["complete"])
+                out[c.fileID] = c
+            }
+            return out
+        }
+    }
+
+    public func storedCheckpoints(pipeline: String) throws -> [StoredCheckpoint] {
+        try queue.read { db in
+            try GRDB.Row.fetchAll(db, sql: "SELECT * FROM checkpoints WHERE pipeline = ? ORDER BY partition, path", arguments: [pipeline]).map {
+                StoredCheckpoint(partition: $0["partition"], checkpoint: SourceCheckpoint(
+                    fileID: $0["file_id"], path: $0["path"], offset: $0["byte_offset"], line: $0["line"], complete: $0["complete"]))
+            }
+        }
+    }
+
+    public func receipt(pipeline: String, sink: String, target: String) throws -> Int64? {
+        try queue.read { db in
+            try Int64.fetchOne(db, sql: "SELECT length FROM receipts WHERE pipeline = ? AND sink = ? AND target = ?",
+                               arguments: [pipeline, sink, target])
+        }
+    }
+
+    public func delivered(pipeline: String, sink: String, keys: [String]) throws -> Set<String> {
+        guard !keys.isEmpty else { return [] }
+        return try queue.read { db in
+            let statement = try db.cachedStatement(sql: "SELECT 1 FROM ledger WHERE pipeline = ? AND sink = ? AND record_key = ?")
+            var found: Set<String> = []
+            for key in keys where try Int.fetchOne(statement, arguments: [pipeline, sink, key]) != nil {
+                found.insert(key)
+            }
+            return found
+        }
+    }
+
+    public func commit(_ segment: SegmentCommit) throws {
+        try queue.write { db in
+            if segment.finishesReplace {
+                try db.execute(sql: "DELETE FROM checkpoints WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
+                try db.execute(sql: "DELETE FROM ledger WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
+                try db.execute(sql: "DELETE FROM replaces WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
+            }
+            let now = Self.now()
+            let cp = try db.cachedStatement(sql: """
+                INSERT INTO checkpoints (pipeline, file_id, partition, path, byte_offset, line, complete, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (pipeline, file_id) DO UPDATE SET partition = excluded.partition, path = excluded.path,
+                    byte_offset = excluded.byte_offset, line = excluded.line, complete = excluded.complete, updated_at = excluded.updated_at
+                """)
+            for c in segment.checkpoints {
+                try cp.execute(arguments: [segment.pipeline, c.fileID, segment.partition, c.path, c.offset, c.line, c.complete, now])
+            }
+            let ledger = try db.cachedStatement(sql: "INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition) VALUES (?, ?, ?, ?)")
+            for (sink, keys) in segment.delivered {
+                for key in keys { try ledger.execute(arguments: [segment.pipeline, sink, key, segment.partition]) }
+            }
+            let receipt = try db.cachedStatement(sql: """
+                INSERT INTO receipts (pipeline, sink, target, partition, length) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (pipeline, sink, target) DO UPDATE SET length = excluded.length, partition = excluded.partition
+                """)
+            for r in segment.receipts {
+                try receipt.execute(arguments: [segment.pipeline, r.sink, r.target, segment.partition, r.length])
+            }
+        }
+    }
+
+    // MARK: replaces
+
+    public func replacePending(pipeline: String, partition: String) throws -> Bool {
+        try queue.read { db in
+            try Int.fetchOne(db, sql: "SELECT 1 FROM replaces WHERE pipeline = ? AND partition = ?", arguments: [pipeline, partition]) != nil
+        }
+    }
+
+    public func beginReplace(pipeline: String, partition: String) throws {
+        try queue.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO replaces (pipeline, partition, started_at) VALUES (?, ?, ?)",
+                           arguments: [pipeline, partition, Self.now()])
+        }
+    }
+
+    // MARK: schedules
+
+    /// The last fire time the scheduler claimed for a pipeline (microseconds), if any.
+    public func lastFire(pipeline: String) throws -> Int64? {
+        try queue.read { db in try Int64.fetchOne(db, sql: "SELECT last_fire FROM schedules WHERE pipeline = ?", arguments: [pipeline]) }
+    }
+
+    /// Claims the fire times up to `to` if the last claimed one is still `from`
+    /// (compare-and-set): of several schedulers on one store, exactly one wins.
+    public func claimFires(pipeline: String, from: Int64?, to: Int64) throws -> Bool {
+        try queue.write { db in
+            let current = try Int64.fetchOne(db, sql: "SELECT last_fire FROM schedules WHERE pipeline = ?", arguments: [pipeline])
+            guard current == from else { return false }
+            try db.execute(sql: """
+                INSERT INTO schedules (pipeline, last_fire) VALUES (?, ?)
+                ON CONFLICT (pipeline) DO UPDATE SET last_fire = excluded.last_fire
+                """, arguments: [pipeline, to])
+            return true
         }
     }
 }

@@ -11,9 +11,10 @@ public struct SQLiteStoreError: Error, Sendable, CustomStringConvertible {
 }
 
 /// The local target's warehouse: one SQLite table per schema (see docs/types.md for the
-/// type mapping). Rows are inserted with the record key as primary key, so a row whose
-/// key the table holds already is not inserted twice. A run's rows are committed in
-/// one transaction.
+/// type mapping), plus a column `_sluice_partition`. Rows are inserted with the record
+/// key as primary key, so a row whose key the table holds already is not inserted twice:
+/// a segment replayed after a crash adds nothing. A replace deletes the partition's rows
+/// and inserts the new ones in one transaction.
 public struct SQLiteTableLoader: Loader {
     public var schema: TableSchema
     public var table: String
@@ -45,8 +46,11 @@ public struct SQLiteTableLoader: Loader {
         let queue = try SQLiteFiles.openQueue(path, spanningTransaction: true)
         let key = keyColumn.flatMap { schema.index(of: $0) }
         try await queue.write { db in try ensureTable(db, keyIndex: key, path: path) }
-        return try SQLiteTableSession(queue: queue, table: table, schema: schema, path: path)
+        return try SQLiteTableSession(queue: queue, table: table, schema: schema, path: path,
+                                      partition: context.partition.description, mode: context.mode)
     }
+
+    public static let partitionColumn = "_sluice_partition"
 
     func ensureTable(_ db: Database, keyIndex: Int?, path: String) throws {
         let existing = try Row.fetchAll(db, sql: "PRAGMA table_info(\(quote(table)))")
@@ -54,11 +58,20 @@ public struct SQLiteTableLoader: Loader {
             var columns = schema.fields.enumerated().map { (i, f) in
                 "\(quote(f.name)) \(Self.sqliteType(f))" + (f.mode == .required || i == keyIndex ? " NOT NULL" : "")
             }
+            columns.append("\(quote(Self.partitionColumn)) TEXT")
             if let keyIndex { columns.append("PRIMARY KEY (\(quote(schema.fields[keyIndex].name)))") }
             try db.execute(sql: "CREATE TABLE \(quote(table)) (\(columns.joined(separator: ", ")))")
+            try db.execute(sql: "CREATE INDEX \(quote(table + "_by_partition")) ON \(quote(table)) (\(quote(Self.partitionColumn)))")
             return
         }
-        let have: [(String, String)] = existing.map { ($0["name"], ($0["type"] as String).uppercased()) }
+        var have: [(String, String)] = existing.map { ($0["name"], ($0["type"] as String).uppercased()) }
+        if let i = have.firstIndex(where: { $0.0 == Self.partitionColumn }) {
+            have.remove(at: i)
+        } else {
+            // A table from before partition tracking: add the column (forward-only).
+            try db.execute(sql: "ALTER TABLE \(quote(table)) ADD COLUMN \(quote(Self.partitionColumn)) TEXT")
+            try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(quote(table + "_by_partition")) ON \(quote(table)) (\(quote(Self.partitionColumn)))")
+        }
         let want = schema.fields.map { ($0.name, Self.sqliteType($0)) }
         if have.map(\.0) != want.map(\.0) || have.map(\.1) != want.map(\.1) {
             let missing = want.filter { w in !have.contains { $0.0 == w.0 } }.map(\.0)
@@ -81,25 +94,36 @@ final class SQLiteTableSession: LoadSession {
     let insertSQL: String
     let schema: TableSchema
     let path: String
+    let partition: String
+    var open = false
 
-    init(queue: DatabaseQueue, table: String, schema: TableSchema, path: String) throws {
+    init(queue: DatabaseQueue, table: String, schema: TableSchema, path: String, partition: String, mode: LoadMode) throws {
         self.queue = queue
         self.schema = schema
         self.path = path
-        let cols = schema.fields.map { quote($0.name) }.joined(separator: ", ")
-        let marks = Array(repeating: "?", count: schema.fields.count).joined(separator: ", ")
+        self.partition = partition
+        let cols = (schema.fields.map(\.name) + [SQLiteTableLoader.partitionColumn]).map(quote).joined(separator: ", ")
+        let marks = Array(repeating: "?", count: schema.fields.count + 1).joined(separator: ", ")
         insertSQL = "INSERT INTO \(quote(table)) (\(cols)) VALUES (\(marks)) ON CONFLICT DO NOTHING"
-        try queue.inDatabase { db in try db.execute(sql: "BEGIN IMMEDIATE") }
+        try queue.inDatabase { db in
+            try db.execute(sql: "BEGIN IMMEDIATE")
+            if mode == .replace {
+                try db.execute(sql: "DELETE FROM \(quote(table)) WHERE \(quote(SQLiteTableLoader.partitionColumn)) = ?", arguments: [partition])
+            }
+        }
+        open = true
     }
 
     func write(_ rows: [SluiceCore.Row]) async throws -> Int {
         let fields = schema.fields
+        let partition = self.partition
         return try queue.inDatabase { db in
             let statement = try db.cachedStatement(sql: insertSQL)
             var inserted = 0
             for row in rows {
-                let args = StatementArguments(zip(fields, row.values).map { Self.databaseValue($1, $0) })
-                try statement.execute(arguments: args)
+                var args = zip(fields, row.values).map { Self.databaseValue($1, $0) }
+                args.append(partition.databaseValue)
+                try statement.execute(arguments: StatementArguments(args))
                 inserted += db.changesCount
             }
             return inserted
@@ -120,12 +144,19 @@ final class SQLiteTableSession: LoadSession {
         }
     }
 
-    func commit() async throws {
-        try queue.inDatabase { db in try db.execute(sql: "COMMIT") }
+    func commitSegment(final: Bool) async throws -> SegmentResult {
+        try queue.inDatabase { db in
+            try db.execute(sql: "COMMIT")
+            CrashPoints.reach("warehouse.committed")
+            if !final { try db.execute(sql: "BEGIN IMMEDIATE") }
+        }
+        open = !final
+        return SegmentResult()
     }
 
     func rollback() async {
-        try? queue.inDatabase { db in try db.execute(sql: "ROLLBACK") }
+        if open { try? queue.inDatabase { db in try db.execute(sql: "ROLLBACK") } }
+        open = false
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import SluiceConfig
 import SluiceCore
 @testable import SluiceFiles
+import SluiceSQLite
 import SluiceTestSupport
 import Testing
 
@@ -172,28 +173,59 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         #expect(String(decoding: out, as: UTF8.self) == text)
     }
 
-    @Test func loaderWritesAtomically() async throws {
+    static func context(_ dir: String, mode: LoadMode, state: (any StateStore)?) -> RunContext {
+        RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                   logger: .init(label: "t"), mode: mode, state: state)
+    }
+
+    static func row(_ key: String, _ x: Int64) -> Row { Row(key: key, position: SourcePosition(file: "f", line: 1), values: [.int(x)]) }
+
+    @Test func replaceSwapsTheFileAtomically() async throws {
         let dir = try TestSupport.scratchDirectory("csv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let schema = TableSchema(fields: [SchemaField(name: "x", type: .integer)])
-        let loader = CSVLoader(schema: schema, pathPattern: "out/{date}.csv")
-        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p",
-                                 partition: Partition("2026-11-18", granularity: .day)!, logger: .init(label: "t"))
+        let loader = CSVLoader(schema: TableSchema(fields: [SchemaField(name: "x", type: .integer)]), pathPattern: "out/{date}.csv")
         let target = dir + "/out/2026-11-18.csv"
-        try "old\r\n".write(toFile: (try { try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true); return target }()), atomically: true, encoding: .utf8)
-        let session = try await loader.open(context)
-        _ = try await session.write([Row(key: "k", position: SourcePosition(file: "f", line: 1), values: [.int(1)])])
-        // Until commit the old file is untouched.
+        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true)
+        try "old\r\n".write(toFile: target, atomically: true, encoding: .utf8)
+        let session = try await loader.open(Self.context(dir, mode: .replace, state: nil))
+        _ = try await session.write([Self.row("k", 1)])
+        // Until the final commit the old file is untouched.
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "old\r\n")
-        try await session.commit()
+        _ = try await session.commitSegment(final: true)
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "x\r\n1\r\n")
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir + "/out").filter { $0.contains(".tmp") }
-        #expect(leftovers.isEmpty)
-        // A rolled-back session leaves the committed file and no temporary file.
-        let second = try await loader.open(context)
-        _ = try await second.write([Row(key: "k", position: SourcePosition(file: "f", line: 1), values: [.int(2)])])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/out") == ["2026-11-18.csv"])
+        // A rolled-back replace leaves the committed file and no temporary file.
+        let second = try await loader.open(Self.context(dir, mode: .replace, state: nil))
+        _ = try await second.write([Self.row("k", 2)])
         await second.rollback()
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "x\r\n1\r\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/out") == ["2026-11-18.csv"])
+    }
+
+    /// Appending: what was written after the last state commit (a crash) is cut away when
+    /// the file is opened again, and keys the ledger holds are not written twice.
+    @Test func appendRepairsToTheCommittedLengthAndSkipsDeliveredKeys() async throws {
+        let dir = try TestSupport.scratchDirectory("csv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let loader = CSVLoader(schema: TableSchema(fields: [SchemaField(name: "x", type: .integer)]), pathPattern: "out/{date}.csv")
+        let target = dir + "/out/2026-11-18.csv"
+        let first = try await loader.open(Self.context(dir, mode: .append, state: state))
+        #expect(try await first.write([Self.row("a", 1), Self.row("b", 2), Self.row("a", 1)]) == 2)
+        let result = try await first.commitSegment(final: false)
+        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+                                       receipts: result.receipts, finishesReplace: false))
+        // Rows written and synced, but the process dies before the state commit.
+        _ = try await first.write([Self.row("c", 3)])
+        _ = try await first.commitSegment(final: true)
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "x\r\n1\r\n2\r\n3\r\n")
+        let second = try await loader.open(Self.context(dir, mode: .append, state: state))
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "x\r\n1\r\n2\r\n")
+        #expect(try await second.write([Self.row("b", 2), Self.row("c", 3)]) == 1)
+        _ = try await second.commitSegment(final: true)
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "x\r\n1\r\n2\r\n3\r\n")
+        // A file cut shorter than its receipt is an error that says what to do.
+        try "x\r\n".write(toFile: target, atomically: true, encoding: .utf8)
+        await #expect(throws: OutputError.self) { _ = try await loader.open(Self.context(dir, mode: .append, state: state)) }
     }
 }

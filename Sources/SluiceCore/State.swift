@@ -1,0 +1,147 @@
+/// How far a source (one input file, known by its identity) has been read and delivered.
+public struct SourceCheckpoint: Sendable, Hashable {
+    /// The file's identity: a hash of its first line, stable across renames and
+    /// compression (see `FileIdentity`).
+    public var fileID: String
+    /// Where the file was last seen, relative to the project root.
+    public var path: String
+    /// Bytes of the (decompressed) stream that were consumed.
+    public var offset: Int64
+    /// Lines consumed (so numbering continues).
+    public var line: Int
+    /// The source will not grow any more (a gzip stream read to its end, or cut short).
+    public var complete: Bool
+
+    public init(fileID: String, path: String, offset: Int64, line: Int, complete: Bool) {
+        self.fileID = fileID
+        self.path = path
+        self.offset = offset
+        self.line = line
+        self.complete = complete
+    }
+}
+
+/// What a sink has durably holding after a segment commit: for a file sink, the file
+/// and its committed length (anything past it is repaired away on the next start).
+public struct SinkReceipt: Sendable, Hashable {
+    public var sink: String
+    public var target: String
+    public var length: Int64
+    public init(sink: String, target: String, length: Int64) {
+        self.sink = sink
+        self.target = target
+        self.length = length
+    }
+}
+
+/// Whether a run appends what is new, or rebuilds its partition's output.
+public enum LoadMode: String, Sendable, Hashable {
+    case append
+    case replace
+}
+
+/// One atomic step of the state: the checkpoints a segment reached together with what
+/// the sinks hold after it. Applied in one transaction after every sink made its part
+/// durable, so a checkpoint never moves ahead of a delivery.
+public struct SegmentCommit: Sendable {
+    public var pipeline: String
+    public var partition: String
+    public var checkpoints: [SourceCheckpoint]
+    /// Record keys newly delivered, by sink (the delivery ledger).
+    public var delivered: [String: [String]]
+    public var receipts: [SinkReceipt]
+    /// The last segment of a `replace` run: the partition's old checkpoints and ledger
+    /// entries are replaced by this run's, and the replace intent is cleared.
+    public var finishesReplace: Bool
+
+    public init(pipeline: String, partition: String, checkpoints: [SourceCheckpoint], delivered: [String: [String]],
+                receipts: [SinkReceipt], finishesReplace: Bool) {
+        self.pipeline = pipeline
+        self.partition = partition
+        self.checkpoints = checkpoints
+        self.delivered = delivered
+        self.receipts = receipts
+        self.finishesReplace = finishesReplace
+    }
+}
+
+/// Thrown when another process holds a partition.
+public struct PartitionBusy: Error, Sendable, CustomStringConvertible {
+    public var pipeline: String
+    public var partition: String
+    public var holder: String
+    public init(pipeline: String, partition: String, holder: String) {
+        self.pipeline = pipeline
+        self.partition = partition
+        self.holder = holder
+    }
+    public var description: String { "\(pipeline) \(partition) is being run by \(holder); try again when it finishes" }
+}
+
+/// The state store: runs, partition leases, checkpoints, the delivery ledger, sink
+/// receipts and dead letters. SQLite is the embedded implementation; the protocol is
+/// what a shared (PostgreSQL) store implements for several machines.
+public protocol StateStore: Sendable {
+    func beginRun(pipeline: String, partition: String, mode: LoadMode) throws -> Int64
+    func finishRun(runID: Int64, summary: RunSummary, failure: String?) throws
+    /// Keeps dead letters; one per source position, so a re-run does not add the same twice.
+    func addDeadLetters(runID: Int64, pipeline: String, partition: String, _ letters: [DeadLetter]) throws
+
+    /// Takes the partition for this process, or throws `PartitionBusy`. A lease whose
+    /// holder died (same host, process gone) or went silent is taken over.
+    func acquireLease(pipeline: String, partition: String) throws
+    func renewLease(pipeline: String, partition: String) throws
+    func releaseLease(pipeline: String, partition: String) throws
+
+    /// The checkpoints of a pipeline's sources, by file identity.
+    func checkpoints(pipeline: String) throws -> [String: SourceCheckpoint]
+    /// The committed length of a file sink's target.
+    func receipt(pipeline: String, sink: String, target: String) throws -> Int64?
+    /// Which of these keys the sink holds already.
+    func delivered(pipeline: String, sink: String, keys: [String]) throws -> Set<String>
+    func commit(_ segment: SegmentCommit) throws
+
+    /// A replace that started and did not finish; the next run of the partition redoes it.
+    func replacePending(pipeline: String, partition: String) throws -> Bool
+    func beginReplace(pipeline: String, partition: String) throws
+}
+
+/// Deterministic crash points for the exactly-once tests: with
+/// `SLUICE_CRASH_AT=name#n` in the environment the process kills itself with SIGKILL
+/// the n-th time it reaches the point `name`. Without it, a point costs one branch.
+public enum CrashPoints {
+    static let spec: (String, Int)? = {
+        guard let raw = getenv("SLUICE_CRASH_AT").map({ String(cString: $0) }), let hash = raw.firstIndex(of: "#"),
+              let n = Int(raw[raw.index(after: hash)...]) else { return nil }
+        return (String(raw[..<hash]), n)
+    }()
+    // Guarded by `lock`.
+    nonisolated(unsafe) static var hits = 0
+    static let lock = Lock()
+
+    @inline(__always)
+    public static func reach(_ name: String) {
+        guard let spec, spec.0 == name else { return }
+        let n = lock.withLock { hits += 1; return hits }
+        if n == spec.1 { kill(getpid(), SIGKILL) }
+    }
+}
+
+/// A small mutex (pthread) for the few shared counters.
+public final class Lock: @unchecked Sendable {
+    // The mutex itself is the synchronization; it is only touched through withLock.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    public init() { pthread_mutex_init(mutex, nil) }
+    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
