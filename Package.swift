@@ -42,7 +42,7 @@ let package = Package(
             ]),
         // Shared by the tests only: paths, scratch folders, Python reference scripts.
         .target(name: "SluiceTestSupport", path: "Sources/SluiceTestSupport"),
-        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"], exclude: ["reference.py"]),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"], exclude: ["reference.py", "cron_reference.py"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceKit", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceSQLite", "SluiceTestSupport"],

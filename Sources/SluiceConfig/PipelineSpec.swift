@@ -65,8 +65,8 @@ public struct PipelineSpec: Sendable {
         let description = o.string("description")
         let schedule = o.string("schedule")
         let scheduleLocation = o.node("schedule")?.location
-        if let schedule, let scheduleLocation, let problem = CronCheck.problem(schedule) {
-            diagnostics.error(scheduleLocation, "invalid schedule `\(schedule)`: \(problem)")
+        if let schedule, let scheduleLocation {
+            do { _ = try CronExpression(schedule) } catch { diagnostics.error(scheduleLocation, "invalid schedule `\(schedule)`: \(error)") }
         }
         let partition = o.oneOf("partition", Partition.Granularity.self) ?? .day
         var key: [FieldPath] = []
@@ -126,47 +126,3 @@ public struct PipelineSpec: Sendable {
     }
 }
 
-/// A static check of 5-field cron expressions (minute hour day-of-month month
-/// day-of-week; lists, ranges, steps, month and weekday names). The scheduler itself
-/// comes with the exactly-once work.
-public enum CronCheck {
-    static let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-    static let days = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-
-    public static func problem(_ expression: String) -> String? {
-        let parts = expression.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-        guard parts.count == 5 else { return "expected 5 fields (minute hour day month weekday), found \(parts.count)" }
-        let specs: [(String, ClosedRange<Int>, [String])] = [
-            ("minute", 0...59, []), ("hour", 0...23, []), ("day of month", 1...31, []),
-            ("month", 1...12, months), ("day of week", 0...7, days),
-        ]
-        for (part, (name, range, names)) in zip(parts, specs) {
-            for item in part.split(separator: ",", omittingEmptySubsequences: false) {
-                if let p = itemProblem(String(item), range: range, names: names) { return "\(name) field: \(p)" }
-            }
-        }
-        return nil
-    }
-
-    static func itemProblem(_ item: String, range: ClosedRange<Int>, names: [String]) -> String? {
-        var base = item
-        if let slash = item.firstIndex(of: "/") {
-            base = String(item[..<slash])
-            guard let step = Int(item[item.index(after: slash)...]), step > 0, step <= range.upperBound else {
-                return "invalid step in `\(item)`"
-            }
-        }
-        if base == "*" { return nil }
-        func value(_ s: Substring) -> Int? {
-            if let n = Int(s) { return range.contains(n) ? n : nil }
-            if let i = names.firstIndex(of: s.lowercased()) { return range.lowerBound + i }
-            return nil
-        }
-        let bounds = base.split(separator: "-", omittingEmptySubsequences: false)
-        guard bounds.count <= 2, let lo = value(bounds[0]) else { return "`\(item)` is out of \(range.lowerBound)-\(range.upperBound) or not a number" }
-        if bounds.count == 2 {
-            guard let hi = value(bounds[1]), hi >= lo else { return "invalid range `\(base)`" }
-        }
-        return nil
-    }
-}

@@ -93,7 +93,7 @@ import Testing
              message: "column `action` is REQUIRED in Schemas/t.json but no stage produces it"),
         Case(name: "invalid cron schedule", file: "Pipelines/p.yml",
              text: replacing(pipeline, "partition: day", "schedule: \"61 * * * *\""), line: 2, marker: "\"",
-             message: "invalid schedule `61 * * * *`: minute field"),
+             message: "invalid schedule `61 * * * *`: minute: 61 is out of 0-59"),
         Case(name: "unknown partition unit", file: "Pipelines/p.yml",
              text: replacing(pipeline, "partition: day", "partition: week"), line: 2, marker: "week",
              message: "`partition` must be one of `day`, `hour`, found `week`"),
