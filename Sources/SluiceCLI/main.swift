@@ -8,8 +8,27 @@ struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Batch ETL that never loses or duplicates a record.",
-        subcommands: [Run.self, Backfill.self, Validate.self, Test.self, Status.self])
+        subcommands: [Run.self, Backfill.self, Schedule.self, Validate.self, Test.self, Status.self])
 }
+
+/// SIGINT/SIGTERM: finish the batch in hand, commit, exit 0. A second signal exits at once.
+func installStopHandlers() -> StopFlag {
+    let stop = StopFlag()
+    for sig in [SIGINT, SIGTERM] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler {
+            if stop.isStopped { exit(130) }
+            FileHandle.standardError.write(Data("sluice: stopping after the batch in hand (again to quit now)\n".utf8))
+            stop.stop()
+        }
+        source.resume()
+        signalSources.append(source)
+    }
+    return stop
+}
+
+nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []  // kept alive; touched only at start-up
 
 struct ProjectOption: ParsableArguments {
     @Option(name: .customLong("project"), help: "The project folder (with sluice.yml, Pipelines/, Schemas/).")
@@ -30,7 +49,8 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let date = self.date ?? todayUTC(Commands.granularity(of: pipeline, projectRoot: project.root))
-        let code = await Commands.run(pipeline: pipeline, partitions: [date], target: target, projectRoot: project.root, console: StandardConsole())
+        let options = Commands.RunOptions(target: target, stop: installStopHandlers())
+        let code = await Commands.run(pipeline: pipeline, partitions: [date], options: options, projectRoot: project.root, console: StandardConsole())
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -41,15 +61,41 @@ struct Backfill: AsyncParsableCommand {
     @Option(help: "First partition (included).") var from: String
     @Option(help: "Last partition (included).") var to: String
     @Option(help: "The target from sluice.yml.") var target: String?
+    @Option(help: "Partitions run at the same time.") var parallel: Int = 1
+    @Flag(help: "Rebuild the partitions' output (CSV files swapped, warehouse rows replaced) instead of adding what is new.")
+    var replace = false
     @OptionGroup var project: ProjectOption
+
+    func validate() throws {
+        guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
+    }
 
     func run() async throws {
         let granularity = Commands.granularity(of: pipeline, projectRoot: project.root)
         guard let dates = Commands.partitions(from: from, to: to, granularity: granularity) else {
             throw ValidationError("--from and --to must be \(granularity == .day ? "YYYY-MM-DD" : "YYYY-MM-DDTHH") partitions with --from <= --to")
         }
-        let code = await Commands.run(pipeline: pipeline, partitions: dates, target: target, projectRoot: project.root, console: StandardConsole())
+        let options = Commands.RunOptions(target: target, mode: replace ? .replace : .append, parallel: parallel, stop: installStopHandlers())
+        let code = await Commands.run(pipeline: pipeline, partitions: dates, options: options, projectRoot: project.root, console: StandardConsole())
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Schedule: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs pipelines on their cron schedules (UTC) until SIGINT/SIGTERM.")
+    @Argument(help: "Pipeline files (default: every file in Pipelines/).") var pipelines: [String] = []
+    @Flag(help: "Run what is due now and exit (for cron and CI).") var once = false
+    @Option(help: "Missed runs caught up after downtime, at most.") var maxCatchUp: Int = 288
+    @OptionGroup var project: ProjectOption
+
+    func run() async throws {
+        let scheduler = Scheduler(pipelines: pipelines, projectRoot: project.root, maxCatchUp: max(1, maxCatchUp), stop: installStopHandlers())
+        if once {
+            let ok = await scheduler.pass(console: StandardConsole())
+            if !ok { throw ExitCode(ExitStatus.failure) }
+        } else {
+            await scheduler.loop(console: StandardConsole())
+        }
     }
 }
 

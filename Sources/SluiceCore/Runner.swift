@@ -147,7 +147,9 @@ public struct Runner: Sendable {
                 if !final { try state?.renewLease(pipeline: pipeline.name, partition: partition) }
                 sinceCommit = 0
             }
-            while !(stop?.isStopped ?? false), var batch = try source.next(limit: batchSize) {
+            // Segments end on batch boundaries: a batch is never larger than a segment.
+            let limit = context.mode == .append ? max(1, min(batchSize, commitEvery)) : batchSize
+            while !(stop?.isStopped ?? false), var batch = try source.next(limit: limit) {
                 prepare(&batch, pipeline: pipeline, context: context, summary: &summary)
                 for transformer in pipeline.transformers {
                     try transformer.apply(&batch, context: context)

@@ -97,8 +97,9 @@ public protocol StateStore: Sendable {
     func checkpoints(pipeline: String) throws -> [String: SourceCheckpoint]
     /// The committed length of a file sink's target.
     func receipt(pipeline: String, sink: String, target: String) throws -> Int64?
-    /// Which of these keys the sink holds already.
-    func delivered(pipeline: String, sink: String, keys: [String]) throws -> Set<String>
+    /// Which of these keys the sink holds already (outside `excludingPartition`, whose
+    /// output a replace is rebuilding).
+    func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String>
     func commit(_ segment: SegmentCommit) throws
 
     /// A replace that started and did not finish; the next run of the partition redoes it.

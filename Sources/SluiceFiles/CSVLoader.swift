@@ -252,7 +252,9 @@ final class CSVSession: LoadSession {
 
     func write(_ rows: [Row]) async throws -> Int {
         guard !rows.isEmpty else { return 0 }
-        let delivered = try context.state?.delivered(pipeline: context.pipeline, sink: sink, keys: rows.map(\.key)) ?? []
+        let rebuilding = mode == .replace ? context.partition.description : nil
+        let delivered = try context.state?.delivered(pipeline: context.pipeline, sink: sink, keys: rows.map(\.key),
+                                                     excludingPartition: rebuilding) ?? []
         var written = 0
         for row in rows where !delivered.contains(row.key) && !pendingSet.contains(row.key) {
             format.appendRecord(row.values, to: &buffer)

@@ -249,6 +249,20 @@ public enum Commands {
             for r in runs {
                 console.out("run \(r.id) \(r.status): " + (r.summary ?? "\(r.pipeline) \(r.partition)") + (r.failure.map { " — \($0)" } ?? ""))
             }
+            if let name {
+                let checkpoints = try state.storedCheckpoints(pipeline: name)
+                if !checkpoints.isEmpty { console.out("checkpoints:") }
+                for c in checkpoints {
+                    let cp = c.checkpoint
+                    console.out("  \(c.partition) \(cp.path): line \(cp.line), byte \(cp.offset)\(cp.complete ? ", complete" : "")")
+                }
+                let letters = try state.deadLetters(pipeline: name, limit: 1_000_000)
+                var byPartition: [String: Int] = [:]
+                for d in letters { byPartition[d.partition, default: 0] += 1 }
+                for (partition, n) in byPartition.sorted(by: { $0.key < $1.key }) {
+                    console.out("dead letters \(partition): \(n) (sluice status \(name) --dead-letters)")
+                }
+            }
             return ExitStatus.success
         } catch let error as ConfigurationError {
             for d in error.diagnostics { console.err(d.description) }

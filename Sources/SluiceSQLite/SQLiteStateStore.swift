@@ -277,13 +277,15 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    public func delivered(pipeline: String, sink: String, keys: [String]) throws -> Set<String> {
+    public func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String> {
         guard !keys.isEmpty else { return [] }
         return try queue.read { db in
-            let statement = try db.cachedStatement(sql: "SELECT 1 FROM ledger WHERE pipeline = ? AND sink = ? AND record_key = ?")
+            let statement = try db.cachedStatement(sql: "SELECT partition FROM ledger WHERE pipeline = ? AND sink = ? AND record_key = ?")
             var found: Set<String> = []
-            for key in keys where try Int.fetchOne(statement, arguments: [pipeline, sink, key]) != nil {
-                found.insert(key)
+            for key in keys {
+                if let partition = try String.fetchOne(statement, arguments: [pipeline, sink, key]), partition != excludingPartition {
+                    found.insert(key)
+                }
             }
             return found
         }

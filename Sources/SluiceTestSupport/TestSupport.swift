@@ -22,6 +22,8 @@ public enum TestSupport {
 
     public struct ProcessResult: Sendable {
         public var status: Int32
+        /// True when the process ended by a signal (`status` is then the signal number).
+        public var signaled: Bool = false
         public var stdout: Data
         public var stderr: String
         public var output: String { String(decoding: stdout, as: UTF8.self) }
@@ -53,7 +55,28 @@ public enum TestSupport {
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         p.waitUntilExit()
-        return ProcessResult(status: p.terminationStatus, stdout: stdout, stderr: String(decoding: errBox.get(), as: UTF8.self))
+        return ProcessResult(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal, stdout: stdout,
+                             stderr: String(decoding: errBox.get(), as: UTF8.self))
+    }
+
+    /// Starts a program, lets it run for `after`, sends it `signal`, and waits for it.
+    public static func runAndSignal(_ executable: String, _ arguments: [String], cwd: String, environment: [String: String]? = nil,
+                                    after: Duration, signal: Int32) async throws -> ProcessResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+        if let environment { p.environment = environment }
+        let errFile = try scratchDirectory("stderr") + "/err"
+        _ = FileManager.default.createFile(atPath: errFile, contents: nil)
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: errFile)
+        try p.run()
+        try await Task.sleep(for: after)
+        if p.isRunning { kill(p.processIdentifier, signal) }
+        while p.isRunning { try await Task.sleep(for: .milliseconds(5)) }
+        let err = (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? ""
+        return ProcessResult(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal, stdout: Data(), stderr: err)
     }
 
     /// The Python used for reference checks: `SLUICE_PYTHON`, else `python3` on PATH.
