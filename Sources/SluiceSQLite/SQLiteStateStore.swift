@@ -132,7 +132,11 @@ public final class SQLiteStateStore: StateStore {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
             }
-            try migrator.migrate(queue)
+            // One process migrates at a time (two schedulers may open a new store together).
+            let lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            if lockFD >= 0 { flock(lockFD, LOCK_EX) }
+            defer { if lockFD >= 0 { flock(lockFD, LOCK_UN); close(lockFD) } }
+            try retryingWhileBusy { try migrator.migrate(queue) }
         } catch let error as SQLiteStoreError {
             throw error
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {

@@ -160,6 +160,20 @@ final class SQLiteTableSession: LoadSession {
     }
 }
 
+/// Retries an operation that SQLite refused with BUSY for up to 10 seconds: switching a
+/// new file to WAL or migrating it does not wait on the busy handler when another
+/// process opens the same new file at the same moment.
+func retryingWhileBusy<T>(_ body: () throws -> T) throws -> T {
+    let deadline = Date().addingTimeInterval(10)
+    while true {
+        do {
+            return try body()
+        } catch let error as DatabaseError where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) && Date() < deadline {
+            usleep(useconds_t.random(in: 5_000...50_000))
+        }
+    }
+}
+
 enum SQLiteFiles {
     /// Opens (creating folders) a SQLite file in WAL mode, with a clear error for a file
     /// that is not a database or is locked.
@@ -176,9 +190,11 @@ enum SQLiteFiles {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         do {
-            let queue = try DatabaseQueue(path: path, configuration: config)
-            try queue.inDatabase { db in _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
-            return queue
+            return try retryingWhileBusy {
+                let queue = try DatabaseQueue(path: path, configuration: config)
+                try queue.inDatabase { db in _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
+                return queue
+            }
         } catch let error as DatabaseError {
             switch error.resultCode {
             case .SQLITE_NOTADB, .SQLITE_CORRUPT:
