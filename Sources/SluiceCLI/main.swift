@@ -8,7 +8,7 @@ struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Batch ETL that never loses or duplicates a record.",
-        subcommands: [Run.self, Backfill.self, Schedule.self, Validate.self, Test.self, Status.self])
+        subcommands: [Run.self, Backfill.self, Schedule.self, Validate.self, Test.self, Status.self, Reprocess.self])
 }
 
 /// SIGINT/SIGTERM: finish the batch in hand, commit, exit 0. A second signal exits at once.
@@ -96,6 +96,19 @@ struct Schedule: AsyncParsableCommand {
         } else {
             await scheduler.loop(console: StandardConsole())
         }
+    }
+}
+
+struct Reprocess: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reads the records behind dead letters again, after a fix, and loads those that now pass.")
+    @Argument(help: "The pipeline file.") var pipeline: String
+    @Option(help: "Only this partition (default: every partition with dead letters).") var date: String?
+    @OptionGroup var project: ProjectOption
+
+    func run() async throws {
+        let code = await Commands.reprocess(pipeline: pipeline, partition: date, projectRoot: project.root, console: StandardConsole())
+        if code != 0 { throw ExitCode(code) }
     }
 }
 

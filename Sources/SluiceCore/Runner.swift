@@ -92,7 +92,14 @@ public struct Runner: Sendable {
         self.stop = stop
     }
 
-    public func run(_ pipeline: Pipeline, context: RunContext) async throws -> RunSummary {
+    /// Runs the partition. With `retrying`, instead of reading new input the run reads
+    /// the records at these positions again (dead letters after a fix) through the same
+    /// stages and sinks; the returned run id tells which dead letters it wrote anew.
+    public func run(_ pipeline: Pipeline, context: RunContext, retrying: [SourcePosition]? = nil) async throws -> RunSummary {
+        try await runReturningID(pipeline, context: context, retrying: retrying).0
+    }
+
+    public func runReturningID(_ pipeline: Pipeline, context: RunContext, retrying: [SourcePosition]? = nil) async throws -> (RunSummary, Int64?) {
         var context = context
         let clock = ContinuousClock()
         let started = clock.now
@@ -101,7 +108,7 @@ public struct Runner: Sendable {
         let state = context.state
         try state?.acquireLease(pipeline: pipeline.name, partition: partition)
         defer { try? state?.releaseLease(pipeline: pipeline.name, partition: partition) }
-        if let state, context.mode == .append, try state.replacePending(pipeline: pipeline.name, partition: partition) {
+        if let state, context.mode == .append, retrying == nil, try state.replacePending(pipeline: pipeline.name, partition: partition) {
             // A replace was cut short: finish it before anything else.
             context.mode = .replace
             context.logger.notice("\(pipeline.name) \(partition): finishing an interrupted replace")
@@ -124,7 +131,15 @@ public struct Runner: Sendable {
 
         var sessions: [any LoadSession] = []
         do {
-            let source = try pipeline.extractor.open(context)
+            let source: any RecordSource
+            if let retrying {
+                guard let rereader = pipeline.extractor as? any PositionRereader else {
+                    throw RetryUnsupported(pipeline: pipeline.name)
+                }
+                source = try rereader.reread(retrying, context: context)
+            } else {
+                source = try pipeline.extractor.open(context)
+            }
             for binding in pipeline.loaders {
                 sessions.append(try await binding.loader.open(context))
             }
@@ -197,7 +212,7 @@ public struct Runner: Sendable {
         }
         summary.seconds = (clock.now - started).seconds
         if let runID { try state?.finishRun(runID: runID, summary: summary, failure: nil) }
-        return summary
+        return (summary, runID)
     }
 
     /// Counts what was read, assigns record keys and checks event times.

@@ -161,6 +161,17 @@ public protocol Extractor: Sendable {
     func open(_ context: RunContext) throws -> any RecordSource
 }
 
+/// An extractor that can read single records again by their source position (to
+/// re-process dead letters after a fix).
+public protocol PositionRereader: Extractor {
+    func reread(_ positions: [SourcePosition], context: RunContext) throws -> any RecordSource
+}
+
+public struct RetryUnsupported: Error, Sendable, CustomStringConvertible {
+    public var pipeline: String
+    public var description: String { "the extractor of \(pipeline) cannot read single records again" }
+}
+
 /// A stream of batches from an opened extractor. Used from one task only.
 public protocol RecordSource: AnyObject {
     /// Up to about `limit` records and dead letters; nil when the source is exhausted.

@@ -178,3 +178,56 @@ final class JSONLinesSource: RecordSource {
         Array(bytes.prefix(JSONLinesExtractor.rawLimit))
     }
 }
+
+extension JSONLinesExtractor: PositionRereader {
+    /// Reads the lines at these positions again. A position whose file is gone, or whose
+    /// file no longer has the same identity, stays a dead letter (kind `read_error`).
+    public func reread(_ positions: [SourcePosition], context: RunContext) throws -> any RecordSource {
+        RereadSource(positions: positions, context: context, maxLineBytes: maxLineBytes)
+    }
+}
+
+final class RereadSource: RecordSource {
+    private var positions: [SourcePosition]
+    private let context: RunContext
+    private let maxLineBytes: Int
+
+    init(positions: [SourcePosition], context: RunContext, maxLineBytes: Int) {
+        self.positions = positions.reversed()
+        self.context = context
+        self.maxLineBytes = maxLineBytes
+    }
+
+    func next(limit: Int) throws -> RecordBatch? {
+        guard !positions.isEmpty else { return nil }
+        var batch = RecordBatch()
+        while batch.records.count + batch.deadLetters.count < limit, let p = positions.popLast() {
+            let path = context.inputPath(p.file)
+            do throws(InputError) {
+                let file = try InputFile.inspect(path: path, display: p.file)
+                if let id = p.fileID, file.identity != id {
+                    throw InputError(kind: .cannotOpen, file: p.file, detail: "the file no longer has the content this record came from")
+                }
+                let source = try openByteSource(path: path, display: p.file, skip: p.offset)
+                defer { source.close() }
+                let reader = LineReader(source: source, maxLineBytes: maxLineBytes, chunkSize: 1 << 16,
+                                        startOffset: p.offset, startLine: p.line - 1)
+                var found = false
+                _ = try reader.read(maxEvents: 1) { event in
+                    found = true
+                    switch event {
+                    case .line(let bytes, let line, let offset):
+                        JSONLinesSource.parse(bytes, position: SourcePosition(file: p.file, line: line, offset: offset, fileID: p.fileID), into: &batch)
+                    case .tooLong(let line, let offset, let length):
+                        batch.deadLetters.append(DeadLetter(kind: .lineTooLong, position: SourcePosition(file: p.file, line: line, offset: offset, fileID: p.fileID),
+                                                            message: "line of \(length) bytes is longer than max_line_bytes (\(maxLineBytes))"))
+                    }
+                }
+                if !found { throw InputError(kind: .readFailed, file: p.file, detail: "no line at this position any more") }
+            } catch {
+                batch.deadLetters.append(DeadLetter(kind: error.kind == .truncatedGzip ? .truncatedGzip : .readError, position: p, message: error.detail))
+            }
+        }
+        return batch
+    }
+}

@@ -228,6 +228,42 @@ public enum Commands {
         return spec.partition
     }
 
+    // MARK: reprocess
+
+    /// Reads the records behind a pipeline's dead letters again, through the pipeline as it
+    /// is now (after a fix), into the same sinks (keys keep them from being loaded twice).
+    /// Those that load are removed from the dead letters; the others stay, with their
+    /// reason as of this run.
+    public static func reprocess(pipeline path: String, partition: String?, projectRoot: String, console: any Console) async -> Int32 {
+        do {
+            let project = try Project.load(root: projectRoot)
+            let (spec, pipeline) = try project.pipeline(at: path)
+            let state = try project.stateStore()
+            let partitions = try partition.map { [$0] } ?? state.deadLetterPartitions(pipeline: spec.name)
+            if partitions.isEmpty { console.out("\(spec.name): no dead letters") }
+            for name in partitions {
+                guard let p = Partition(name, granularity: spec.partition) else {
+                    console.err("error: `\(name)` is not a \(spec.partition.rawValue) partition")
+                    return ExitStatus.usage
+                }
+                let positions = try state.deadLetterPositions(pipeline: spec.name, partition: name)
+                guard !positions.isEmpty else { continue }
+                let context = RunContext(projectRoot: project.root, outputRoot: project.root, pipeline: spec.name, partition: p,
+                                         logger: project.logger(), environment: ProcessInfo.processInfo.environment, state: state)
+                let (summary, runID) = try await Runner(commitEvery: pipeline.commitEvery).runReturningID(pipeline, context: context, retrying: positions)
+                let removed = try runID.map { try state.removeDeadLetters(pipeline: spec.name, positions: positions, exceptRun: $0) } ?? 0
+                console.out("\(summary.line); \(removed) dead letter\(removed == 1 ? "" : "s") resolved, \(positions.count - removed) remain")
+            }
+            return ExitStatus.success
+        } catch let error as ConfigurationError {
+            for d in error.diagnostics { console.err(d.description) }
+            return ExitStatus.failure
+        } catch {
+            console.err("error: \(error)")
+            return ExitStatus.failure
+        }
+    }
+
     // MARK: status
 
     public static func status(pipeline: String?, deadLetters: Bool, projectRoot: String, console: any Console) -> Int32 {

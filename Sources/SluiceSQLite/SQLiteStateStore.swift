@@ -214,6 +214,37 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
+    /// The positions of a partition's dead letters, to read them again after a fix.
+    public func deadLetterPositions(pipeline: String, partition: String) throws -> [SourcePosition] {
+        try queue.read { db in
+            try GRDB.Row.fetchAll(db, sql: "SELECT file, line, byte_offset, file_id FROM dead_letters WHERE pipeline = ? AND partition = ? ORDER BY file, line",
+                                  arguments: [pipeline, partition]).map {
+                SourcePosition(file: $0["file"], line: $0["line"], offset: $0["byte_offset"], fileID: $0["file_id"])
+            }
+        }
+    }
+
+    /// The partitions that have dead letters.
+    public func deadLetterPartitions(pipeline: String) throws -> [String] {
+        try queue.read { db in
+            try String.fetchAll(db, sql: "SELECT DISTINCT partition FROM dead_letters WHERE pipeline = ? ORDER BY partition", arguments: [pipeline])
+        }
+    }
+
+    /// Removes the dead letters at these positions that run `runID` did not write again
+    /// (they loaded this time).
+    public func removeDeadLetters(pipeline: String, positions: [SourcePosition], exceptRun runID: Int64) throws -> Int {
+        try queue.write { db in
+            var removed = 0
+            let statement = try db.cachedStatement(sql: "DELETE FROM dead_letters WHERE pipeline = ? AND file = ? AND line = ? AND run_id != ?")
+            for p in positions {
+                try statement.execute(arguments: [pipeline, p.file, p.line, runID])
+                removed += db.changesCount
+            }
+            return removed
+        }
+    }
+
     // MARK: leases
 
     public func acquireLease(pipeline: String, partition: String) throws {

@@ -115,6 +115,29 @@ import Testing
         #expect(try Self.sinkRows(root) == Self.expected(1...4))
     }
 
+    @Test func deadLettersAreReprocessedAfterAFix() async throws {
+        let root = try Self.makeProject(key: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let dir = root + "/in/2026-11-18"
+        try Self.append(Self.line(1) + #"{"id":2,"ts":"2026-11-18T00:00:12Z","v":{"a":1}}"# + "\n" + Self.line(3) + "{broken\n", to: dir + "/a.jsonl")
+        try await Self.run(root)
+        #expect(try Self.sinkRows(root) == ["1=x", "3=x"])
+        let state = try SQLiteStateStore(path: root + "/.sluice/state.sqlite")
+        #expect(try state.deadLetters(pipeline: "events").map(\.kind) == ["schema", "malformed_json"])
+        // The fix: `v` may be an object, stored as JSON text.
+        let file = root + "/Pipelines/events.yml"
+        try String(contentsOfFile: file, encoding: .utf8).replacingOccurrences(of: "v: v}", with: "v: {from: v, as: json}}")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let console = CapturingConsole()
+        #expect(await Commands.reprocess(pipeline: file, partition: nil, projectRoot: root, console: console) == 0, "\(console.errors)")
+        #expect(console.output.last?.hasSuffix("1 dead letter resolved, 1 remain") == true, "\(console.output)")
+        #expect(try Self.sinkRows(root) == ["1=x", #"2={"a":1}"#, "3=x"])
+        #expect(try state.deadLetters(pipeline: "events").map(\.kind) == ["malformed_json"])
+        // Again: nothing changes, nothing is loaded twice.
+        #expect(await Commands.reprocess(pipeline: file, partition: nil, projectRoot: root, console: console) == 0)
+        #expect(try Self.sinkRows(root) == ["1=x", #"2={"a":1}"#, "3=x"])
+    }
+
     @Test func aCorruptStateFileIsAClearErrorNotAReset() async throws {
         let root = try Self.makeProject(key: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
