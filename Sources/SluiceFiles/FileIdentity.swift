@@ -19,7 +19,7 @@ struct InputFile {
     var settled: Bool
 
     /// Seconds without a write after which a file's unterminated last line is read.
-    static let settleSeconds: Double = 1.0
+    static let settleSeconds: Double = 30
     static let headBytes = 1024
 
     static func inspect(path: String, display: String) throws(InputError) -> InputFile {

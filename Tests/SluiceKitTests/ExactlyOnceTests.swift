@@ -123,7 +123,6 @@ import Testing
             text += line.replacingOccurrences(of: "\"request_id\":\"", with: "\"request_id\":\"big-\(i)-") + "\n"
         }
         try text.write(toFile: big, atomically: true, encoding: .utf8)
-        try await Task.sleep(for: .milliseconds(1100))  // let the file settle
         let r = try await TestSupport.runAndSignal(TestSupport.sluiceExecutable, Self.backfill, cwd: root, after: .milliseconds(700), signal: SIGTERM)
         #expect(!r.signaled && r.status == 0, "\(r.status) \(r.stderr)")
         let state = try SQLiteStateStore(path: root + "/.sluice/state.sqlite")
