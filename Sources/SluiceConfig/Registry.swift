@@ -10,6 +10,8 @@ public struct BuildContext {
     public var project: ProjectSpec
     public var target: TargetSpec
     public var diagnostics: DiagnosticCollector
+    /// The extract's event-time field, for transforms that work on event time.
+    public var eventTime: FieldPath?
 
     public init(projectRoot: String, pipelineFile: String, pipelineName: String, project: ProjectSpec,
                 target: TargetSpec, diagnostics: DiagnosticCollector) {

@@ -65,6 +65,21 @@ public struct SegmentCommit: Sendable {
     }
 }
 
+/// One record's appearance in a sliding window: its window key, event time, record key,
+/// and the order in which the store first saw it.
+public struct WindowEvent: Sendable, Hashable {
+    public var key: String
+    public var time: Int64
+    public var recordKey: String
+    public var sequence: Int64
+    public init(key: String, time: Int64, recordKey: String, sequence: Int64 = 0) {
+        self.key = key
+        self.time = time
+        self.recordKey = recordKey
+        self.sequence = sequence
+    }
+}
+
 /// Thrown when another process holds a partition.
 public struct PartitionBusy: Error, Sendable, CustomStringConvertible {
     public var pipeline: String
@@ -101,6 +116,14 @@ public protocol StateStore: Sendable {
     /// output a replace is rebuilding).
     func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String>
     func commit(_ segment: SegmentCommit) throws
+
+    /// Sliding-window events (for `rate_limit`): those of these keys with event times in
+    /// [from, to], in the order they were first seen.
+    func windowEvents(scope: String, keys: [String], from: Int64, to: Int64) throws -> [String: [WindowEvent]]
+    /// Adds events in order; an event whose record key the scope holds already is ignored.
+    func addWindowEvents(scope: String, _ events: [WindowEvent]) throws
+    /// Forgets events older than `before`.
+    func pruneWindowEvents(scope: String, before: Int64) throws
 
     /// A replace that started and did not finish; the next run of the partition redoes it.
     func replacePending(pipeline: String, partition: String) throws -> Bool

@@ -10,6 +10,7 @@ public struct PipelineBuilder {
     public init(registry: StageRegistry) { self.registry = registry }
 
     public func build(_ spec: PipelineSpec, _ ctx: BuildContext) -> Pipeline? {
+        var ctx = ctx
         let d = ctx.diagnostics
         // Extract.
         var extractor: BuiltExtractor?
@@ -18,6 +19,7 @@ public struct PipelineBuilder {
             if var o = Options(spec.extract.node, what: "extract", diagnostics: d) {
                 _ = o.node("kind")
                 timeField = o.path("time")
+                ctx.eventTime = timeField
                 extractor = builder(&o, ctx)
             }
         } else {

@@ -128,6 +128,19 @@ public final class SQLiteStateStore: StateStore {
                 );
                 """)
         }
+        migrator.registerMigration("v3-windows") { db in
+            try db.execute(sql: """
+                CREATE TABLE window_events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    scope TEXT NOT NULL,
+                    window_key TEXT NOT NULL,
+                    event_time INTEGER NOT NULL,
+                    record_key TEXT NOT NULL,
+                    UNIQUE (scope, record_key)
+                );
+                CREATE INDEX window_events_by_key ON window_events(scope, window_key, event_time);
+                """)
+        }
         do {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
@@ -354,6 +367,42 @@ public final class SQLiteStateStore: StateStore {
             for r in segment.receipts {
                 try receipt.execute(arguments: [segment.pipeline, r.sink, r.target, segment.partition, r.length])
             }
+        }
+    }
+
+    // MARK: sliding windows
+
+    public func windowEvents(scope: String, keys: [String], from: Int64, to: Int64) throws -> [String: [WindowEvent]] {
+        guard !keys.isEmpty else { return [:] }
+        return try queue.read { db in
+            let statement = try db.cachedStatement(sql: """
+                SELECT event_time, record_key, seq FROM window_events
+                WHERE scope = ? AND window_key = ? AND event_time BETWEEN ? AND ? ORDER BY seq
+                """)
+            var out: [String: [WindowEvent]] = [:]
+            for key in keys {
+                let rows = try GRDB.Row.fetchAll(statement, arguments: [scope, key, from, to])
+                if !rows.isEmpty {
+                    out[key] = rows.map { WindowEvent(key: key, time: $0["event_time"], recordKey: $0["record_key"], sequence: $0["seq"]) }
+                }
+            }
+            return out
+        }
+    }
+
+    public func addWindowEvents(scope: String, _ events: [WindowEvent]) throws {
+        guard !events.isEmpty else { return }
+        try queue.write { db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO window_events (scope, window_key, event_time, record_key) VALUES (?, ?, ?, ?)
+                """)
+            for e in events { try statement.execute(arguments: [scope, e.key, e.time, e.recordKey]) }
+        }
+    }
+
+    public func pruneWindowEvents(scope: String, before: Int64) throws {
+        try queue.write { db in
+            try db.execute(sql: "DELETE FROM window_events WHERE scope = ? AND event_time < ?", arguments: [scope, before])
         }
     }
 
