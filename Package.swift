@@ -32,7 +32,10 @@ let package = Package(
         .target(
             name: "SluiceSQLite",
             dependencies: ["SluiceCore", "SluiceConfig", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "SluiceKit", dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceSQLite"]),
+        .target(
+            name: "SluiceEnrich",
+            dependencies: ["SluiceCore", "SluiceConfig", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "SluiceKit", dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceSQLite", "SluiceEnrich"]),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: [
@@ -47,6 +50,7 @@ let package = Package(
         .testTarget(
             name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceSQLite", "SluiceTestSupport"],
             exclude: ["gzip_reference.py", "csv_reference.py"]),
+        .testTarget(name: "SluiceEnrichTests", dependencies: ["SluiceEnrich", "SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),
         .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceSQLite", "SluiceFiles", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SluiceConfig
 import SluiceCore
+import SluiceEnrich
 import SluiceFiles
 import SluiceSQLite
 
@@ -11,6 +12,9 @@ extension StageRegistry {
         var r = StageRegistry()
         JSONLinesExtractor.register(into: &r)
         FieldStage.register(into: &r)
+        RateLimit.register(into: &r)
+        Redact.register(into: &r)
+        EmailDomain.register(into: &r)
         registerWarehouse(into: &r)
         CSVLoader.register(into: &r)
         return r

@@ -111,6 +111,21 @@ import Testing
         #expect(leftovers.isEmpty, "\(leftovers)")
     }
 
+    /// A full disk, played by a file-size limit (`ulimit -f`): writes fail in the middle of
+    /// a run; nothing that was committed before is lost, and a later run finishes the job.
+    @Test(arguments: [200, 700, 1500])
+    func aFullDiskLosesNothingAlreadyCommitted(blocks: Int) throws {
+        let root = try Self.project(commitEvery: 150)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // Create the state store first, so that the limit hits the sinks.
+        #expect(try Self.sluice(root, ["status"]).status == 0)
+        let command = "ulimit -f \(blocks); exec '\(TestSupport.sluiceExecutable)' " + Self.backfill.joined(separator: " ")
+        let full = try TestSupport.run("/bin/bash", ["-c", command], cwd: root)
+        #expect(full.signaled || full.status != 0, "the limit was not reached")
+        #expect(try Self.sluice(root, Self.backfill).status == 0)
+        try Self.checkSinks(root)
+    }
+
     @Test func sigtermFinishesTheBatchCommitsAndExitsZero() async throws {
         let root = try Self.project(commitEvery: 200)
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -1,0 +1,70 @@
+import SluiceConfig
+import SluiceCore
+
+/// `email_domain`: tags the probable intended domain of a mistyped email address
+/// (`gmul.com` → `gmail.com`, `hotmial.com` → `hotmail.com`), by the nearest common
+/// provider within two edits (a swap of neighbours counts as one). Known providers and
+/// addresses with no close provider get null.
+public struct EmailDomain: Transformer {
+    public var field: FieldPath
+    public var target: String
+    public var providers: [String]
+
+    public static let commonProviders = [
+        "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.co.jp", "hotmail.com", "hotmail.co.uk", "outlook.com",
+        "live.com", "msn.com", "icloud.com", "me.com", "aol.com", "protonmail.com", "proton.me", "gmx.de", "gmx.net", "web.de",
+        "mail.ru", "yandex.ru", "ya.ru", "bk.ru", "list.ru", "inbox.ru", "rambler.ru", "qq.com", "163.com", "naver.com",
+    ]
+
+    public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        for i in batch.records.indices {
+            var suggestion = Value.null
+            if case .string(let email)? = batch.records[i].fields.value(at: field), let at = email.lastIndex(of: "@") {
+                let domain = email[email.index(after: at)...].lowercased()
+                if let d = Self.suggest(domain, providers: providers) { suggestion = .string(d) }
+            }
+            batch.records[i].fields[target] = suggestion
+        }
+    }
+
+    static func suggest(_ domain: String, providers: [String]) -> String? {
+        guard !domain.isEmpty, !providers.contains(domain) else { return nil }
+        var best: (String, Int)?
+        var tie = false
+        for p in providers {
+            let d = distance(domain, p, limit: 2)
+            guard d <= 2 else { continue }
+            if best == nil || d < best!.1 { best = (p, d); tie = false } else if d == best!.1 { tie = true }
+        }
+        guard let best, !tie else { return nil }
+        return best.0
+    }
+
+    /// Optimal string alignment distance, giving up above `limit`.
+    static func distance(_ a: String, _ b: String, limit: Int) -> Int {
+        let a = Array(a.utf8), b = Array(b.utf8)
+        if abs(a.count - b.count) > limit { return limit + 1 }
+        var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { d[i][0] = i }
+        for j in 0...b.count { d[0][j] = j }
+        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
+            }
+        }
+        return d[a.count][b.count]
+    }
+
+    public static func register(into registry: inout StageRegistry) {
+        registry.transformer("email_domain") { o, ctx in
+            let field = o.path("field") ?? FieldPath("email")!
+            let target = o.string("to") ?? "email_domain_suggestion"
+            var providers = commonProviders
+            if let list = o.stringList("providers") { providers = list.map { $0.0.lowercased() } }
+            o.finish()
+            return BuiltTransformer(transformer: EmailDomain(field: field, target: target, providers: providers), effects: [.add([target])])
+        }
+    }
+}

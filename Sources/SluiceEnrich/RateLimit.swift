@@ -1,0 +1,110 @@
+import SluiceConfig
+import SluiceCore
+
+/// `rate_limit`: counts, for each record, the records with the same key (a fingerprint)
+/// whose event time lies in the window `(t - window, t]` of its own event time, and tags
+/// it when the count passes `limit` (e.g. more than 30 sign-ups an hour).
+///
+/// Counting is in input order: a record counts itself and the records seen before it
+/// (in earlier batches, earlier runs or earlier partitions) whose times fall in its
+/// window. The window's events live in the state store, keyed by record key, so:
+/// - one run, many small incremental runs, or a backfill give the same tags;
+/// - a replayed record (after a crash, or a replace) is not counted twice and gets the
+///   tag it had, because its count only includes events first seen before it;
+/// - a late record (arriving after records with later times) is counted by the records
+///   that come after it, not by those already delivered: tags once delivered never change.
+/// Partitions processed out of time order (`backfill --parallel`) can under-count
+/// windows that cross a partition boundary; run rate-limited pipelines in order.
+public struct RateLimit: Transformer {
+    public var key: FieldPath
+    public var time: FieldPath
+    public var window: Int64
+    public var limit: Int
+    public var countField: String
+    public var tagField: String
+    /// Events older than this before a batch's earliest time are forgotten.
+    public var retention: Int64
+
+    public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        guard let state = context.state else {
+            throw RateLimitNeedsState()
+        }
+        let scope = context.pipeline + "/rate_limit/" + key.description
+        // Keys and times of the batch.
+        var items: [(Int, String, Int64)] = []
+        for (i, record) in batch.records.enumerated() {
+            guard let k = record.fields.value(at: key), !k.isNull, let t = record.fields.value(at: time).flatMap(EventTime.micros) else {
+                batch.records[i].fields[countField] = .null
+                batch.records[i].fields[tagField] = .null
+                continue
+            }
+            items.append((i, k.stringValue ?? JSONWriter.string(k), t))
+        }
+        guard let minT = items.map(\.2).min(), let maxT = items.map(\.2).max() else { return }
+        let stored = try state.windowEvents(scope: scope, keys: Array(Set(items.map(\.1))), from: minT - window, to: maxT)
+        var sequenceOf: [String: Int64] = [:]
+        for events in stored.values { for e in events { sequenceOf[e.recordKey] = e.sequence } }
+        var pending: [String: [Int64]] = [:]
+        var added: [WindowEvent] = []
+        for (i, k, t) in items {
+            let recordKey = batch.records[i].key
+            let inWindow = { (time: Int64) in time > t - window && time <= t }
+            var count: Int
+            if let own = sequenceOf[recordKey] {
+                // Seen before (a replay): count what was first seen up to it.
+                count = stored[k]?.filter { $0.sequence <= own && inWindow($0.time) }.count ?? 1
+            } else {
+                count = (stored[k]?.filter { inWindow($0.time) }.count ?? 0) + (pending[k]?.filter(inWindow).count ?? 0) + 1
+                pending[k, default: []].append(t)
+                added.append(WindowEvent(key: k, time: t, recordKey: recordKey))
+                sequenceOf[recordKey] = .max
+            }
+            batch.records[i].fields[countField] = .int(Int64(count))
+            batch.records[i].fields[tagField] = .bool(count > limit)
+        }
+        try state.addWindowEvents(scope: scope, added)
+        try state.pruneWindowEvents(scope: scope, before: minT - window - retention)
+    }
+
+    /// `30s`, `15m`, `1h`, `2d` → microseconds.
+    public static func duration(_ text: String) -> Int64? {
+        guard let unit = text.last, let n = Int64(text.dropLast()), n > 0 else { return nil }
+        switch unit {
+        case "s": return n * 1_000_000
+        case "m": return n * 60_000_000
+        case "h": return n * 3_600_000_000
+        case "d": return n * 86_400_000_000
+        default: return nil
+        }
+    }
+
+    public static func register(into registry: inout StageRegistry) {
+        registry.transformer("rate_limit") { o, ctx in
+            let key = o.path("key", required: true)
+            let time = o.path("time") ?? ctx.eventTime
+            let windowText = o.string("window", required: true)
+            let limit = o.int("limit", range: 1...1_000_000_000)
+            if !o.has("limit") { ctx.diagnostics.error(o.location, "missing required key `limit`") }
+            let countField = o.string("count_field") ?? "rate_count"
+            let tagField = o.string("tag_field") ?? "rate_limited"
+            let retentionText = o.string("retention") ?? "2d"
+            var window: Int64?
+            if let windowText {
+                window = duration(windowText)
+                if window == nil { ctx.diagnostics.error(o.node("window")!.location, "`window` must be a duration like 30s, 15m, 1h or 2d") }
+            }
+            let retention = duration(retentionText)
+            if retention == nil { ctx.diagnostics.error(o.node("retention")!.location, "`retention` must be a duration like 1h or 7d") }
+            if time == nil { ctx.diagnostics.error(o.location, "rate_limit needs `time` (or an extract `time`)") }
+            o.finish()
+            guard let key, let time, let window, let limit, let retention else { return nil }
+            return BuiltTransformer(transformer: RateLimit(key: key, time: time, window: window, limit: limit, countField: countField,
+                                                           tagField: tagField, retention: retention),
+                                    effects: [.add([countField, tagField])])
+        }
+    }
+}
+
+public struct RateLimitNeedsState: Error, Sendable, CustomStringConvertible {
+    public var description: String { "rate_limit keeps its windows in the state store; run it with one" }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import SluiceCore
+@testable import SluiceEnrich
+import SluiceSQLite
+import SluiceTestSupport
+import Testing
+
+@Suite struct RateLimitTests {
+    struct Event { var id: Int; var fp: String; var t: Int64 }
+
+    /// A day of events: a few fingerprints, one of them bursting, in time order with some
+    /// ties and a few late (out-of-order) events.
+    static func events() -> [Event] {
+        var rng = SplitMix64(seed: 42)
+        var out: [Event] = []
+        var t: Int64 = Timestamp.parse("2026-11-18T00:00:00Z")!
+        for id in 0..<900 {
+            let burst = (300..<400).contains(id)
+            t += Int64(rng.next() % (burst ? 60 : 240)) * 1_000_000 // up to 1 or 4 minutes apart; 0 gives ties
+            let fp = burst || id % 7 == 0 ? "burst" : "fp\(rng.next() % 5)"
+            var time = t
+            if id % 97 == 0 { time -= 2 * 3_600_000_000 } // late by two hours
+            out.append(Event(id: id, fp: fp, t: time))
+        }
+        return out
+    }
+
+    /// The definition, written plainly: a record counts itself and the records before it
+    /// in input order with the same key whose times are in (t - window, t].
+    static func oracle(_ events: [Event], window: Int64) -> [Int] {
+        events.indices.map { i in
+            events[...i].filter { $0.fp == events[i].fp && $0.t > events[i].t - window && $0.t <= events[i].t }.count
+        }
+    }
+
+    static func records(_ events: ArraySlice<Event>) -> RecordBatch {
+        RecordBatch(records: events.map {
+            Record(fields: Fields(["fp": .string($0.fp), "ts": .string(Timestamp.format($0.t))]),
+                   position: SourcePosition(file: "f", line: $0.id + 1), key: "k\($0.id)")
+        })
+    }
+
+    static func run(_ events: [Event], chunks: [Int], state: SQLiteStateStore, stage: RateLimit) throws -> [Int] {
+        var counts: [Int] = []
+        var start = 0
+        for size in chunks + [events.count] {
+            let end = min(events.count, start + size)
+            guard start < end else { break }
+            var batch = records(events[start..<end])
+            let context = RunContext(projectRoot: "/", outputRoot: "/", pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                                     logger: .init(label: "t"), state: state)
+            try stage.apply(&batch, context: context)
+            counts += batch.records.map { Int(truncatingIfNeeded: { if case .int(let n)? = $0.fields["rate_count"] { return n }; return -1 }($0)) }
+            start = end
+        }
+        return counts
+    }
+
+    static let stage = RateLimit(key: FieldPath("fp")!, time: FieldPath("ts")!, window: 3_600_000_000, limit: 30,
+                                 countField: "rate_count", tagField: "rate_limited", retention: 2 * 86_400_000_000)
+
+    @Test(arguments: [[900], [1, 2, 3, 500], [50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50], [7, 13, 400, 1]])
+    func sameCountsWhateverTheRunBoundaries(chunks: [Int]) throws {
+        let dir = try TestSupport.scratchDirectory("rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let events = Self.events()
+        let counts = try Self.run(events, chunks: chunks, state: state, stage: Self.stage)
+        #expect(counts == Self.oracle(events, window: 3_600_000_000))
+        #expect(counts.contains { $0 > 30 }, "the burst should pass its limit")
+    }
+
+    /// A crash after part of the input, then the whole input again (a replay), or a
+    /// replace of the day: the replayed records keep their counts.
+    @Test func replaysKeepTheirCounts() throws {
+        let dir = try TestSupport.scratchDirectory("rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let events = Self.events()
+        _ = try Self.run(Array(events.prefix(430)), chunks: [100], state: state, stage: Self.stage)
+        let again = try Self.run(events, chunks: [64], state: state, stage: Self.stage)
+        #expect(again == Self.oracle(events, window: 3_600_000_000))
+        let replaced = try Self.run(events, chunks: [900], state: state, stage: Self.stage)
+        #expect(replaced == again)
+    }
+
+    @Test func tagsFollowTheLimit() throws {
+        let dir = try TestSupport.scratchDirectory("rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let t0 = Timestamp.parse("2026-11-18T10:00:00Z")!
+        // 32 sign-ups 90 s apart: the 31st and 32nd pass a limit of 30 an hour.
+        let events = (0..<32).map { Event(id: $0, fp: "heavy", t: t0 + Int64($0) * 90_000_000) }
+        var batch = Self.records(events[...])
+        try Self.stage.apply(&batch, context: RunContext(projectRoot: "/", outputRoot: "/", pipeline: "p",
+                                                         partition: Partition("2026-11-18", granularity: .day)!, logger: .init(label: "t"), state: state))
+        #expect(batch.records.map { $0.fields["rate_limited"] } == (0..<32).map { .bool($0 >= 30) })
+    }
+}
+
+@Suite struct RedactTests {
+    /// The event of seed 002, abridged, with PII where the seed's key paths point.
+    static let event = #"""
+    {"name":"idv_socure_shadow_mode_proofing_result","properties":{"event_properties":{"resolution_result":{"success":true,
+    "context":{"stages":{"resolution":{"success":true,"errors":{"ssn":"123-45-6789"},"transaction_id":"resolution-mock-transaction-id-123"},
+    "state_id":{"errors":{}}}},"ssn_is_unique":true},"socure_result":{"verified_attributes":["address","ssn","dob"]}},
+    "user_id":"96d74912-6af8-4106-8d93-7485f04a3137","users":[{"ssn":"1","n":1},{"ssn":"2","n":2}]},"time":"2024-08-22T19:25:45.678Z"}
+    """#
+
+    static func redact(_ paths: [String], mode: Redact.Mode, secret: String? = nil) throws -> Value {
+        guard case .object(let fields) = try JSONParser.parse(event.replacingOccurrences(of: "\n", with: "")) else { fatalError() }
+        var batch = RecordBatch(records: [Record(fields: fields, position: SourcePosition(file: "events.log", line: 1))])
+        let stage = RedactStage(paths: paths.map { Redact.parsePath($0)! }, mode: mode, secretVariable: secret == nil ? nil : "SLUICE_TEST_KEY")
+        try stage.apply(&batch, context: RunContext(projectRoot: "/", outputRoot: "/", pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                                                    logger: .init(label: "t"), environment: secret.map { ["SLUICE_TEST_KEY": $0] } ?? [:]))
+        return .object(batch.records[0].fields)
+    }
+
+    static let seedPath = "properties.event_properties.resolution_result.context.stages.resolution.errors.ssn"
+
+    @Test func removesTheSeedsKeyPaths() throws {
+        let out = try Self.redact([Self.seedPath, "properties.users.*.ssn", "properties.user_id"], mode: .remove)
+        #expect(out.value(at: FieldPath(Self.seedPath)!) == nil)
+        #expect(out.value(at: FieldPath("properties.event_properties.resolution_result.context.stages.resolution.transaction_id")!) != nil)
+        #expect(out.value(at: FieldPath("properties.users")!) == .array([.object(Fields(["n": .int(1)])), .object(Fields(["n": .int(2)]))]))
+        #expect(out.value(at: FieldPath("properties.user_id")!) == nil)
+        #expect(!JSONWriter.string(out).contains("123-45-6789"))
+    }
+
+    @Test func rubyStylePathsWork() throws {
+        let out = try Self.redact(["[:properties, :event_properties, :resolution_result, :context, :stages, :resolution, :errors, :ssn]"], mode: .remove)
+        #expect(out.value(at: FieldPath(Self.seedPath)!) == nil)
+    }
+
+    /// HMAC-SHA256 with the secret, as Python's hmac module computes it.
+    @Test func hashesWithAKeyedHashThatPythonAgreesWith() throws {
+        let secret = "s3cr3t-ключ"
+        let out = try Self.redact([Self.seedPath, "properties.users.*.ssn"], mode: .hash, secret: secret)
+        let script = "import hmac,hashlib,sys\nfor v in sys.argv[2:]: print(hmac.new(sys.argv[1].encode(), v.encode(), hashlib.sha256).hexdigest())"
+        let dir = try TestSupport.scratchDirectory("hmac")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try script.write(toFile: dir + "/h.py", atomically: true, encoding: .utf8)
+        let expected = String(decoding: try TestSupport.python(script: dir + "/h.py", [secret, "123-45-6789", "1", "2"]), as: UTF8.self)
+            .split(separator: "\n").map(String.init)
+        #expect(out.value(at: FieldPath(Self.seedPath)!) == .string(expected[0]))
+        #expect(out.value(at: FieldPath("properties.users.0.ssn")!) == .string(expected[1]))
+        #expect(out.value(at: FieldPath("properties.users.1.ssn")!) == .string(expected[2]))
+        #expect(!JSONWriter.string(out).contains(secret))
+    }
+
+    @Test func aMissingSecretNamesTheVariableNotAValue() throws {
+        #expect(throws: MissingSecret.self) { _ = try Self.redact([Self.seedPath], mode: .hash, secret: "") }
+    }
+}
+
+@Suite struct EmailDomainTests {
+    @Test(arguments: [
+        ("a@gmul.com", "gmail.com"), ("a@gmial.com", "gmail.com"), ("a@hotmial.com", "hotmail.com"), ("a@yaho.com", "yahoo.com"),
+        ("a@gmail.con", "gmail.com"), ("a@GMAIL.CO", "gmail.com"), ("a@mai.ru", "mail.ru"), ("a@yandex.ry", "yandex.ru"),
+        ("a@gmail.com", nil), ("a@mail.ru", nil), ("a@example.org", nil), ("a@company.io", nil), ("not an email", nil),
+    ])
+    func suggestsTheIntendedProvider(email: String, expected: String?) {
+        let at = email.lastIndex(of: "@").map { email[email.index(after: $0)...].lowercased() }
+        #expect(at.flatMap { EmailDomain.suggest($0, providers: EmailDomain.commonProviders) } == expected)
+    }
+}
+
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
