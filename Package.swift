@@ -32,6 +32,8 @@ let package = Package(
         .target(
             name: "SluiceSQLite",
             dependencies: ["SluiceCore", "SluiceConfig", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "SluiceMaxMind"),
+        .target(name: "SluiceI18n", dependencies: ["Yams"]),
         .target(
             name: "SluiceEnrich",
             dependencies: ["SluiceCore", "SluiceConfig", .product(name: "Crypto", package: "swift-crypto")]),
@@ -50,6 +52,8 @@ let package = Package(
         .testTarget(
             name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceSQLite", "SluiceTestSupport"],
             exclude: ["gzip_reference.py", "csv_reference.py"]),
+        .testTarget(name: "SluiceMaxMindTests", dependencies: ["SluiceMaxMind"], exclude: ["reference_lookup.py"]),
+        .testTarget(name: "SluiceI18nTests", dependencies: ["SluiceI18n"], exclude: ["i18n_reference.py"]),
         .testTarget(name: "SluiceEnrichTests", dependencies: ["SluiceEnrich", "SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),
         .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceSQLite", "SluiceFiles", "SluiceTestSupport"]),
     ],

@@ -52,7 +52,8 @@ CATALOG = {
                "other": "Пароль слишком короткий (минимум %{count} символа)"}},
     "rate_limited": {
         "en": {"one": "Too many attempts: limit is %{count} per hour", "other": "Too many attempts: limit is %{count} per hour"},
-        "tr": {"one": "Çok fazla deneme: saatte en fazla %{count}", "other": "Çok fazla deneme: saatte en fazla %{count}"},
+        "tr": {"one": "Çok fazla deneme. İzin verilen sınır saatte %{count} istek",
+               "other": "Çok fazla deneme. İzin verilen sınır saatte %{count} istek"},
         "ru": {"one": "Слишком много попыток: не более %{count} в час",
                "few": "Слишком много попыток: не более %{count} в час",
                "many": "Слишком много попыток: не более %{count} в час",
@@ -66,9 +67,9 @@ CATALOG = {
     "deposit_too_small": {"en": "Deposit amount is too small (minimum %{amount})",
                           "tr": "Yatırım tutarı çok düşük (en az %{amount})",
                           "ru": "Сумма депозита слишком мала (минимум %{amount})"},
-    "captcha_failed": {"en": "Captcha verification failed", "tr": "CAPTCHA DOĞRULAMASI BAŞARISIZ",
+    "captcha_failed": {"en": "Captcha verification failed", "tr": "CAPTCHA doğrulaması başarısız",
                        "ru": "Проверка капчи не пройдена"},
-    "account_blocked": {"en": "Account is blocked", "tr": "Hesap engellendi", "ru": "Аккаунт заблокирован"},
+    "account_blocked": {"en": "Account is blocked", "tr": "Hesabınız engellendi", "ru": "Аккаунт заблокирован"},
     "invalid_credentials": {"en": "Invalid email or password", "tr": "Geçersiz e-posta veya şifre",
                             "ru": "Неверный адрес электронной почты или пароль"},
     "unknown_error": {"en": "Unknown error", "tr": "Bilinmeyen hata", "ru": "Неизвестная ошибка"},
@@ -91,6 +92,7 @@ USER_AGENTS = [
     "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
     "okhttp/4.12.0",
     "MyBrand/3.4.1 (Android 13; \"Pixel 7\"; ru-RU)",
+    "Mozilla/5.0 (Linux; Android 12; Redmi Note 11) AppleWebKit/537.36 (KHTML, like Gecko) YaBrowser/24.4 Яндекс Браузер Mobile Safari/537.36",
 ]
 HOSTS = ["api.example.com", "api.example-mirror.net", "api2.example-mirror.org", "m.example.com"]
 PATHS = {"signup": ["/graphql", "/api/v1/signup"], "login": ["/graphql", "/api/v1/login"],
@@ -132,7 +134,7 @@ def write_catalogs():
     os.makedirs(os.path.join(ROOT, "Samples/i18n"), exist_ok=True)
     for locale in ["en", "tr", "ru"]:
         lines = ["# The product's API error messages (Rails i18n shape). Written by Samples/generate_signup_samples.py.",
-                 f"{locale}:", "  errors:", "    api:"]
+                 f"{locale}:", "  errors:", "    signup:"]
         for key, texts in CATALOG.items():
             t = texts[locale]
             if isinstance(t, dict):
@@ -292,13 +294,15 @@ def csv_line(values):
 
 # --- the inputs -----------------------------------------------------------------------
 
-def make_request(rng, day, seconds, heavy_fp=None):
+def make_request(rng, day, seconds, heavy_fp=None, limited=False):
+    """One API request. heavy_fp: the fingerprint of a burst of sign-ups; limited: the
+    API answered it with its rate-limit error (it does so after 30 sign-ups in an hour)."""
     action = "signup" if heavy_fp else rng.choice(["signup", "signup", "login", "login", "validate", "restore_password", "deposit"])
     country, currency, dial, locale = rng.choice(COUNTRIES)
     ts = datetime.datetime.fromisoformat(day).replace(tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
     micros = rng.randrange(1_000_000)
     ts_text = ts.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
-    if rng.random() < 0.02 and ts.hour >= 4:
+    if rng.random() < 0.006 and ts.hour >= 4:
         # Same instant written with an offset: sluice normalizes it to UTC.
         local = ts + datetime.timedelta(hours=3)
         ts_text = local.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros // 100000}+03:00"
@@ -330,9 +334,9 @@ def make_request(rng, day, seconds, heavy_fp=None):
         body["extra"] = {"locale": locale, "marketing_opt_in": rng.random() < 0.5}
         if rng.random() < 0.3:
             body["extra"]["note"] = rng.choice(["tab\tand \"quotes\"", "line\nbreak", "comma, inside", "emoji 🎉", ""])
-    error = rng.random() < 0.3 or heavy_fp is not None
+    error = rng.random() < 0.3 or limited
     if error:
-        key = "rate_limited" if heavy_fp else rng.choice(ERRORS_BY_ACTION[action])
+        key = "rate_limited" if limited else rng.choice(ERRORS_BY_ACTION[action])
         values = {}
         if key in ("password_too_short",):
             values["count"] = rng.choice([1, 3, 8, 21, 22])
@@ -375,29 +379,45 @@ def dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+VARIANTS = {}  # kind -> how many bad lines of that kind were made so far (variants take turns)
+
+
+def variant(kind, n):
+    i = VARIANTS.get(kind, 0)
+    VARIANTS[kind] = i + 1
+    return i % n
+
+
 def malformed(rng, kind, day):
     """One bad line (bytes) of the given kind."""
     good = dumps(make_request(rng, day, rng.randrange(86400))).encode()
     if kind == "malformed_json":
-        return rng.choice([good[:-7], good + b" trailing", good.replace(b'"', b"'", 6)])
+        # a truncated object, trailing garbage, single quotes
+        return [good[:-7], good + b" trailing", good.replace(b'"', b"'", 6)][variant(kind, 3)]
     if kind == "invalid_utf8":
-        return good.replace(b'"POST"', b'"PO\xff\xfeST"', 1)
+        v = variant(kind, 3)
+        if v == 0:
+            return good.replace(b'"POST"', b'"PO\xff\xfeST"', 1)          # bytes that never occur in UTF-8
+        if v == 1:
+            return good.replace(b'"user-agent":"', b'"user-agent":"\xc3(', 1)  # a lead byte without its continuation
+        return good.replace(b'"path":"', b'"path":"\xed\xa0\x80', 1)        # an encoded surrogate (U+D800)
     if kind == "not_an_object":
-        return rng.choice([b"[1,2]", b'"x"', b"42"])
+        return [b"[1,2]", b'"x"', b"42"][variant(kind, 3)]
     if kind == "line_too_long":
         obj = make_request(rng, day, rng.randrange(86400))
         obj["body"]["extra"] = {"blob": "A" * (MAX_LINE + 1000)}
         return dumps(obj).encode()
     if kind == "bad_time":
         obj = make_request(rng, day, rng.randrange(86400))
-        if rng.random() < 0.5:
+        v = variant(kind, 3)
+        if v == 0:
             del obj["timestamp"]
         else:
-            obj["timestamp"] = rng.choice(["yesterday", "2026-13-45T00:00:00Z"])
+            obj["timestamp"] = ["yesterday", "2026-13-45T00:00:00Z"][v - 1]
         return dumps(obj).encode()
     if kind == "schema":
         obj = make_request(rng, day, rng.randrange(86400))
-        choice = rng.randrange(4)
+        choice = variant(kind, 4)
         if choice == 0:
             obj["duration_ns"] = "abc"
         elif choice == 1:
@@ -415,14 +435,14 @@ def build_day(rng, day, index):
     """Files of one day: name -> (list of line bytes, gzip?, truncate-fraction)."""
     requests = []
     for _ in range(720):
-        requests.append((rng.randrange(86400), None))
+        requests.append((rng.randrange(86400), None, False))
     # A fingerprint that signs up 30+ times within one hour (a rate-limit case for later).
     heavy = "fp_heavy_%d" % index
     start = rng.randrange(3600, 80000)
     for k in range(34):
-        requests.append((start + k * 90 + rng.randrange(60), heavy))
+        requests.append((start + k * 90 + rng.randrange(60), heavy, k >= 30))
     requests.sort(key=lambda r: r[0])
-    lines = [dumps(make_request(rng, day, s, fp)).encode() for s, fp in requests]
+    lines = [dumps(make_request(rng, day, s, fp, limited)).encode() for s, fp, limited in requests]
     bad = ["malformed_json", "invalid_utf8", "not_an_object", "bad_time", "schema", "schema"]
     if index == 1:
         bad += ["malformed_json", "bad_time", "schema"]

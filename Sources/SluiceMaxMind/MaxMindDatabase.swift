@@ -1,0 +1,328 @@
+/// Where an address's data is: the offset of its record in the data section, and
+/// the prefix length of the network that holds the address.
+public struct MaxMindEntry: Sendable, Hashable {
+    /// The record's offset from the start of the data section.
+    public let offset: Int
+    /// The length of the network's prefix, in bits of the address that was looked up
+    /// (0...32 for IPv4, including IPv4 in an IPv6 tree and `::ffff:a.b.c.d`; 0...128
+    /// for IPv6), as MaxMind's readers report it.
+    public let prefixLength: Int
+
+    public init(offset: Int, prefixLength: Int) {
+        self.offset = offset
+        self.prefixLength = prefixLength
+    }
+}
+
+/// A MaxMind DB (`.mmdb`) file, memory-mapped and read per the MaxMind DB format 2.0.
+///
+/// Opening reads and checks the metadata and the search tree's bounds; a lookup walks
+/// the tree (no allocation) and returns where the record is; `decode` turns the record
+/// into an `MMDBValue`, and `value(_:at:)` reads one value by path without decoding the
+/// rest. IPv4 addresses, and IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`), are looked
+/// up in the IPv4 part of an IPv6 tree (`::/96`, whose start node is found at open).
+///
+/// Immutable after `init`, so it may be shared between threads and tasks. Every
+/// problem in the file is a thrown `MaxMindError`, never a crash or an endless loop.
+public final class MaxMindDatabase: Sendable {
+    /// The file's path, as given.
+    public let path: String
+    /// The metadata.
+    public let metadata: MaxMindMetadata
+
+    private let file: MappedFile
+    private let nodeCount: Int
+    private let recordSize: Int
+    private let treeSize: Int
+    private let dataStart: Int
+    private let dataSize: Int
+    /// The node (or record value) reached by 96 zero bits in an IPv6 tree; 0 in an IPv4 tree.
+    private let ipv4Start: Int
+
+    static let marker: [UInt8] = [0xAB, 0xCD, 0xEF] + Array("MaxMind.com".utf8)
+    static let maxMetadataSize = 128 * 1024
+
+    /// Opens and checks a database file.
+    /// - Throws: `MaxMindError` when the file cannot be read or is not a valid database.
+    public init(path: String) throws {
+        self.path = path
+        let file = try MappedFile(path: path)
+        self.file = file
+        guard file.count > 0, let markerStart = Self.lastMarker(in: file) else {
+            throw MaxMindError(path: path, kind: .missingMetadataMarker)
+        }
+        let metadataStart = markerStart + Self.marker.count
+        let section = DataSection(base: file.base + metadataStart, size: file.count - metadataStart)
+        var budget = DataSection.Budget()
+        let raw: MMDBValue
+        do throws(DataFault) {
+            raw = try section.decode(at: 0, budget: &budget).0
+        } catch {
+            throw error.error(path: path, section: .metadata)
+        }
+        let metadata: MaxMindMetadata
+        do throws(MetadataProblem) {
+            metadata = try MaxMindMetadata(raw)
+        } catch {
+            throw MaxMindError(path: path, kind: .invalidMetadata(error.message))
+        }
+        self.metadata = metadata
+        guard metadata.binaryFormatMajorVersion == 2 else {
+            throw MaxMindError(path: path, kind: .unsupported(
+                "binary format major version \(metadata.binaryFormatMajorVersion) (this reader reads version 2)"))
+        }
+        guard [24, 28, 32].contains(metadata.recordSize) else {
+            throw MaxMindError(path: path, kind: .unsupported("record size \(metadata.recordSize) bits (24, 28 or 32 expected)"))
+        }
+        guard metadata.ipVersion == 4 || metadata.ipVersion == 6 else {
+            throw MaxMindError(path: path, kind: .invalidMetadata("ip_version is \(metadata.ipVersion), not 4 or 6"))
+        }
+        nodeCount = Int(metadata.nodeCount)
+        recordSize = Int(metadata.recordSize)
+        treeSize = nodeCount * recordSize / 4
+        // The tree and the 16-byte separator must fit before the metadata marker.
+        guard treeSize + 16 <= markerStart else {
+            throw MaxMindError(path: path, kind: .corruptSearchTree(
+                "node_count \(nodeCount) needs \(treeSize) bytes of search tree plus a 16-byte separator, "
+                    + "but only \(markerStart) bytes precede the metadata"))
+        }
+        dataStart = treeSize + 16
+        dataSize = markerStart - dataStart
+        var node = 0
+        if metadata.ipVersion == 6 {
+            var depth = 0
+            while depth < 96, node < nodeCount {
+                node = Self.record(file.base, recordSize, node, 0)
+                depth += 1
+            }
+        }
+        ipv4Start = node
+    }
+
+    /// The start of the last metadata marker, searched in the last 128 KiB.
+    private static func lastMarker(in file: MappedFile) -> Int? {
+        let count = file.count
+        let base = file.base
+        let m = marker
+        guard count >= m.count else { return nil }
+        let lowest = max(0, count - maxMetadataSize)
+        var i = count - m.count
+        while i >= lowest {
+            if base.load(fromByteOffset: i, as: UInt8.self) == 0xAB {
+                var j = 1
+                while j < m.count, base.load(fromByteOffset: i + j, as: UInt8.self) == m[j] { j += 1 }
+                if j == m.count { return i }
+            }
+            i -= 1
+        }
+        return nil
+    }
+
+    // MARK: - Search tree
+
+    /// Record `side` (0 left, 1 right) of `node`; the node must be below node_count (its
+    /// bytes are then inside the file, checked at open).
+    @inline(__always)
+    private static func record(_ base: UnsafeRawPointer, _ recordSize: Int, _ node: Int, _ side: Int) -> Int {
+        switch recordSize {
+        case 24:
+            let offset = node * 6 + side * 3
+            return Int(base.load(fromByteOffset: offset, as: UInt8.self)) << 16
+                | Int(base.load(fromByteOffset: offset + 1, as: UInt8.self)) << 8
+                | Int(base.load(fromByteOffset: offset + 2, as: UInt8.self))
+        case 28:
+            let offset = node * 7
+            if side == 0 {
+                let v = Int(UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                return (v >> 8) | ((v & 0xF0) << 20)
+            }
+            return Int(UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset + 3, as: UInt32.self))) & 0x0FFF_FFFF
+        default:
+            return Int(UInt32(bigEndian: base.loadUnaligned(fromByteOffset: node * 8 + side * 4, as: UInt32.self)))
+        }
+    }
+
+    /// Walks `bitCount` bits of `high`,`low` (most significant first) from `start`:
+    /// the record value reached and the number of bits used.
+    @inline(__always)
+    private func walk(from start: Int, high: UInt64, low: UInt64, bitCount: Int) -> (Int, Int) {
+        let base = file.base
+        let nodeCount = self.nodeCount
+        var node = start
+        var depth = 0
+        switch recordSize {
+        case 24:
+            while depth < bitCount, node < nodeCount {
+                let word = depth < 64 ? high : low
+                let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
+                node = Self.record(base, 24, node, bit)
+                depth += 1
+            }
+        case 28:
+            while depth < bitCount, node < nodeCount {
+                let word = depth < 64 ? high : low
+                let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
+                node = Self.record(base, 28, node, bit)
+                depth += 1
+            }
+        default:
+            while depth < bitCount, node < nodeCount {
+                let word = depth < 64 ? high : low
+                let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
+                node = Self.record(base, 32, node, bit)
+                depth += 1
+            }
+        }
+        return (node, depth)
+    }
+
+    /// Finds the record for an address.
+    ///
+    /// - Returns: where the record is and the network's prefix length, or nil when the
+    ///   database has no data for the address.
+    /// - Throws: `MaxMindError` for an IPv6 address in an IPv4 database (IPv4-mapped
+    ///   ones excepted) or a corrupt search tree.
+    @inline(__always)
+    public func lookup(_ ip: IPAddress) throws -> MaxMindEntry? {
+        let record: Int, depth: Int, bitCount: Int
+        if ip.family == .v4 || (ip.high == 0 && ip.low >> 32 == 0xFFFF) {
+            // IPv4, or IPv4-mapped IPv6: the 32 bits, from the IPv4 start node.
+            (record, depth) = walk(from: ipv4Start, high: ip.low << 32, low: 0, bitCount: 32)
+            bitCount = 32
+        } else {
+            guard metadata.ipVersion == 6 else { throw MaxMindError(path: path, kind: .ipv6LookupInIPv4Database) }
+            (record, depth) = walk(from: 0, high: ip.high, low: ip.low, bitCount: 128)
+            bitCount = 128
+        }
+        if record == nodeCount { return nil }
+        return try entry(record: record, depth: depth, bitCount: bitCount)
+    }
+
+    /// The entry for a record value reached in the tree, checked.
+    @inline(__always)
+    private func entry(record: Int, depth: Int, bitCount: Int) throws -> MaxMindEntry {
+        guard record > nodeCount else {
+            throw MaxMindError(path: path, kind: .corruptSearchTree(
+                "the tree is deeper than the \(bitCount) bits of an address (node \(record) after the last bit)"))
+        }
+        let offset = record - nodeCount - 16
+        guard offset >= 0 else {
+            throw MaxMindError(path: path, kind: .corruptSearchTree(
+                "record value \(record) points into the 16-byte separator after the tree (node_count \(nodeCount))"))
+        }
+        guard offset < dataSize else {
+            throw MaxMindError(path: path, kind: .corruptSearchTree(
+                "record value \(record) points to data offset \(offset), past the data section (\(dataSize) bytes)"))
+        }
+        return MaxMindEntry(offset: offset, prefixLength: depth)
+    }
+
+    // MARK: - Data
+
+    @inline(__always)
+    private var dataSection: DataSection {
+        DataSection(base: file.base + dataStart, size: dataSize)
+    }
+
+    /// Decodes the whole record of an entry.
+    /// - Throws: `MaxMindError` when the data is corrupt or exceeds the decoder's limits.
+    public func decode(_ entry: MaxMindEntry) throws -> MMDBValue {
+        var budget = DataSection.Budget()
+        do throws(DataFault) {
+            return try dataSection.decode(at: entry.offset, budget: &budget).0
+        } catch {
+            throw error.error(path: path, section: .data)
+        }
+    }
+
+    /// The value at `path` in an entry's record, e.g. `["country", "iso_code"]`,
+    /// `["city", "names", "en"]`, `["subdivisions", "0", "iso_code"]` (an array index in
+    /// decimal, negative from the end). Keys are compared as UTF-8 bytes and siblings are
+    /// skipped by size, not decoded; only the value found is decoded.
+    ///
+    /// - Returns: nil when a key or index along the path is absent, or a value along it is
+    ///   not a map or array. An empty path gives the whole record.
+    /// - Throws: `MaxMindError` when the data on the way is corrupt.
+    public func value(_ entry: MaxMindEntry, at path: [String]) throws -> MMDBValue? {
+        let section = dataSection
+        var pos = entry.offset
+        do throws(DataFault) {
+            for component in path {
+                let found: Int?
+                if let result = component.utf8.withContiguousStorageIfAvailable({ bytes in
+                    Result { () throws(DataFault) -> Int? in try section.find(from: pos, component: bytes) }
+                }) {
+                    found = try result.get()
+                } else {
+                    let bytes = Array(component.utf8)
+                    found = try bytes.withUnsafeBufferPointer { buffer in
+                        Result { () throws(DataFault) -> Int? in try section.find(from: pos, component: buffer) }
+                    }.get()
+                }
+                guard let found else { return nil }
+                pos = found
+            }
+            var budget = DataSection.Budget()
+            return try section.decode(at: pos, budget: &budget).0
+        } catch {
+            throw error.error(path: self.path, section: .data)
+        }
+    }
+
+    /// Looks up an address given as text and reads the value at `path` of its record.
+    /// - Returns: nil when the database has no record for the address or the record has
+    ///   nothing at `path`.
+    /// - Throws: `MaxMindError` when `ip` is not an IP address, or as `lookup` and `value`.
+    public func lookup(_ ip: String, path: [String]) throws -> MMDBValue? {
+        guard let address = IPAddress(ip) else { throw MaxMindError(path: self.path, kind: .invalidAddress(ip)) }
+        guard let entry = try lookup(address) else { return nil }
+        return try value(entry, at: path)
+    }
+
+    // MARK: - Verification
+
+    /// Checks the whole file, as a verifier would, beyond what lookups touch: the data
+    /// section separator is 16 zero bytes; every node is reachable from the root (none
+    /// unreachable or in a cycle) within an address's bits; every record is a node, "no
+    /// data" or a valid data offset; and every record those offsets start decodes.
+    /// Work is bounded by the node count and the decoder's per-record limits.
+    /// - Throws: `MaxMindError` describing the first problem found.
+    public func verify() throws {
+        let base = file.base
+        for i in 0..<16 where base.load(fromByteOffset: treeSize + i, as: UInt8.self) != 0 {
+            throw MaxMindError(path: path, kind: .corruptSearchTree("byte \(i) of the data section separator is not zero"))
+        }
+        guard nodeCount > 0 else { return }
+        let bitCount = metadata.ipVersion == 6 ? 128 : 32
+        var visited = [Bool](repeating: false, count: nodeCount)
+        var stack: [(node: Int, depth: Int)] = [(0, 0)]
+        visited[0] = true
+        var reached = 1
+        var offsets = Set<Int>()
+        while let (node, depth) = stack.popLast() {
+            for side in 0...1 {
+                let r = Self.record(base, recordSize, node, side)
+                if r < nodeCount {
+                    guard depth + 1 < bitCount else {
+                        throw MaxMindError(path: path, kind: .corruptSearchTree(
+                            "node \(node) at depth \(depth) points to node \(r), deeper than an address's \(bitCount) bits"))
+                    }
+                    if !visited[r] {
+                        visited[r] = true
+                        reached += 1
+                        stack.append((r, depth + 1))
+                    }
+                } else if r > nodeCount {
+                    offsets.insert(try entry(record: r, depth: depth + 1, bitCount: bitCount).offset)
+                }
+            }
+        }
+        guard reached == nodeCount else {
+            throw MaxMindError(path: path, kind: .corruptSearchTree(
+                "\(nodeCount - reached) of \(nodeCount) nodes cannot be reached from the root"))
+        }
+        for offset in offsets.sorted() {
+            _ = try decode(MaxMindEntry(offset: offset, prefixLength: 0))
+        }
+    }
+}
