@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "SluiceI18n", dependencies: ["Yams"]),
         .target(
             name: "SluiceEnrich",
-            dependencies: ["SluiceCore", "SluiceConfig", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["SluiceCore", "SluiceConfig", "SluiceMaxMind", "SluiceI18n", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "SluiceKit", dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceSQLite", "SluiceEnrich"]),
         .executableTarget(
             name: "SluiceCLI",

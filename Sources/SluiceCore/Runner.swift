@@ -53,6 +53,8 @@ public struct RunSummary: Sendable, Hashable {
     public var buffered = 0
     /// Rows that were new to each sink, by loader label.
     public var newRows: [String: Int] = [:]
+    /// What stages report at the end of the run.
+    public var notes: [String] = []
     public var seconds: Double = 0
 
     public init(pipeline: String, partition: String) {
@@ -203,6 +205,7 @@ public struct Runner: Sendable {
                 if context.mode == .append, sinceCommit >= commitEvery { try await commitSegment(final: false) }
             }
             try await commitSegment(final: true)
+            for transformer in pipeline.transformers { summary.notes += transformer.finish(context: context) }
             for (i, binding) in pipeline.loaders.enumerated() { summary.newRows[binding.loader.label, default: 0] += newRows[i] }
         } catch {
             for session in sessions { await session.rollback() }

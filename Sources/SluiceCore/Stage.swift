@@ -181,6 +181,12 @@ public protocol RecordSource: AnyObject {
 /// Changes, drops or rejects the records of a batch.
 public protocol Transformer: Sendable {
     func apply(_ batch: inout RecordBatch, context: RunContext) throws
+    /// Lines for the run's report when the run ends (e.g. the most frequent unknown texts).
+    func finish(context: RunContext) -> [String]
+}
+
+extension Transformer {
+    public func finish(context: RunContext) -> [String] { [] }
 }
 
 /// One row coerced to a table schema: values in schema column order.

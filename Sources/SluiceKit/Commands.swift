@@ -179,6 +179,7 @@ public enum Commands {
                         let summary = try await runOne(pipeline, partition: partition, project: project, outputRoot: project.root,
                                                        state: state, environment: environment, mode: options.mode, stop: options.stop)
                         try listDeadLetters(state: state, pipeline: pipeline.name, partition: partition, console: console)
+                        for note in summary.notes { console.err(note) }
                         console.out(summary.line)
                     } catch {
                         console.err("error: \(pipeline.name) \(partition): \(error)")

@@ -15,6 +15,9 @@ extension StageRegistry {
         RateLimit.register(into: &r)
         Redact.register(into: &r)
         EmailDomain.register(into: &r)
+        GeoIP.register(into: &r)
+        ASN.register(into: &r)
+        ErrorCode.register(into: &r)
         registerWarehouse(into: &r)
         CSVLoader.register(into: &r)
         return r

@@ -1,0 +1,79 @@
+import SluiceConfig
+import SluiceCore
+import SluiceI18n
+
+/// `error_code`: a localized error text to a stable code, from the product's catalogs
+/// (gettext .po/.mo, Rails i18n YAML, JSON) and an optional codes file. Texts that match
+/// no entry get `UNKNOWN` (the text itself stays in its field), and the run reports the
+/// most frequent of them so that the catalogs can be extended.
+public struct ErrorCode: Transformer {
+    public var text: FieldPath
+    public var target: String
+    public var valuesTarget: String?
+    public var matcher: ErrorCodeMatcher
+    public var unknown: UnknownTexts
+    public var report: Int
+
+    public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        for i in batch.records.indices {
+            guard case .string(let message)? = batch.records[i].fields.value(at: text), !message.isEmpty else {
+                batch.records[i].fields[target] = .null
+                if let valuesTarget { batch.records[i].fields[valuesTarget] = .null }
+                continue
+            }
+            if let m = matcher.match(message, recordingUnknownIn: unknown) {
+                batch.records[i].fields[target] = .string(m.code)
+                if let valuesTarget {
+                    batch.records[i].fields[valuesTarget] = m.values.isEmpty ? .null
+                        : .string(JSONWriter.string(.object(Fields(m.values.sorted { $0.key < $1.key }.map { Fields.Field($0.key, Self.typed($0.value)) }))))
+                }
+            } else {
+                batch.records[i].fields[target] = .string("UNKNOWN")
+                if let valuesTarget { batch.records[i].fields[valuesTarget] = .null }
+            }
+        }
+    }
+
+    /// A captured value: a number when it is one (`{"count": 30}`), else text.
+    static func typed(_ s: String) -> Value {
+        if let n = Int64(s) { return .int(n) }
+        return .string(s)
+    }
+
+    public func finish(context: RunContext) -> [String] {
+        let top = unknown.top(report)
+        guard !top.isEmpty else { return [] }
+        // Error texts of the product's API, not user data: listed so catalogs can grow.
+        return ["error_code: \(unknown.total) texts matched no catalog entry; most frequent:"]
+            + top.map { "  \($0.count) × \($0.text)" }
+    }
+
+    public static func register(into registry: inout StageRegistry) {
+        registry.transformer("error_code") { o, ctx in
+            let text = o.path("text", required: true)
+            var catalogs: [String] = []
+            for (p, loc) in o.stringList("catalogs") ?? [] {
+                for file in globFiles(ctx.absolute(p)) { catalogs.append(file) }
+                if globFiles(ctx.absolute(p)).isEmpty { ctx.diagnostics.error(loc, "no catalog file matches `\(p)`") }
+            }
+            if !o.has("catalogs") { ctx.diagnostics.error(o.location, "missing required key `catalogs`") }
+            let codes = o.string("codes")
+            let codesLocation = o.keyLocation("codes")
+            let target = o.string("to") ?? "error_code"
+            let valuesTarget = o.string("values_to")
+            let report = o.int("report_unknown", range: 0...1000) ?? 10
+            o.finish()
+            guard let text, !catalogs.isEmpty else { return nil }
+            do {
+                let matcher = try ErrorCodeMatcher(catalogPaths: catalogs, codesPath: codes.map(ctx.absolute))
+                return BuiltTransformer(transformer: ErrorCode(text: text, target: target, valuesTarget: valuesTarget, matcher: matcher,
+                                                               unknown: UnknownTexts(), report: report),
+                                        effects: [.add([target] + (valuesTarget.map { [$0] } ?? []))])
+            } catch {
+                ctx.diagnostics.error(codes != nil && "\(error)".contains(codes!) ? codesLocation : o.keyLocation("catalogs"), "\(error)")
+                return nil
+            }
+        }
+    }
+}
+

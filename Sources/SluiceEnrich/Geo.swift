@@ -1,0 +1,217 @@
+import Foundation
+import SluiceConfig
+import SluiceCore
+import SluiceMaxMind
+
+/// Opened MaxMind databases, by path. A file replaced since it was opened (another
+/// inode, size or modification time) is opened again, so a new database is picked up by
+/// the next batch.
+final class DatabaseCache: Sendable {
+    static let shared = DatabaseCache()
+    private let lock = Lock()
+    // Guarded by `lock`.
+    nonisolated(unsafe) private var open: [String: (stamp: [Int], db: MaxMindDatabase)] = [:]
+
+    func database(_ path: String) throws -> MaxMindDatabase {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw MaxMindFileMissing(path: path) }
+        let stamp = [Int(st.st_ino), Int(st.st_size), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec)]
+        if let cached = lock.withLock({ open[path] }), cached.stamp == stamp { return cached.db }
+        let db = try MaxMindDatabase(path: path)
+        lock.withLock { open[path] = (stamp, db) }
+        return db
+    }
+}
+
+public struct MaxMindFileMissing: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var description: String { "\(path): no such database file" }
+}
+
+/// A Cloudflare `CF-IPCountry` value that names a country (`XX` unknown and `T1` Tor do not).
+func cloudflareCountry(_ value: Value?) -> String? {
+    guard case .string(let s)? = value, s.utf8.count == 2, s.utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }), s != "XX", s != "T1" else { return nil }
+    return s
+}
+
+/// `geoip`: fields from a MaxMind City or Country database for the record's IP. A valid
+/// Cloudflare country header in the record wins over the database for the country.
+public struct GeoIP: Transformer {
+    public var database: String
+    public var ip: FieldPath
+    /// Target field → path in the database record (`geo: country.iso_code`).
+    public var fields: [(String, [String])]
+    public var header: FieldPath?
+    public var headerTarget: String
+
+    public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        let db = try DatabaseCache.shared.database(context.inputPath(database))
+        for i in batch.records.indices {
+            var entry: MaxMindEntry?
+            if case .string(let text)? = batch.records[i].fields.value(at: ip), let address = IPAddress(text) {
+                entry = try db.lookup(address)
+            }
+            for (target, path) in fields {
+                batch.records[i].fields[target] = try entry.flatMap { try db.value($0, at: path) }.map(Self.value) ?? .null
+            }
+            if let header, let country = cloudflareCountry(batch.records[i].fields.value(at: header)) {
+                batch.records[i].fields[headerTarget] = .string(country)
+            }
+        }
+    }
+
+    static func value(_ v: MMDBValue) -> Value {
+        if let s = v.stringValue { return .string(s) }
+        if let n = v.int64Value { return .int(n) }
+        if let d = v.doubleValue { return .double(d) }
+        if let b = v.boolValue { return .bool(b) }
+        return .string(v.jsonString)
+    }
+
+    static func paths(_ o: inout Options, _ ctx: BuildContext, default defaults: [(String, [String])]) -> [(String, [String])] {
+        guard let n = o.node("fields") else { return defaults }
+        guard let entries = n.entries else {
+            ctx.diagnostics.error(n.location, "`fields` must map target fields to database paths")
+            return defaults
+        }
+        var out: [(String, [String])] = []
+        for e in entries {
+            guard let s = e.value.scalar, let p = FieldPath(s) else { ctx.diagnostics.error(e.value.location, "expected a database path like country.iso_code"); continue }
+            out.append((e.key, p.components))
+        }
+        return out
+    }
+
+    static func checkDatabase(_ path: String?, _ o: Options, _ ctx: BuildContext, key: String = "database") {
+        guard let path else { return }
+        if !FileManager.default.fileExists(atPath: ctx.absolute(path)) {
+            ctx.diagnostics.error(o.keyLocation(key), "database file `\(path)` does not exist")
+        }
+    }
+
+    public static func register(into registry: inout StageRegistry) {
+        registry.transformer("geoip") { o, ctx in
+            let database = o.string("database", required: true)
+            checkDatabase(database, o, ctx)
+            let ip = o.path("ip") ?? FieldPath("ip")!
+            let header = o.path("cloudflare_header")
+            let fields = paths(&o, ctx, default: [("geo", ["country", "iso_code"])])
+            let headerTarget = o.string("cloudflare_to") ?? fields.first?.0 ?? "geo"
+            o.finish()
+            guard let database else { return nil }
+            return BuiltTransformer(transformer: GeoIP(database: database, ip: ip, fields: fields, header: header, headerTarget: headerTarget),
+                                    effects: [.add(fields.map(\.0) + [headerTarget])])
+        }
+    }
+}
+
+/// `asn`: autonomous system number, organisation and (from the TSV format) country of
+/// the record's IP, from a MaxMind ASN database (`database:`) or an IP-to-ASN TSV file
+/// (`tsv:` lines of range start, range end, AS number, country, description; AS 0 means
+/// not routed).
+public struct ASN: Transformer {
+    public var database: String?
+    public var tsv: String?
+    public var ip: FieldPath
+    public var numberField: String
+    public var organisationField: String
+    public var countryField: String
+
+    public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        let db = try database.map { try DatabaseCache.shared.database(context.inputPath($0)) }
+        let table = try tsv.map { try ASNTable.cached(context.inputPath($0)) }
+        for i in batch.records.indices {
+            var number = Value.null, org = Value.null, country = Value.null
+            if case .string(let text)? = batch.records[i].fields.value(at: ip), let address = IPAddress(text) {
+                if let db, let entry = try db.lookup(address) {
+                    if let n = try db.value(entry, at: ["autonomous_system_number"])?.int64Value { number = .string(String(n)) }
+                    if let s = try db.value(entry, at: ["autonomous_system_organization"])?.stringValue { org = .string(s) }
+                } else if let table, let row = table.find(address) {
+                    number = .string(String(row.number))
+                    org = .string(row.description)
+                    country = row.country.isEmpty || row.country == "None" ? .null : .string(row.country)
+                }
+            }
+            batch.records[i].fields[numberField] = number
+            batch.records[i].fields[organisationField] = org
+            batch.records[i].fields[countryField] = country
+        }
+    }
+
+    public static func register(into registry: inout StageRegistry) {
+        registry.transformer("asn") { o, ctx in
+            let database = o.string("database")
+            let tsv = o.string("tsv")
+            GeoIP.checkDatabase(database, o, ctx)
+            GeoIP.checkDatabase(tsv, o, ctx, key: "tsv")
+            if (database == nil) == (tsv == nil) { ctx.diagnostics.error(o.location, "asn needs one of `database` (MaxMind ASN) or `tsv` (IP-to-ASN ranges)") }
+            let ip = o.path("ip") ?? FieldPath("ip")!
+            let number = o.string("number_to") ?? "as_number"
+            let org = o.string("organisation_to") ?? "as_description"
+            let country = o.string("country_to") ?? "as_country_code"
+            o.finish()
+            return BuiltTransformer(transformer: ASN(database: database, tsv: tsv, ip: ip, numberField: number, organisationField: org, countryField: country),
+                                    effects: [.add([number, org, country])])
+        }
+    }
+}
+
+/// IP-to-ASN ranges from a TSV file, sorted for binary search (IPv4 and IPv6 apart).
+final class ASNTable: Sendable {
+    struct Row: Sendable { var start: (UInt64, UInt64); var end: (UInt64, UInt64); var number: Int64; var country: String; var description: String }
+    let v4: [Row]
+    let v6: [Row]
+
+    private static let lock = Lock()
+    // Guarded by `lock`.
+    nonisolated(unsafe) private static var tables: [String: (stamp: [Int], table: ASNTable)] = [:]
+
+    static func cached(_ path: String) throws -> ASNTable {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw MaxMindFileMissing(path: path) }
+        let stamp = [Int(st.st_ino), Int(st.st_size), Int(st.st_mtim.tv_sec)]
+        if let c = lock.withLock({ tables[path] }), c.stamp == stamp { return c.table }
+        let t = try ASNTable(path: path)
+        lock.withLock { tables[path] = (stamp, t) }
+        return t
+    }
+
+    init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw MaxMindFileMissing(path: path)
+        }
+        var v4: [Row] = [], v6: [Row] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+            let cols = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard cols.count >= 5, let a = IPAddress(cols[0]), let b = IPAddress(cols[1]), let asn = Int64(cols[2]) else {
+                if n == 0 { continue }  // a header line
+                throw ASNFileError(path: path, line: n + 1)
+            }
+            guard asn != 0 else { continue }  // not routed
+            let row = Row(start: (a.high, a.low), end: (b.high, b.low), number: asn, country: cols[3],
+                          description: cols[4...].joined(separator: "\t"))
+            if a.v4 != nil { v4.append(row) } else { v6.append(row) }
+        }
+        self.v4 = v4.sorted { $0.start < $1.start }
+        self.v6 = v6.sorted { $0.start < $1.start }
+    }
+
+    func find(_ ip: IPAddress) -> Row? {
+        let rows = ip.v4 != nil ? v4 : v6
+        let key = (ip.high, ip.low)
+        var lo = 0, hi = rows.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if rows[mid].start <= key { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo > 0 else { return nil }
+        let row = rows[lo - 1]
+        return key <= row.end ? row : nil
+    }
+}
+
+public struct ASNFileError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var line: Int
+    public var description: String { "\(path):\(line): not a line of range start, range end, AS number, country, description" }
+}
