@@ -34,7 +34,20 @@ MAX_LINE = 1048576
 
 COLUMNS = ["timestamp", "user_agent", "ip", "geo", "as_country_code", "as_description", "as_number",
            "domain", "path", "query", "action", "fp", "referrer", "email", "country", "currency", "phone",
-           "status", "aff_data", "additional_data", "resp", "duration", "error_code", "record_key"]
+           "status", "aff_data", "additional_data", "resp", "duration", "error_code", "error_values",
+           "fp_count_1h", "fp_over_limit", "email_domain_suggestion", "record_key"]
+
+# What the generator wrote into each error message: text -> (catalog key, filled values).
+# The expected error code of a line is looked up here, independently of sluice's matcher.
+GENERATED_ERRORS = {}
+
+# Providers the email_domain stage suggests (the stage's default list).
+PROVIDERS = ["gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.co.jp", "hotmail.com", "hotmail.co.uk",
+             "outlook.com", "live.com", "msn.com", "icloud.com", "me.com", "aol.com", "protonmail.com", "proton.me", "gmx.de",
+             "gmx.net", "web.de", "mail.ru", "yandex.ru", "ya.ru", "bk.ru", "list.ru", "inbox.ru", "rambler.ru", "qq.com",
+             "163.com", "naver.com"]
+WINDOW = 3600 * 1_000_000
+LIMIT = 30
 
 # The product's error catalog: key -> {locale: text or plural forms}.
 CATALOG = {
@@ -271,7 +284,7 @@ def expected_row(obj):
         "additional_data": to_json(get(obj, "body.extra")),
         "resp": to_json(get(obj, "response")),
         "duration": as_integer(get(obj, "duration_ns")),
-        "error_code": None,
+        "error_code": None, "error_values": None,
         "record_key": record_key(obj),
     }
     if row["action"] is None:
@@ -279,9 +292,51 @@ def expected_row(obj):
     return row
 
 
+def osa(a, b):
+    """Optimal string alignment distance (a swap of neighbours is one edit)."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def email_suggestion(email):
+    if not isinstance(email, str) or "@" not in email:
+        return None
+    domain = email.rsplit("@", 1)[1].lower()
+    if not domain or domain in PROVIDERS:
+        return None
+    scored = sorted((osa(domain, p), p) for p in PROVIDERS)
+    best = [p for dist, p in scored if dist == scored[0][0] and dist <= 2]
+    return best[0] if len(best) == 1 else None
+
+
+def error_code(obj):
+    text = get(obj, "response.error.message")
+    if not isinstance(text, str) or text == "":
+        return None, None
+    if text not in GENERATED_ERRORS:
+        return "UNKNOWN", None
+    key, values = GENERATED_ERRORS[text]
+    code = "errors.signup." + key
+    if not values:
+        return code, None
+    typed = {k: (v if isinstance(v, int) else str(v)) for k, v in sorted(values.items())}
+    return code, json.dumps(typed, ensure_ascii=False, separators=(",", ":"))
+
+
 def csv_field(v):
     if v is None:
         return ""
+    if v is True or v is False:
+        return "true" if v else "false"
     s = str(v)
     if s == "" or any(c in s for c in ',"\r\n'):
         return '"' + s.replace('"', '""') + '"'
@@ -347,6 +402,8 @@ def make_request(rng, day, seconds, heavy_fp=None, limited=False):
         text = message(key, locale, values)
         if rng.random() < 0.1:
             text = "  " + text.upper() + " "
+        previous = GENERATED_ERRORS.setdefault(text, (key, dict(values)))
+        assert previous == (key, values) or previous[0] == key, text
         response = {"http_status": rng.choice([400, 422, 429]) if key != "unknown_error" else 500,
                     "status": "error", "error": {"message": text, "locale": locale}}
     else:
@@ -474,6 +531,7 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     dead = []
     summary = []
+    rate_seen = {}  # fingerprint -> event times of the records seen so far, in input order
     for index, day in enumerate(DATES):
         day_dir = os.path.join(ROOT, "Samples/logs/api", day)
         os.makedirs(day_dir, exist_ok=True)
@@ -519,7 +577,27 @@ def main():
                     dead.append((day, rel, number, "malformed_json"))
                     continue
                 try:
-                    rows.append(expected_row(obj))
+                    if isinstance(obj, dict):
+                        try:
+                            t = parse_time(obj.get("timestamp"))
+                        except (ValueError, TypeError):
+                            t = None
+                        fp = get(obj, "headers.x-fingerprint")
+                        if t is not None:
+                            micros = int(t.timestamp()) * 1_000_000 + t.microsecond
+                            if isinstance(fp, str):
+                                seen = rate_seen.setdefault(fp, [])
+                                seen.append(micros)
+                                rate = (sum(1 for x in seen if micros - WINDOW < x <= micros),)
+                            else:
+                                rate = (None,)
+                    row = expected_row(obj)
+                    code, values = error_code(obj)
+                    row["error_code"], row["error_values"] = code, values
+                    row["fp_count_1h"] = rate[0]
+                    row["fp_over_limit"] = None if rate[0] is None else rate[0] > LIMIT
+                    row["email_domain_suggestion"] = email_suggestion(get(obj, "body.email"))
+                    rows.append(row)
                 except Reject as r:
                     dead.append((day, rel, number, r.kind))
             if truncated:
