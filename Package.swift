@@ -33,6 +33,7 @@ let package = Package(
             name: "SluiceSQLite",
             dependencies: ["SluiceCore", "SluiceConfig", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "SluiceMaxMind"),
+        .target(name: "SluiceDumps"),
         .target(name: "SluiceI18n", dependencies: ["Yams"]),
         .target(
             name: "SluiceEnrich",
@@ -52,6 +53,7 @@ let package = Package(
         .testTarget(
             name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceSQLite", "SluiceTestSupport"],
             exclude: ["gzip_reference.py", "csv_reference.py"]),
+        .testTarget(name: "SluiceDumpsTests", dependencies: ["SluiceDumps"], exclude: ["csv_reference.py"]),
         .testTarget(name: "SluiceMaxMindTests", dependencies: ["SluiceMaxMind"], exclude: ["reference_lookup.py"]),
         .testTarget(name: "SluiceI18nTests", dependencies: ["SluiceI18n"], exclude: ["i18n_reference.py"]),
         .testTarget(name: "SluiceEnrichTests", dependencies: ["SluiceEnrich", "SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),

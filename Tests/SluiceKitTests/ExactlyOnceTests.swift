@@ -131,8 +131,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         // A bigger day so that the signal arrives mid-run.
         let big = root + "/Samples/logs/api/2026-11-18/api-9-big.jsonl"
-        let line = try String(contentsOfFile: root + "/Samples/logs/api/2026-11-18/api-1.jsonl", encoding: .utf8)
-            .split(separator: "\n").first { $0.hasPrefix("{\"timestamp\"") }!
+        // The samples hold invalid UTF-8 on purpose: take the first good line.
+        let line = try Data(contentsOf: URL(fileURLWithPath: root + "/Samples/logs/api/2026-11-18/api-1.jsonl"))
+            .split(separator: 0x0A).compactMap { String(validating: $0, as: UTF8.self) }.first { $0.hasPrefix("{\"timestamp\"") }!
         var text = ""
         for i in 0..<60_000 {
             text += line.replacingOccurrences(of: "\"request_id\":\"", with: "\"request_id\":\"big-\(i)-") + "\n"
