@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SluiceCore
+import SluiceTestSupport
 
 // Cron expressions: parsing, errors, and next fire times against croniter.
 
@@ -234,21 +235,10 @@ func invalidExpressionsAreRejected(_ expression: String, _ fragment: String) {
     #expect(cronISO(try CronExpression("0 0 29 2 *").next(after: cronMicros("2096-03-01T00:00:00Z"))) == "2104-02-29T00:00:00Z")
 }
 
-/// A deterministic generator for the consistency check below.
-struct CronRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// `next` agrees with a minute-by-minute scan using `matches` on random expressions.
 @Test func nextAgreesWithAMinuteByMinuteScan() throws {
-    var rng = CronRandom(state: 42)
+    var rng = SplitMix64(seed: 42)
     func field(_ range: ClosedRange<Int>, star: Int) -> String {
         switch Int.random(in: 0..<6, using: &rng) {
         case 0: return "*"

@@ -85,7 +85,7 @@ import Testing
     @Test func killedAtRandomMomentsThenRerunDeliversEveryRecordOnce() async throws {
         let root = try Self.project(commitEvery: 100)
         defer { try? FileManager.default.removeItem(atPath: root) }
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var kills = 0
         for _ in 0..<12 {
             let delay = Duration.milliseconds(Int(rng.next() % 400) + 20)
@@ -151,15 +151,3 @@ import Testing
     }
 }
 
-/// A small deterministic generator for test timings.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
