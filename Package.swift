@@ -28,7 +28,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "SluiceConfig", dependencies: ["SluiceCore", "Yams"]),
-        .target(name: "SluiceFiles", dependencies: ["SluiceCore", "SluiceConfig", "CZlib"]),
+        .target(name: "SluiceFiles", dependencies: ["SluiceCore", "SluiceConfig", "SluiceDumps", "CZlib"]),
         .target(
             name: "SluiceSQLite",
             dependencies: ["SluiceCore", "SluiceConfig", .product(name: "GRDB", package: "GRDB.swift")]),

@@ -46,6 +46,7 @@ public struct DeadLetter: Sendable, Hashable {
         case lineTooLong = "line_too_long"
         case truncatedGzip = "truncated_gzip"
         case readError = "read_error"
+        case badRow = "bad_row"
         case badTime = "bad_time"
         case schema
         case transform

@@ -32,14 +32,7 @@ public struct JSONLinesExtractor: Extractor {
 
     public static func register(into registry: inout StageRegistry) {
         registry.extractor("jsonl") { o, ctx in
-            var patterns: [String] = []
-            var selects = false
-            for (p, loc) in o.stringList("path") ?? [] {
-                checkPlaceholders(p, at: loc, diagnostics: ctx.diagnostics)
-                if p.contains("{") { selects = true }
-                patterns.append(p)
-            }
-            if !o.has("path") { ctx.diagnostics.error(o.location, "missing required key `path`") }
+            let (patterns, selects) = pathPatterns(&o, ctx)
             let maxLine = o.int("max_line_bytes", range: 1...(1 << 30)) ?? 16 << 20
             o.finish()
             guard !patterns.isEmpty else { return nil }
@@ -230,4 +223,16 @@ final class RereadSource: RecordSource {
         }
         return batch
     }
+}
+
+/// The `path` option of file extractors: one pattern or a list, with partition
+/// placeholders checked; and whether a placeholder makes the path select the partition.
+func pathPatterns(_ o: inout Options, _ ctx: BuildContext) -> ([String], Bool) {
+    var out: [String] = []
+    for (p, loc) in o.stringList("path") ?? [] {
+        checkPlaceholders(p, at: loc, diagnostics: ctx.diagnostics)
+        out.append(p)
+    }
+    if !o.has("path") { ctx.diagnostics.error(o.location, "missing required key `path`") }
+    return (out, out.contains { $0.contains("{") })
 }

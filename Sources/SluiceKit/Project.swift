@@ -11,6 +11,7 @@ extension StageRegistry {
     public static let builtIn: StageRegistry = {
         var r = StageRegistry()
         JSONLinesExtractor.register(into: &r)
+        TableFileExtractor.register(into: &r)
         FieldStage.register(into: &r)
         RateLimit.register(into: &r)
         Redact.register(into: &r)

@@ -1,0 +1,79 @@
+import Foundation
+import SluiceCore
+import SluiceFiles
+import SluiceKit
+import SluiceSQLite
+import SluiceTestSupport
+import Testing
+
+/// The `csv` and `pg_dump` extract stages in a pipeline: values as PostgreSQL and RFC
+/// 4180 define them, bad rows as dead letters with their line, files read once.
+@Suite(.serialized) struct TableFileTests {
+    static func project(input name: String, content: Data, extract: String) throws -> String {
+        let root = try TestSupport.scratchDirectory("tables")
+        for dir in ["Pipelines", "Schemas", "in"] { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) }
+        try content.write(to: URL(fileURLWithPath: root + "/in/" + name))
+        // Files are read once they have been quiet for a while (a dump being written waits).
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -120)], ofItemAtPath: root + "/in/" + name)
+        try #"[{"name": "id", "type": "INTEGER", "mode": "REQUIRED"}, {"name": "note", "type": "STRING"}, {"name": "record_key", "type": "STRING"}]"#
+            .write(toFile: root + "/Schemas/t.json", atomically: true, encoding: .utf8)
+        try """
+            name: t
+            key: [id]
+            extract: \(extract)
+            load:
+              - {kind: csv, path: "out/{date}.csv", schema: Schemas/t.json}
+
+            """.write(toFile: root + "/Pipelines/t.yml", atomically: true, encoding: .utf8)
+        return root
+    }
+
+    static func run(_ root: String) async throws -> ([[String?]], [StoredDeadLetter]) {
+        let console = CapturingConsole()
+        let status = await Commands.run(pipeline: root + "/Pipelines/t.yml", partitions: ["2026-11-18"], target: nil, projectRoot: root, console: console)
+        #expect(status == 0, "\(console.errors)")
+        let rows = CSVFormat().parse([UInt8](try Data(contentsOf: URL(fileURLWithPath: root + "/out/2026-11-18.csv")))).dropFirst()
+        let letters = try SQLiteStateStore(path: root + "/.sluice/state.sqlite").deadLetters(pipeline: "t")
+        return (rows.map { Array($0.prefix(2)) }, letters)
+    }
+
+    @Test func pgDumpCopyBlock() async throws {
+        let dump = """
+            --
+            -- PostgreSQL database dump
+            --
+            SET client_encoding = 'UTF8';
+            CREATE TABLE public.other (id integer);
+            COPY public.other (id) FROM stdin;
+            99
+            \\.
+            CREATE TABLE public.users (id integer, note text);
+            COPY public.users (id, note) FROM stdin;
+            1\ttab\\there
+            2\t\\N
+            3\t
+            4\tline\\nbreak and \\\\ backslash and \\101 octal
+            oops
+            5\tİstanbul 🎉
+            \\.
+
+            """
+        let root = try Self.project(input: "db.sql", content: Data(dump.utf8), extract: #"{kind: pg_dump, path: "in/db.sql", table: users}"#)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (rows, letters) = try await Self.run(root)
+        #expect(rows == [["1", "tab\there"], ["2", nil], ["3", ""], ["4", "line\nbreak and \\ backslash and A octal"], ["5", "İstanbul 🎉"]])
+        #expect(letters.map { "\($0.kind):\($0.line)" } == ["bad_row:15"])
+        // Read whole once: a second run reads nothing.
+        let (again, _) = try await Self.run(root)
+        #expect(again.count == 5)
+    }
+
+    @Test func csvWithBOMQuotedNewlinesAndAnotherDelimiter() async throws {
+        let csv = Data([0xEF, 0xBB, 0xBF]) + Data("id;note\r\n1;\"multi\r\nline; with \"\"quotes\"\"\"\r\n2;NULL\r\n3;\"\"\r\n4;a;b\r\n5;plain\r\n".utf8)
+        let root = try Self.project(input: "t.csv", content: csv, extract: #"{kind: csv, path: "in/*.csv", delimiter: ";", "null": "NULL"}"#)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (rows, letters) = try await Self.run(root)
+        #expect(rows == [["1", "multi\r\nline; with \"quotes\""], ["2", nil], ["3", ""], ["5", "plain"]])
+        #expect(letters.map { "\($0.kind):\($0.line)" } == ["bad_row:6"])
+    }
+}
