@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "SluiceFiles", dependencies: ["SluiceCore", "SluiceConfig", "SluiceDumps", "CZlib"]),
         .target(
             name: "SluiceSQLite",
-            dependencies: ["SluiceCore", "SluiceConfig", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: ["SluiceCore", "SluiceConfig", "SluiceDumps", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "SluiceMaxMind"),
         .target(name: "SluiceDumps"),
         .target(name: "SluiceI18n", dependencies: ["Yams"]),

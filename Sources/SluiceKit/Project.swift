@@ -19,6 +19,7 @@ extension StageRegistry {
         GeoIP.register(into: &r)
         ASN.register(into: &r)
         ErrorCode.register(into: &r)
+        Lookup.register(into: &r)
         registerWarehouse(into: &r)
         CSVLoader.register(into: &r)
         return r

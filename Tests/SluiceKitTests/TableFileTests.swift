@@ -77,3 +77,63 @@ import Testing
         #expect(letters.map { "\($0.kind):\($0.line)" } == ["bad_row:6"])
     }
 }
+
+/// The `lookup` join (seed 000: phone-number validations by Telesign reference id).
+@Suite(.serialized) struct LookupTests {
+    static let dump = """
+        SET client_encoding = 'UTF8';
+        COPY public.user_phone_number_validations (user_id, country, telesign_reference_xid) FROM stdin;
+        1\tTR\t2557312299CC1304904080F4BE17BFB4
+        2\tRU\t262D2B00EB44080491901EFD3A82446B
+        3\t\\N\tAAAA
+        \\.
+
+        """
+
+    static func run(missing: String, dump: String = dump) async throws -> (rows: [[String?]], filtered: Int, rejected: Int, root: String) {
+        let root = try TestSupport.scratchDirectory("lookup")
+        for dir in ["Pipelines", "Schemas", "in/2026-11-18", "db"] { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) }
+        try dump.write(toFile: root + "/db/validations.sql", atomically: true, encoding: .utf8)
+        let lines = ["2557312299CC1304904080F4BE17BFB4", "262D2B00EB44080491901EFD3A82446B", "AAAA", "NOPE"].enumerated().map {
+            #"{"id":\#($0.offset + 1),"ts":"2026-11-18T10:00:00Z","reference_id":"\#($0.element)"}"#
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: root + "/in/2026-11-18/cb.jsonl", atomically: true, encoding: .utf8)
+        try #"[{"name": "id", "type": "INTEGER"}, {"name": "country", "type": "STRING"}, {"name": "user_id", "type": "INTEGER"}]"#
+            .write(toFile: root + "/Schemas/t.json", atomically: true, encoding: .utf8)
+        try """
+            name: t
+            key: [id]
+            extract: {kind: jsonl, path: "in/{date}/*.jsonl", time: ts}
+            transform:
+              - kind: lookup
+                from: {kind: pg_dump, path: db/validations.sql, table: user_phone_number_validations}
+                key: telesign_reference_xid
+                on: reference_id
+                columns: {country: country, user_id: user_id}
+                missing: \(missing)
+            load:
+              - {kind: csv, path: "out/{date}.csv", schema: Schemas/t.json}
+
+            """.write(toFile: root + "/Pipelines/t.yml", atomically: true, encoding: .utf8)
+        let console = CapturingConsole()
+        let status = await Commands.run(pipeline: root + "/Pipelines/t.yml", partitions: ["2026-11-18"], target: nil, projectRoot: root, console: console)
+        #expect(status == 0, "\(console.errors)")
+        let rows = CSVFormat().parse([UInt8](try Data(contentsOf: URL(fileURLWithPath: root + "/out/2026-11-18.csv")))).dropFirst()
+        let summary = console.output.last ?? ""
+        let n = EndToEndTests.numbers(in: summary)
+        return (Array(rows), n["filtered"] ?? -1, n["rejected"] ?? -1, root)
+    }
+
+    @Test(arguments: [("keep", 4, 0, 0), ("drop", 3, 1, 0), ("dead_letter", 3, 0, 1)])
+    func joinsByKey(missing: String, rows: Int, filtered: Int, rejected: Int) async throws {
+        let r = try await Self.run(missing: missing)
+        defer { try? FileManager.default.removeItem(atPath: r.root) }
+        #expect(r.rows.count == rows)
+        #expect(r.filtered == filtered)
+        #expect(r.rejected == rejected)
+        #expect(r.rows[0] == ["1", "TR", "1"])
+        #expect(r.rows[1] == ["2", "RU", "2"])
+        #expect(r.rows[2] == ["3", nil, "3"])
+        if missing == "keep" { #expect(r.rows[3] == ["4", nil, nil]) }
+    }
+}
