@@ -57,7 +57,9 @@ let package = Package(
         .testTarget(name: "SluiceMaxMindTests", dependencies: ["SluiceMaxMind"], exclude: ["reference_lookup.py"]),
         .testTarget(name: "SluiceI18nTests", dependencies: ["SluiceI18n"], exclude: ["i18n_reference.py"]),
         .testTarget(name: "SluiceEnrichTests", dependencies: ["SluiceEnrich", "SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceSQLite", "SluiceFiles", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceKitTests",
+            dependencies: ["SluiceKit", "SluiceSQLite", "SluiceFiles", "SluiceTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]
 )

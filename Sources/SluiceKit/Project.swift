@@ -12,6 +12,7 @@ extension StageRegistry {
         var r = StageRegistry()
         JSONLinesExtractor.register(into: &r)
         TableFileExtractor.register(into: &r)
+        SQLiteExtractor.register(into: &r)
         FieldStage.register(into: &r)
         RateLimit.register(into: &r)
         Redact.register(into: &r)

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import SluiceCore
 import SluiceFiles
 import SluiceKit
@@ -135,5 +136,43 @@ import Testing
         #expect(r.rows[1] == ["2", "RU", "2"])
         #expect(r.rows[2] == ["3", nil, "3"])
         if missing == "keep" { #expect(r.rows[3] == ["4", nil, nil]) }
+    }
+}
+
+/// The `sqlite` extract stage: a table read in pages, or a query.
+@Suite struct SQLiteExtractTests {
+    @Test(arguments: [#"table: "phone validations""#, #"query: "SELECT * FROM \"phone validations\" WHERE id % 2 = 0""#])
+    func readsEveryRowOnce(source: String) async throws {
+        let root = try TestSupport.scratchDirectory("sqlite")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for dir in ["Pipelines", "Schemas"] { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) }
+        let db = try DatabaseQueue(path: root + "/db.sqlite")
+        try await db.write { db in
+            try db.execute(sql: #"CREATE TABLE "phone validations" (id INTEGER PRIMARY KEY, country TEXT, score REAL, raw BLOB)"#)
+            for i in 1...5000 {
+                try db.execute(sql: #"INSERT INTO "phone validations" VALUES (?, ?, ?, ?)"#,
+                               arguments: [i, i % 7 == 0 ? nil : "C\(i % 5)", Double(i) / 4, Data([UInt8(i % 256)])])
+            }
+        }
+        try #"[{"name": "id", "type": "INTEGER"}, {"name": "country", "type": "STRING"}, {"name": "score", "type": "FLOAT"}, {"name": "raw", "type": "BYTES"}]"#
+            .write(toFile: root + "/Schemas/t.json", atomically: true, encoding: .utf8)
+        try """
+            name: t
+            key: [id]
+            extract: {kind: sqlite, path: db.sqlite, \(source)}
+            load:
+              - {kind: csv, path: "out/{date}.csv", schema: Schemas/t.json}
+
+            """.write(toFile: root + "/Pipelines/t.yml", atomically: true, encoding: .utf8)
+        let console = CapturingConsole()
+        #expect(await Commands.run(pipeline: root + "/Pipelines/t.yml", partitions: ["2026-11-18"], target: nil, projectRoot: root, console: console) == 0,
+                "\(console.errors)")
+        let rows = CSVFormat().parse([UInt8](try Data(contentsOf: URL(fileURLWithPath: root + "/out/2026-11-18.csv")))).dropFirst()
+        let even = source.hasPrefix("query")
+        #expect(rows.count == (even ? 2500 : 5000))
+        #expect(Set(rows.map { $0[0]! }).count == rows.count)
+        let seven = rows.first { $0[0] == "7" }
+        if !even { #expect(seven == ["7", nil, "1.75", Data([7]).base64EncodedString()]) }
+        #expect(rows.first { $0[0] == "10" } == ["10", "C0", "2.5", Data([10]).base64EncodedString()])
     }
 }
