@@ -117,9 +117,12 @@ public protocol StateStore: Sendable {
     func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String>
     func commit(_ segment: SegmentCommit) throws
 
-    /// Sliding-window events (for `rate_limit`): those of these keys with event times in
-    /// [from, to], in the order they were first seen.
-    func windowEvents(scope: String, keys: [String], from: Int64, to: Int64) throws -> [String: [WindowEvent]]
+    /// Sliding-window events (for `rate_limit`): the sequence numbers of those of these
+    /// record keys that the store holds already (replayed records).
+    func windowSequences(scope: String, recordKeys: [String]) throws -> [String: Int64]
+    /// How many events of a window key have times in (from, to], optionally only those
+    /// first seen up to a sequence number. Counted on an index, not loaded.
+    func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int
     /// Adds events in order; an event whose record key the scope holds already is ignored.
     func addWindowEvents(scope: String, _ events: [WindowEvent]) throws
     /// Forgets events older than `before`.

@@ -40,30 +40,51 @@ public struct RateLimit: Transformer {
             }
             items.append((i, k.stringValue ?? JSONWriter.string(k), t))
         }
-        guard let minT = items.map(\.2).min(), let maxT = items.map(\.2).max() else { return }
-        let stored = try state.windowEvents(scope: scope, keys: Array(Set(items.map(\.1))), from: minT - window, to: maxT)
-        var sequenceOf: [String: Int64] = [:]
-        for events in stored.values { for e in events { sequenceOf[e.recordKey] = e.sequence } }
+        guard let minT = items.map(\.2).min() else { return }
+        let replayed = try state.windowSequences(scope: scope, recordKeys: items.map { batch.records[$0.0].key })
+        // New events of this batch, per key, as sorted times (binary search keeps a hot key cheap).
         var pending: [String: [Int64]] = [:]
+        var storedCounts: [String: Int] = [:]
         var added: [WindowEvent] = []
         for (i, k, t) in items {
             let recordKey = batch.records[i].key
-            let inWindow = { (time: Int64) in time > t - window && time <= t }
             var count: Int
-            if let own = sequenceOf[recordKey] {
+            if let own = replayed[recordKey] {
                 // Seen before (a replay): count what was first seen up to it.
-                count = stored[k]?.filter { $0.sequence <= own && inWindow($0.time) }.count ?? 1
+                count = try state.windowCount(scope: scope, key: k, after: t - window, upTo: t, maxSequence: own)
             } else {
-                count = (stored[k]?.filter { inWindow($0.time) }.count ?? 0) + (pending[k]?.filter(inWindow).count ?? 0) + 1
-                pending[k, default: []].append(t)
+                let cacheKey = k + "\u{0}" + String(t)
+                let stored: Int
+                if let c = storedCounts[cacheKey] { stored = c } else {
+                    stored = try state.windowCount(scope: scope, key: k, after: t - window, upTo: t, maxSequence: nil)
+                    storedCounts[cacheKey] = stored
+                }
+                var times = pending[k] ?? []
+                count = stored + Self.count(times, after: t - window, upTo: t) + 1
+                times.insert(t, at: Self.upperBound(times, t))
+                pending[k] = times
                 added.append(WindowEvent(key: k, time: t, recordKey: recordKey))
-                sequenceOf[recordKey] = .max
             }
             batch.records[i].fields[countField] = .int(Int64(count))
             batch.records[i].fields[tagField] = .bool(count > limit)
         }
         try state.addWindowEvents(scope: scope, added)
         try state.pruneWindowEvents(scope: scope, before: minT - window - retention)
+    }
+
+    /// Index of the first element greater than `t` in a sorted array.
+    static func upperBound(_ a: [Int64], _ t: Int64) -> Int {
+        var lo = 0, hi = a.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if a[mid] <= t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// How many of the sorted times are in (from, to].
+    static func count(_ a: [Int64], after from: Int64, upTo to: Int64) -> Int {
+        max(0, upperBound(a, to) - upperBound(a, from))
     }
 
     /// `30s`, `15m`, `1h`, `2d` → microseconds.

@@ -372,21 +372,28 @@ public final class SQLiteStateStore: StateStore {
 
     // MARK: sliding windows
 
-    public func windowEvents(scope: String, keys: [String], from: Int64, to: Int64) throws -> [String: [WindowEvent]] {
-        guard !keys.isEmpty else { return [:] }
+    public func windowSequences(scope: String, recordKeys: [String]) throws -> [String: Int64] {
+        guard !recordKeys.isEmpty else { return [:] }
         return try queue.read { db in
-            let statement = try db.cachedStatement(sql: """
-                SELECT event_time, record_key, seq FROM window_events
-                WHERE scope = ? AND window_key = ? AND event_time BETWEEN ? AND ? ORDER BY seq
-                """)
-            var out: [String: [WindowEvent]] = [:]
-            for key in keys {
-                let rows = try GRDB.Row.fetchAll(statement, arguments: [scope, key, from, to])
-                if !rows.isEmpty {
-                    out[key] = rows.map { WindowEvent(key: key, time: $0["event_time"], recordKey: $0["record_key"], sequence: $0["seq"]) }
-                }
+            let statement = try db.cachedStatement(sql: "SELECT seq FROM window_events WHERE scope = ? AND record_key = ?")
+            var out: [String: Int64] = [:]
+            for key in recordKeys {
+                if let seq = try Int64.fetchOne(statement, arguments: [scope, key]) { out[key] = seq }
             }
             return out
+        }
+    }
+
+    public func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int {
+        try queue.read { db in
+            if let maxSequence {
+                return try Int.fetchOne(db, sql: """
+                    SELECT count(*) FROM window_events WHERE scope = ? AND window_key = ? AND event_time > ? AND event_time <= ? AND seq <= ?
+                    """, arguments: [scope, key, from, to, maxSequence]) ?? 0
+            }
+            return try Int.fetchOne(db, sql: """
+                SELECT count(*) FROM window_events WHERE scope = ? AND window_key = ? AND event_time > ? AND event_time <= ?
+                """, arguments: [scope, key, from, to]) ?? 0
         }
     }
 

@@ -42,11 +42,18 @@ public enum TestSupport {
         p.standardError = err
         p.standardInput = inp
         try p.run()
-        if let input { inp.fileHandleForWriting.write(input) }
-        try inp.fileHandleForWriting.close()
+        // Feed standard input from another thread: a child that answers while it reads
+        // (a reference script) would otherwise block on a full pipe, and so would we.
+        let writer = inp.fileHandleForWriting
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            if let input { writer.write(input) }
+            try? writer.close()
+            group.leave()
+        }
         // Read both pipes fully before waiting, so a large output cannot block the child.
         let errBox = DataBox()
-        let group = DispatchGroup()
         group.enter()
         DispatchQueue.global().async {
             errBox.set(err.fileHandleForReading.readDataToEndOfFile())
