@@ -73,10 +73,13 @@ public struct PipelineBuilder {
 
     func unknownKind(_ stage: StageSpec, role: String, known: Dictionary<String, some Any>.Keys, _ ctx: BuildContext) {
         var message = "unknown \(role) kind `\(stage.kind)`"
-        let elsewhere = [("an extract", registry.extractors.keys.contains(stage.kind)),
-                         ("a transform", registry.transformers.keys.contains(stage.kind)),
-                         ("a load", registry.loaders.keys.contains(stage.kind))].first { $0.1 }
-        if let elsewhere { message += " (it is \(elsewhere.0) stage)" }
+        let elsewhere = [("extract", registry.extractors.keys.contains(stage.kind)),
+                         ("transform", registry.transformers.keys.contains(stage.kind)),
+                         ("load", registry.loaders.keys.contains(stage.kind))].filter(\.1).map(\.0)
+        if !elsewhere.isEmpty {
+            let roles = elsewhere.joined(separator: " and ")
+            message += " (it is \(elsewhere.first == "extract" ? "an" : "a") \(roles) stage)"
+        }
         message += "; known: \(known.sorted().joined(separator: ", "))"
         ctx.diagnostics.error(stage.kindLocation, message)
     }
