@@ -9,6 +9,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "sluice", targets: ["SluiceCLI"]),
+        .executable(name: "sluice-bench", targets: ["SluiceBench"]),
         .library(name: "SluiceKit", targets: ["SluiceKit"]),
     ],
     dependencies: [
@@ -46,6 +47,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Micro-benchmarks of the hot parts: `swift run -c release sluice-bench`.
+        .executableTarget(name: "SluiceBench", dependencies: ["SluiceCore", "SluiceFiles", "SluiceI18n", "SluiceMaxMind"]),
         // Shared by the tests only: paths, scratch folders, Python reference scripts.
         .target(name: "SluiceTestSupport", path: "Sources/SluiceTestSupport"),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"], exclude: ["reference.py", "cron_reference.py"]),

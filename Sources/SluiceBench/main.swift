@@ -1,0 +1,80 @@
+import Foundation
+import SluiceCore
+import SluiceFiles
+import SluiceI18n
+import SluiceMaxMind
+
+// Micro-benchmarks of sluice's hot parts (release build):
+//   swift run -c release sluice-bench [path/to/shared/data]
+// Prints operations per second; inputs are generated deterministically or read from the
+// shared third-party data. Figures are kept in docs/benchmarks.md.
+
+let shared = CommandLine.arguments.dropFirst().first ?? "../shared/data"
+var state: UInt64 = 12345
+@MainActor func nextRandom() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+}
+
+func measure(_ name: String, units: String, count: Int, bytes: Int? = nil, _ body: () throws -> Void) rethrows {
+    let clock = ContinuousClock()
+    let start = clock.now
+    try body()
+    let d = clock.now - start
+    let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    var line = "\(name): \(String(format: "%.2f", Double(count) / seconds / 1e6)) M \(units)/s"
+    if let bytes { line += ", \(String(format: "%.0f", Double(bytes) / seconds / 1e6)) MB/s" }
+    print(line + " (\(count) in \(String(format: "%.2f", seconds)) s)")
+}
+
+// JSON parsing: API-log-shaped lines.
+let sample = Array(#"{"timestamp":"2026-11-18T00:03:12.123456Z","request_id":"6f1c9b1e-7a51-4c43-9d1b-1c1f3ad0a001","method":"POST","host":"api.example.com","path":"/graphql","query":"utm_source=google","action":"signup","ip":"81.2.69.142","headers":{"user-agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36","referer":"https://example.com/landing","cf-ipcountry":"GB","x-fingerprint":"fp_0123456789ab"},"body":{"email":"a@gmul.com","country":"TR","currency":"TRY","phone":"+905551234567","affiliate_data":{"aff_id":"123","promo_id":"P1","click_id":"c-9"},"extra":{"locale":"tr","marketing_opt_in":true}},"response":{"http_status":422,"status":"error","error":{"message":"E-posta zaten kullanılıyor","locale":"tr"}},"duration_ns":123456789}"#.utf8)
+let jsonCount = 200_000
+try measure("JSON parse (API log lines)", units: "lines", count: jsonCount, bytes: jsonCount * sample.count) {
+    var fields = 0
+    for _ in 0..<jsonCount {
+        if case .object(let f) = try JSONParser.parse(sample) { fields += f.count }
+    }
+    precondition(fields > 0)
+}
+
+// CSV writing.
+let row: [Value] = [.string("2026-11-18T00:03:12.123456Z"), .string("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"), .string("81.2.69.142"),
+                    .null, .string("signup"), .string(#"{"locale":"tr","note":"comma, inside"}"#), .int(123456789), .bool(true)]
+var out: [UInt8] = []
+out.reserveCapacity(1 << 26)
+measure("CSV write", units: "rows", count: 500_000) {
+    for _ in 0..<500_000 { CSVFormat().appendRecord(row, to: &out) }
+}
+print("  (\(out.count / 1_000_000) MB written)")
+
+// MaxMind lookups on the full GeoLite2 City database.
+let cityPath = shared + "/geolite2-city-2019/GeoLite2-City.mmdb"
+if FileManager.default.fileExists(atPath: cityPath) {
+    let db = try MaxMindDatabase(path: cityPath)
+    let ips = (0..<1_000_000).map { _ in IPAddress(v4: UInt32(truncatingIfNeeded: nextRandom())) }
+    var hits = 0
+    try measure("MMDB lookup (GeoLite2 City, random IPv4)", units: "lookups", count: ips.count) {
+        for ip in ips where try db.lookup(ip) != nil { hits += 1 }
+    }
+    try measure("MMDB lookup + country.iso_code", units: "lookups", count: ips.count) {
+        for ip in ips { if let e = try db.lookup(ip), try db.value(e, at: ["country", "iso_code"]) != nil { hits += 1 } }
+    }
+    precondition(hits > 0)
+} else {
+    print("MMDB: \(cityPath) not found, skipped")
+}
+
+// Error-code matching with the samples' catalogs and Django's.
+let catalogs = ["Samples/i18n/errors.en.yml", "Samples/i18n/errors.tr.yml", "Samples/i18n/errors.ru.yml"]
+let matcher = try ErrorCodeMatcher(catalogPaths: catalogs)
+let texts = ["Email has already been taken", "E-posta zaten kullanılıyor", "  E-POSTA ZATEN KULLANILIYOR ",
+             "Пароль слишком короткий (минимум 22 символа)", "Password is too short (minimum is 8 characters)", "Something exploded"]
+var matched = 0
+measure("error_code match (samples' catalogs, mixed texts)", units: "matches", count: 600_000) {
+    for i in 0..<600_000 where matcher.match(texts[i % texts.count]) != nil { matched += 1 }
+}
+precondition(matched > 0)
