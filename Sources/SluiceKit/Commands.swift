@@ -229,6 +229,17 @@ public enum Commands {
         return spec.partition
     }
 
+    /// Reports an error (configuration problems as `file:line:column: message`) and gives
+    /// the failure status.
+    static func failure(_ error: any Error, console: any Console) -> Int32 {
+        if let config = error as? ConfigurationError {
+            for d in config.diagnostics { console.err(d.description) }
+        } else {
+            console.err("error: \(error)")
+        }
+        return ExitStatus.failure
+    }
+
     // MARK: reprocess
 
     /// Reads the records behind a pipeline's dead letters again, through the pipeline as it
@@ -256,12 +267,8 @@ public enum Commands {
                 console.out("\(summary.line); \(removed) dead letter\(removed == 1 ? "" : "s") resolved, \(positions.count - removed) remain")
             }
             return ExitStatus.success
-        } catch let error as ConfigurationError {
-            for d in error.diagnostics { console.err(d.description) }
-            return ExitStatus.failure
         } catch {
-            console.err("error: \(error)")
-            return ExitStatus.failure
+            return failure(error, console: console)
         }
     }
 
@@ -293,20 +300,13 @@ public enum Commands {
                     let cp = c.checkpoint
                     console.out("  \(c.partition) \(cp.path): line \(cp.line), byte \(cp.offset)\(cp.complete ? ", complete" : "")")
                 }
-                let letters = try state.deadLetters(pipeline: name, limit: 1_000_000)
-                var byPartition: [String: Int] = [:]
-                for d in letters { byPartition[d.partition, default: 0] += 1 }
-                for (partition, n) in byPartition.sorted(by: { $0.key < $1.key }) {
+                for (partition, n) in try state.deadLetterCounts(pipeline: name) {
                     console.out("dead letters \(partition): \(n) (sluice status \(name) --dead-letters)")
                 }
             }
             return ExitStatus.success
-        } catch let error as ConfigurationError {
-            for d in error.diagnostics { console.err(d.description) }
-            return ExitStatus.failure
         } catch {
-            console.err("error: \(error)")
-            return ExitStatus.failure
+            return failure(error, console: console)
         }
     }
 }

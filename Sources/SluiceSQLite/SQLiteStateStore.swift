@@ -237,6 +237,14 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
+    /// The number of dead letters per partition, in partition order.
+    public func deadLetterCounts(pipeline: String) throws -> [(String, Int)] {
+        try queue.read { db in
+            try GRDB.Row.fetchAll(db, sql: "SELECT partition, count(*) AS n FROM dead_letters WHERE pipeline = ? GROUP BY partition ORDER BY partition",
+                                  arguments: [pipeline]).map { ($0["partition"], $0["n"]) }
+        }
+    }
+
     /// The partitions that have dead letters.
     public func deadLetterPartitions(pipeline: String) throws -> [String] {
         try queue.read { db in
