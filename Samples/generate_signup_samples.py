@@ -12,6 +12,8 @@ compares two independent implementations.
 Writes:
   Samples/logs/api/<date>/api-*.jsonl[.gz]        API request logs, 3 days
   Samples/i18n/errors.{en,tr,ru}.yml               the product's error catalog (Rails i18n shape)
+  Samples/geo/sample-city.mmdb                     a small City database (MaxMind DB format)
+  Samples/geo/ip2asn.tsv                           IP-to-ASN ranges (range start, end, AS, country, name)
   Samples/expected/signup_attempts/<date>.csv     rows as the CSV sink writes them
   Samples/expected/signup_attempts/dead_letters.csv
   Samples/expected/signup_attempts/summary.csv
@@ -19,12 +21,15 @@ Writes:
 import datetime
 import gzip
 import hashlib
+import ipaddress
 import json
 import os
 import random
 import struct
 import uuid
 import zlib
+
+from mmdb_writer import write_mmdb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20261118
@@ -116,6 +121,79 @@ IPS = ["81.2.69.142", "81.2.69.160", "89.160.20.112", "89.160.20.128", "175.16.1
        "2001:218::1", "2001:220::abcd", "2a02:cf40::1", "2001:480::1", "67.43.156.0", "202.196.224.1",
        "149.101.100.0", "85.100.12.7", "95.173.136.70", "31.13.72.36", "2a03:2880:f12f:83:face:b00c::25de",
        "188.119.45.1", "5.255.255.70", "2a02:6b8::2:242"]
+# The sample City database (invented for the samples, not real allocations): network ->
+# (country, city). Nested networks on purpose (a /24 inside a /16 with another city).
+# 149.101.100.0 and 2001:480::1 are in no network: their geo is NULL unless Cloudflare says.
+GEO_NETWORKS = [
+    ("81.2.69.0/24", "GB", "London"), ("81.2.69.160/27", "GB", "Manchester"),
+    ("89.160.20.0/24", "SE", "Linköping"), ("175.16.199.0/24", "CN", "Changchun"),
+    ("216.160.83.0/24", "US", "Milton"), ("67.43.156.0/24", "BT", None), ("202.196.224.0/20", "PH", None),
+    ("85.100.0.0/16", "TR", "Ankara"), ("85.100.12.0/24", "TR", "İstanbul"), ("95.173.136.0/21", "RU", "Москва"),
+    ("31.13.72.0/24", "SE", "Luleå"), ("188.119.45.0/24", "KZ", "Almaty"), ("5.255.255.0/24", "RU", None),
+    ("2001:218::/32", "JP", "Tokyo"), ("2001:220::/32", "KR", None), ("2a02:cf40::/29", "NO", None),
+    ("2a03:2880::/32", "IE", "Dublin"), ("2a02:6b8::/32", "RU", "Москва"),
+]
+# IP-to-ASN ranges (the iptoasn.com TSV shape). AS 0 is "not routed"; "None" no country.
+ASN_RANGES = [
+    ("5.255.255.0", "5.255.255.255", 13238, "RU", "YANDEX LLC"),
+    ("31.13.64.0", "31.13.127.255", 32934, "US", "FACEBOOK"),
+    ("81.2.69.0", "81.2.69.255", 20712, "GB", "Andrews & Arnold Ltd"),
+    ("85.100.0.0", "85.100.255.255", 9121, "TR", "TTNET Türk Telekomünikasyon"),
+    ("89.160.0.0", "89.160.255.255", 29518, "SE", "Bredband2 AB"),
+    ("95.173.128.0", "95.173.159.255", 0, "None", "Not routed"),
+    ("175.16.0.0", "175.16.255.255", 4837, "CN", "CHINA UNICOM China169 Backbone"),
+    ("188.119.45.0", "188.119.45.255", 21299, "KZ", "Kar-Tel LLC, \"Beeline\" Kazakhstan"),
+    ("216.160.83.0", "216.160.83.255", 209, "None", "CENTURYLINK-US-LEGACY-QWEST"),
+    ("2001:218::", "2001:218:ffff:ffff:ffff:ffff:ffff:ffff", 2914, "JP", "NTT-COMMUNICATIONS-2914"),
+    ("2a02:6b8::", "2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff", 13238, "RU", "YANDEX LLC"),
+    ("2a03:2880::", "2a03:2880:ffff:ffff:ffff:ffff:ffff:ffff", 32934, "US", "FACEBOOK"),
+]
+
+
+def geo_country(ip):
+    """The sample City database's country of an address: its longest matching network."""
+    addr = ipaddress.ip_address(ip)
+    best = None
+    for cidr, country, _ in GEO_NETWORKS:
+        net = ipaddress.ip_network(cidr)
+        if addr.version == net.version and addr in net and (best is None or net.prefixlen > best[0]):
+            best = (net.prefixlen, country)
+    return best[1] if best else None
+
+
+def asn_of(ip):
+    """(number, organisation, country) of an address in ASN_RANGES, or Nones."""
+    addr = ipaddress.ip_address(ip)
+    for start, end, number, country, name in ASN_RANGES:
+        a, b = ipaddress.ip_address(start), ipaddress.ip_address(end)
+        if a.version == addr.version and a <= addr <= b and number != 0:
+            return str(number), name, None if country == "None" else country
+    return None, None, None
+
+
+def write_geo():
+    os.makedirs(os.path.join(ROOT, "Samples/geo"), exist_ok=True)
+    networks = []
+    for cidr, country, city in GEO_NETWORKS:
+        record = {"country": {"iso_code": country, "names": {"en": country}}}
+        if city:
+            record["city"] = {"names": {"en": city}}
+        networks.append((cidr, record))
+    path = os.path.join(ROOT, "Samples/geo/sample-city.mmdb")
+    write_mmdb(path, networks, "Sluice-Sample-City", "sluice sample City database (invented networks)")
+    with open(os.path.join(ROOT, "Samples/geo/ip2asn.tsv"), "w", encoding="utf-8", newline="") as f:
+        for r in ASN_RANGES:
+            f.write("\t".join(str(x) for x in r) + "\n")
+    try:  # MaxMind's own reader, when installed (scripts/setup puts it in .venv-test)
+        import maxminddb
+    except ImportError:
+        return
+    with maxminddb.open_database(path) as db:
+        for ip in IPS:
+            got = db.get(ip)
+            assert (got or {}).get("country", {}).get("iso_code") == geo_country(ip), ip
+
+
 COUNTRIES = [("TR", "TRY", "+90", "tr"), ("RU", "RUB", "+7", "ru"), ("GB", "GBP", "+44", "en"),
              ("DE", "EUR", "+49", "en"), ("JP", "JPY", "+81", "en"), ("BR", "BRL", "+55", "en"),
              ("US", "USD", "+1", "en"), ("KZ", "KZT", "+7", "ru")]
@@ -267,7 +345,7 @@ def expected_row(obj):
         "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "user_agent": as_string(get(obj, "headers.user-agent")),
         "ip": as_string(get(obj, "ip")),
-        "geo": as_string(get(obj, "headers.cf-ipcountry")),
+        "geo": geo_of(obj),
         "as_country_code": None, "as_description": None, "as_number": None,
         "domain": as_string(get(obj, "host")),
         "path": as_string(get(obj, "path")),
@@ -289,7 +367,29 @@ def expected_row(obj):
     }
     if row["action"] is None:
         raise Reject("schema")
+    ip = get(obj, "ip")
+    if isinstance(ip, str):
+        try:
+            row["as_number"], row["as_description"], row["as_country_code"] = asn_of(ip)
+        except ValueError:
+            pass
     return row
+
+
+def geo_of(obj):
+    """A Cloudflare country header that names a country (two capitals, not XX or T1)
+    wins; else the sample database's country of the IP."""
+    header = get(obj, "headers.cf-ipcountry")
+    if isinstance(header, str) and len(header) == 2 and header.isascii() and header.isupper() and header.isalpha() \
+            and header not in ("XX", "T1"):
+        return header
+    ip = get(obj, "ip")
+    if isinstance(ip, str):
+        try:
+            return geo_country(ip)
+        except ValueError:
+            return None
+    return None
 
 
 def osa(a, b):
@@ -527,6 +627,7 @@ def build_day(rng, day, index):
 def main():
     rng = random.Random(SEED)
     write_catalogs()
+    write_geo()
     out_dir = os.path.join(ROOT, "Samples/expected/signup_attempts")
     os.makedirs(out_dir, exist_ok=True)
     dead = []
