@@ -39,7 +39,11 @@ let package = Package(
         .target(
             name: "SluiceEnrich",
             dependencies: ["SluiceCore", "SluiceConfig", "SluiceMaxMind", "SluiceI18n", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "SluiceKit", dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceSQLite", "SluiceEnrich"]),
+        // Vendor callback archives: raw HTTP requests, JSON/XML/form bodies, signatures.
+        .target(
+            name: "SluiceCallbacks",
+            dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "SluiceKit", dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceSQLite", "SluiceEnrich", "SluiceCallbacks"]),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: [
@@ -60,6 +64,9 @@ let package = Package(
         .testTarget(name: "SluiceMaxMindTests", dependencies: ["SluiceMaxMind"], exclude: ["reference_lookup.py"]),
         .testTarget(name: "SluiceI18nTests", dependencies: ["SluiceI18n"], exclude: ["i18n_reference.py"]),
         .testTarget(name: "SluiceEnrichTests", dependencies: ["SluiceEnrich", "SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceCallbacksTests", dependencies: ["SluiceCallbacks", "SluiceCore", "SluiceTestSupport"],
+            exclude: ["callbacks_reference.py"]),
         .testTarget(
             name: "SluiceKitTests",
             dependencies: ["SluiceKit", "SluiceSQLite", "SluiceFiles", "SluiceTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),

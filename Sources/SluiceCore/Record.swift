@@ -50,6 +50,10 @@ public struct DeadLetter: Sendable, Hashable {
         case badTime = "bad_time"
         case schema
         case transform
+        /// A received request that cannot be read (a raw HTTP file, a body in its declared format).
+        case badRequest = "bad_request"
+        /// A callback without a valid signature of its vendor.
+        case badSignature = "bad_signature"
     }
 
     public var kind: Kind

@@ -27,6 +27,12 @@ public struct JSONLinesExtractor: Extractor {
                                checkpoints: try context.checkpoints())
     }
 
+    /// A source over these files (already globbed), for extractors built on JSON Lines
+    /// (callback archives).
+    public static func source(files: [String], context: RunContext, maxLineBytes: Int) throws -> any RecordSource {
+        JSONLinesSource(files: files, root: context.projectRoot, maxLineBytes: maxLineBytes, checkpoints: try context.checkpoints())
+    }
+
     /// Keeps at most this many bytes of a bad line in its dead letter.
     static let rawLimit = 64 * 1024
 
@@ -227,7 +233,7 @@ final class RereadSource: RecordSource {
 
 /// The `path` option of file extractors: one pattern or a list, with partition
 /// placeholders checked; and whether a placeholder makes the path select the partition.
-func pathPatterns(_ o: inout Options, _ ctx: BuildContext) -> ([String], Bool) {
+public func pathPatterns(_ o: inout Options, _ ctx: BuildContext) -> ([String], Bool) {
     var out: [String] = []
     for (p, loc) in o.stringList("path") ?? [] {
         checkPlaceholders(p, at: loc, diagnostics: ctx.diagnostics)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SluiceCallbacks
 import SluiceConfig
 import SluiceCore
 import SluiceEnrich
@@ -12,6 +13,7 @@ extension StageRegistry {
         var r = StageRegistry()
         JSONLinesExtractor.register(into: &r)
         TableFileExtractor.register(into: &r)
+        CallbackExtractor.register(into: &r)
         SQLiteExtractor.register(into: &r)
         FieldStage.register(into: &r)
         RateLimit.register(into: &r)
