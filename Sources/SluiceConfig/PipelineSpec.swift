@@ -13,6 +13,10 @@ public struct TestSpec: Sendable {
     public var dates: [(String, SourceLocation)]
     public var expected: String
     public var expectedLocation: SourceLocation
+    /// Environment variables for the test runs only (a vendor's documented test key, a
+    /// test HMAC secret), over the process environment. Never real secrets: the file is
+    /// committed.
+    public var environment: [String: String] = [:]
 }
 
 /// A pipeline file, read but not yet built into stages.
@@ -89,8 +93,18 @@ public struct PipelineSpec: Sendable {
             if dates.isEmpty { diagnostics.error(t.location, "`test` needs `dates`") }
             let expected = to.string("expected", required: true)
             let expectedLocation = to.node("expected")?.location ?? t.location
+            var environment: [String: String] = [:]
+            if let env = to.node("environment") {
+                if let entries = env.entries {
+                    for e in entries {
+                        if let v = e.value.scalar { environment[e.key] = v } else { diagnostics.error(e.value.location, "`\(e.key)` must be a string") }
+                    }
+                } else {
+                    diagnostics.error(env.location, "`environment` must map variable names to values")
+                }
+            }
             to.finish()
-            if let expected { test = TestSpec(dates: dates, expected: expected, expectedLocation: expectedLocation) }
+            if let expected { test = TestSpec(dates: dates, expected: expected, expectedLocation: expectedLocation, environment: environment) }
         }
         o.finish()
         guard let name, let extract else { return nil }

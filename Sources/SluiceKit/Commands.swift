@@ -246,7 +246,8 @@ public enum Commands {
     /// is now (after a fix), into the same sinks (keys keep them from being loaded twice).
     /// Those that load are removed from the dead letters; the others stay, with their
     /// reason as of this run.
-    public static func reprocess(pipeline path: String, partition: String?, projectRoot: String, console: any Console) async -> Int32 {
+    public static func reprocess(pipeline path: String, partition: String?, projectRoot: String, console: any Console,
+                                 environment: [String: String] = ProcessInfo.processInfo.environment) async -> Int32 {
         do {
             let project = try Project.load(root: projectRoot)
             let (spec, pipeline) = try project.pipeline(at: path)
@@ -261,7 +262,7 @@ public enum Commands {
                 let positions = try state.deadLetterPositions(pipeline: spec.name, partition: name)
                 guard !positions.isEmpty else { continue }
                 let context = RunContext(projectRoot: project.root, outputRoot: project.root, pipeline: spec.name, partition: p,
-                                         logger: project.logger(), environment: ProcessInfo.processInfo.environment, state: state)
+                                         logger: project.logger(), environment: environment, state: state)
                 let (summary, runID) = try await Runner(commitEvery: pipeline.commitEvery).runReturningID(pipeline, context: context, retrying: positions)
                 let removed = try runID.map { try state.removeDeadLetters(pipeline: spec.name, positions: positions, exceptRun: $0) } ?? 0
                 console.out("\(summary.line); \(removed) dead letter\(removed == 1 ? "" : "s") resolved, \(positions.count - removed) remain")

@@ -178,3 +178,66 @@ extension Fields {
         self[c[0]] = .object(child)
     }
 }
+
+/// `filter`: keeps the records whose field passes a test, drops the others (counted as
+/// filtered, not dead letters). `field` is a path; exactly one test of `equals` (a
+/// scalar), `in` / `not_in` (lists of scalars) or `exists` (true: present and not null).
+/// A string field compares by its text; a number or boolean by its JSON text (`200`,
+/// `true`); a missing or null field equals nothing, so it is dropped by `equals` and `in`
+/// and kept by `not_in`.
+public struct FilterStage: Transformer {
+    public enum Test: Sendable {
+        case equals(String)
+        case oneOf(Set<String>)
+        case noneOf(Set<String>)
+        case exists(Bool)
+    }
+
+    public var field: FieldPath
+    public var test: Test
+
+    public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        let before = batch.records.count
+        batch.records.removeAll { !keeps($0.fields.value(at: field)) }
+        batch.filtered += before - batch.records.count
+    }
+
+    func keeps(_ value: Value?) -> Bool {
+        let text: String?
+        switch value {
+        case .string(let s)?: text = s
+        case .int(let n)?: text = String(n)
+        case .largeInteger(let s)?: text = s
+        case .double(let d)?: text = JSONWriter.formatDouble(d)
+        case .bool(let b)?: text = b ? "true" : "false"
+        case .array?, .object?: text = JSONWriter.string(value!)
+        case .null?, nil: text = nil
+        }
+        switch test {
+        case .equals(let s): return text == s
+        case .oneOf(let set): return text.map(set.contains) ?? false
+        case .noneOf(let set): return !(text.map(set.contains) ?? false)
+        case .exists(let wanted): return (text != nil) == wanted
+        }
+    }
+
+    static func register(into registry: inout StageRegistry) {
+        registry.transformer("filter") { o, ctx in
+            let field = o.path("field", required: true)
+            var tests: [Test] = []
+            if let n = o.node("equals") {
+                if let s = n.scalar, !n.isNull { tests.append(.equals(s)) } else { ctx.diagnostics.error(n.location, "`equals` must be a scalar") }
+            }
+            if o.has("in") { tests.append(.oneOf(Set((o.stringList("in") ?? []).map(\.0)))) }
+            if o.has("not_in") { tests.append(.noneOf(Set((o.stringList("not_in") ?? []).map(\.0)))) }
+            if o.has("exists") { tests.append(.exists(o.bool("exists") ?? true)) }
+            o.finish()
+            guard tests.count == 1 else {
+                ctx.diagnostics.error(o.location, "filter needs exactly one of `equals`, `in`, `not_in` or `exists`")
+                return nil
+            }
+            guard let field else { return nil }
+            return BuiltTransformer(transformer: FilterStage(field: field, test: tests[0]), effects: [])
+        }
+    }
+}

@@ -16,6 +16,7 @@ extension StageRegistry {
         CallbackExtractor.register(into: &r)
         SQLiteExtractor.register(into: &r)
         FieldStage.register(into: &r)
+        FilterStage.register(into: &r)
         RateLimit.register(into: &r)
         Redact.register(into: &r)
         EmailDomain.register(into: &r)

@@ -58,10 +58,11 @@ public enum PipelineTest {
         do {
             try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
             let state = try project.stateStore(outputRoot: scratch)
+            let environment = ProcessInfo.processInfo.environment.merging(test.environment) { _, test in test }
             for (date, _) in test.dates {
                 guard let partition = Partition(date, granularity: spec.partition) else { continue }
                 summaries[date] = try await Commands.runOne(pipeline, partition: partition, project: project, outputRoot: scratch,
-                                                            state: state, environment: ProcessInfo.processInfo.environment)
+                                                            state: state, environment: environment)
             }
             let expectedDir = RunContext.resolve(test.expected, in: project.root)
             problems += compareSummaries(summaries, expectedDir: expectedDir)
