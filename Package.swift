@@ -60,9 +60,9 @@ let package = Package(
         .testTarget(
             name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceSQLite", "SluiceTestSupport"],
             exclude: ["gzip_reference.py", "csv_reference.py"]),
-        .testTarget(name: "SluiceDumpsTests", dependencies: ["SluiceDumps"], exclude: ["csv_reference.py"]),
-        .testTarget(name: "SluiceMaxMindTests", dependencies: ["SluiceMaxMind"], exclude: ["reference_lookup.py"]),
-        .testTarget(name: "SluiceI18nTests", dependencies: ["SluiceI18n"], exclude: ["i18n_reference.py"]),
+        .testTarget(name: "SluiceDumpsTests", dependencies: ["SluiceDumps", "SluiceTestSupport"], exclude: ["csv_reference.py"]),
+        .testTarget(name: "SluiceMaxMindTests", dependencies: ["SluiceMaxMind", "SluiceTestSupport"], exclude: ["reference_lookup.py"]),
+        .testTarget(name: "SluiceI18nTests", dependencies: ["SluiceI18n", "SluiceTestSupport"], exclude: ["i18n_reference.py"]),
         .testTarget(name: "SluiceEnrichTests", dependencies: ["SluiceEnrich", "SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceCallbacksTests", dependencies: ["SluiceCallbacks", "SluiceCore", "SluiceTestSupport"],

@@ -3,14 +3,11 @@ import Foundation
 import Glibc
 #endif
 import SluiceDumps
+import SluiceTestSupport
 
 /// Scratch files, processes and the Python reference, for these tests only.
 enum Support {
-    static func scratchDirectory(_ name: String) throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dumps-\(name)-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
-    }
+    static func scratchDirectory(_ name: String) throws -> String { try TestSupport.scratchDirectory("dumps-" + name) }
 
     struct Failure: Error, CustomStringConvertible { var description: String }
 
@@ -43,14 +40,13 @@ enum Support {
         return (code, out, err)
     }
 
-    /// `SLUICE_PYTHON`, else `python3` on PATH; throws when there is none.
+    /// The Python of the reference scripts (`SLUICE_PYTHON`, else `python3` on PATH).
     static func python() throws -> String {
-        if let p = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] { return p }
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-            let candidate = "\(dir)/python3"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        let p = TestSupport.python
+        guard FileManager.default.isExecutableFile(atPath: p) else {
+            throw Failure(description: "python3 not found: set SLUICE_PYTHON or put python3 on PATH (needed for the CSV reference)")
         }
-        throw Failure(description: "python3 not found: set SLUICE_PYTHON or put python3 on PATH (needed for the CSV reference)")
+        return p
     }
 
     static var testsFolder: String { URL(fileURLWithPath: #filePath).deletingLastPathComponent().path }

@@ -1,17 +1,11 @@
 import Foundation
+import SluiceTestSupport
 import Testing
 @testable import SluiceI18n
 
 /// Paths and the Python reference, for the SluiceI18n tests.
 enum I18nTestSupport {
-    /// Repository root: this file is at Tests/SluiceI18nTests/Support.swift.
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
-    /// `<repo root>/../shared/data`, or `SLUICE_SHARED_DATA`.
-    static var sharedData: String {
-        ProcessInfo.processInfo.environment["SLUICE_SHARED_DATA"]
-            ?? URL(fileURLWithPath: repoRoot).deletingLastPathComponent().appendingPathComponent("shared/data").path
-    }
+    static var sharedData: String { TestSupport.sharedData }
     static var i18n: String { sharedData + "/i18n" }
 
     static let referenceScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("i18n_reference.py").path
@@ -24,16 +18,6 @@ enum I18nTestSupport {
     static var poFiles: [String] { files("gettext", ext: "po") }
     static var moFiles: [String] { files("gettext", ext: "mo") }
     static var ymlFiles: [String] { files("rails", ext: "yml") }
-
-    /// `SLUICE_PYTHON`, else `python3` on PATH.
-    static var python: String {
-        if let p = ProcessInfo.processInfo.environment["SLUICE_PYTHON"] { return p }
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-            let c = "\(dir)/python3"
-            if FileManager.default.isExecutableFile(atPath: c) { return c }
-        }
-        return "/usr/bin/python3"
-    }
 
     struct ReferenceFailure: Error, CustomStringConvertible, Sendable { var description: String }
 
@@ -48,23 +32,7 @@ enum I18nTestSupport {
     }
 
     static func referenceData(_ paths: [String]) throws -> Data {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [referenceScript] + paths
-        let out = Pipe()
-        let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-i18n-ref-\(UUID().uuidString).err").path
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: errPath) }
-        p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: errPath)
-        do { try p.run() } catch { throw ReferenceFailure(description: "cannot run \(python): \(error) (set SLUICE_PYTHON)") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-            throw ReferenceFailure(description: "python reference failed (\(p.terminationStatus)): \(err)")
-        }
-        return data
+        do { return try TestSupport.python(script: referenceScript, paths) } catch { throw ReferenceFailure(description: "\(error)") }
     }
 
     /// The reference for every shared catalog, computed once (one Python process).
@@ -80,11 +48,7 @@ enum I18nTestSupport {
         return v
     }
 
-    static func tempDir() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-i18n-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    static func tempDir() throws -> String { try TestSupport.scratchDirectory("i18n") }
 }
 
 /// Writes a `.mo` file in either byte order (used to test both readers on the same content).

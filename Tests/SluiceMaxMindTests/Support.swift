@@ -1,16 +1,12 @@
 import Foundation
 import SluiceMaxMind
+import SluiceTestSupport
 import Testing
 
 /// Where the shared test data is, and how to ask the Python reference reader.
 enum Fixtures {
-    /// The package root: this file is at <root>/Tests/SluiceMaxMindTests/Support.swift.
-    static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-
-    /// `SLUICE_SHARED_DATA`, else `<root>/../shared/data`.
-    static let sharedData: String = ProcessInfo.processInfo.environment["SLUICE_SHARED_DATA"]
-        ?? root.deletingLastPathComponent().appendingPathComponent("shared/data").path
+    static var root: URL { URL(fileURLWithPath: TestSupport.repoRoot) }
+    static var sharedData: String { TestSupport.sharedData }
 
     static var maxmind: String { sharedData + "/maxmind-db" }
     static var testData: String { maxmind + "/test-data" }
@@ -37,15 +33,6 @@ enum Fixtures {
     }()
 
     /// The Python used for the reference: `SLUICE_PYTHON`, else `python3` on PATH.
-    static let python: String = {
-        if let p = ProcessInfo.processInfo.environment["SLUICE_PYTHON"], !p.isEmpty { return p }
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let candidate = "\(dir)/python3"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return "/usr/bin/python3"
-    }()
-
     struct ReferenceFailure: Error, CustomStringConvertible {
         var description: String
     }
@@ -53,36 +40,11 @@ enum Fixtures {
     /// Runs the reference script; throws (so the test fails) when Python or the
     /// `maxminddb` package is missing or the script fails.
     static func reference(_ arguments: [String], input: String = "") throws -> String {
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw ReferenceFailure(description: "no Python at \(python): set SLUICE_PYTHON or put python3 on PATH, "
-                + "and pip install maxminddb (the reference reader these tests compare with)")
+        do {
+            return String(decoding: try TestSupport.python(script: script, arguments, input: Data(input.utf8)), as: UTF8.self)
+        } catch {
+            throw ReferenceFailure(description: "\(error)\nCI must pip install maxminddb (scripts/setup does).")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script] + arguments
-        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        // Feed stdin and drain stderr on other threads so that no pipe fills up.
-        let writer = Thread {
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-        }
-        writer.start()
-        let errBox = Box()
-        let errReader = Thread { errBox.set(stderr.fileHandleForReading.readDataToEndOfFile()) }
-        errReader.start()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        while !errBox.done { usleep(1000) }
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: errBox.get(), as: UTF8.self)
-            throw ReferenceFailure(description: "the Python reference (\(python) \(script) \(arguments.first ?? "")) failed "
-                + "with status \(process.terminationStatus): \(message)\nCI must pip install maxminddb.")
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// The reference's answer for each address, one parsed JSON line each.
@@ -97,17 +59,6 @@ enum Fixtures {
         }
         return try lines.map { try JSON.parse(String($0)) }
     }
-}
-
-/// Written by one thread, read by another after `done`.
-final class Box: @unchecked Sendable {
-    // Guarded by the lock.
-    private let lock = NSLock()
-    private var data = Data()
-    private var finished = false
-    func set(_ d: Data) { lock.withLock { data = d; finished = true } }
-    func get() -> Data { lock.withLock { data } }
-    var done: Bool { lock.withLock { finished } }
 }
 
 /// A small JSON reader that keeps object key order and numbers as their text, so
