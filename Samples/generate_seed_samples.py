@@ -28,7 +28,7 @@ import os
 import random
 import uuid
 
-from generate_signup_samples import csv_line, enc, enc_str, get
+from generate_signup_samples import csv_line, enc, enc_str, get, write_expected
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20261122
@@ -72,26 +72,6 @@ def clear(rel):
     if os.path.isdir(path):
         for name in os.listdir(path):
             os.remove(os.path.join(path, name))
-
-
-def write_expected(pipeline, columns, rows_by_day, dead, summary):
-    out = os.path.join(ROOT, "Samples/expected", pipeline)
-    os.makedirs(out, exist_ok=True)
-    for day, rows in rows_by_day.items():
-        with open(os.path.join(out, f"{day}.csv"), "w", encoding="utf-8", newline="") as f:
-            f.write(csv_line(columns))
-            for r in rows:
-                f.write(csv_line([r[c] for c in columns]))
-    with open(os.path.join(out, "dead_letters.csv"), "w", encoding="utf-8", newline="") as f:
-        f.write(csv_line(["date", "file", "line", "kind"]))
-        for d in dead:
-            f.write(csv_line(d))
-    with open(os.path.join(out, "summary.csv"), "w", encoding="utf-8", newline="") as f:
-        f.write(csv_line(["date", "read", "loaded", "filtered", "rejected"]))
-        for s in summary:
-            f.write(csv_line(s))
-    for s in summary:
-        print(f"{pipeline} %s: read %d, loaded %d, filtered %d, rejected %d" % s)
 
 
 # --- seed 000: Telesign SMS delivery callbacks ----------------------------------------

@@ -628,10 +628,9 @@ def main():
     rng = random.Random(SEED)
     write_catalogs()
     write_geo()
-    out_dir = os.path.join(ROOT, "Samples/expected/signup_attempts")
-    os.makedirs(out_dir, exist_ok=True)
     dead = []
     summary = []
+    rows_by_day = {}
     rate_seen = {}  # fingerprint -> event times of the records seen so far, in input order
     for index, day in enumerate(DATES):
         day_dir = os.path.join(ROOT, "Samples/logs/api", day)
@@ -704,22 +703,30 @@ def main():
             if truncated:
                 read += 1
                 dead.append((day, rel, len(complete) + 1, "truncated_gzip"))
-        with open(os.path.join(out_dir, f"{day}.csv"), "w", encoding="utf-8", newline="") as f:
-            f.write(csv_line(COLUMNS))
-            for row in rows:
-                f.write(csv_line([row[c] for c in COLUMNS]))
+        rows_by_day[day] = rows
         rejected = sum(1 for d in dead if d[0] == day)
         summary.append((day, read, len(rows), 0, rejected))
-    with open(os.path.join(out_dir, "dead_letters.csv"), "w", encoding="utf-8", newline="") as f:
+    write_expected(PIPELINE, COLUMNS, rows_by_day, dead, summary)
+
+
+def write_expected(pipeline, columns, rows_by_day, dead, summary):
+    out = os.path.join(ROOT, "Samples/expected", pipeline)
+    os.makedirs(out, exist_ok=True)
+    for day, rows in rows_by_day.items():
+        with open(os.path.join(out, f"{day}.csv"), "w", encoding="utf-8", newline="") as f:
+            f.write(csv_line(columns))
+            for r in rows:
+                f.write(csv_line([r[c] for c in columns]))
+    with open(os.path.join(out, "dead_letters.csv"), "w", encoding="utf-8", newline="") as f:
         f.write(csv_line(["date", "file", "line", "kind"]))
         for d in dead:
             f.write(csv_line(d))
-    with open(os.path.join(out_dir, "summary.csv"), "w", encoding="utf-8", newline="") as f:
+    with open(os.path.join(out, "summary.csv"), "w", encoding="utf-8", newline="") as f:
         f.write(csv_line(["date", "read", "loaded", "filtered", "rejected"]))
         for s in summary:
             f.write(csv_line(s))
     for s in summary:
-        print("%s: read %d, loaded %d, filtered %d, rejected %d" % s)
+        print(f"{pipeline} %s: read %d, loaded %d, filtered %d, rejected %d" % s)
 
 
 if __name__ == "__main__":
