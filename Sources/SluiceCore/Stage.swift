@@ -142,7 +142,7 @@ public struct RunContext: Sendable {
     /// The checkpoints an extractor resumes from: none when rebuilding.
     public func checkpoints() throws -> [String: SourceCheckpoint] {
         guard mode == .append, let state else { return [:] }
-        return try state.checkpoints(pipeline: pipeline)
+        return try state.checkpoints(pipeline: pipeline, partition: partition.description)
     }
 
     public func inputPath(_ path: String) -> String { Self.resolve(path, in: projectRoot) }

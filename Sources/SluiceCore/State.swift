@@ -108,8 +108,8 @@ public protocol StateStore: Sendable {
     func renewLease(pipeline: String, partition: String) throws
     func releaseLease(pipeline: String, partition: String) throws
 
-    /// The checkpoints of a pipeline's sources, by file identity.
-    func checkpoints(pipeline: String) throws -> [String: SourceCheckpoint]
+    /// The checkpoints of a pipeline's sources in one partition, by file identity.
+    func checkpoints(pipeline: String, partition: String) throws -> [String: SourceCheckpoint]
     /// The committed length of a file sink's target.
     func receipt(pipeline: String, sink: String, target: String) throws -> Int64?
     /// Which of these keys the sink holds already (outside `excludingPartition`, whose

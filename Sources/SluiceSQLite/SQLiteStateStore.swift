@@ -141,6 +141,29 @@ public final class SQLiteStateStore: StateStore {
                 CREATE INDEX window_events_by_key ON window_events(scope, window_key, event_time);
                 """)
         }
+        // Checkpoints per partition: a file shared by several partitions (no `{date}` in
+        // the path, event time decides) is read by each partition's run from its own
+        // offset. Keyed by file alone, one partition's run used to move the checkpoint
+        // past the records of the others, which then were never read.
+        migrator.registerMigration("v5-checkpoints-by-partition") { db in
+            try db.execute(sql: """
+                CREATE TABLE checkpoints_new (
+                    pipeline TEXT NOT NULL,
+                    partition TEXT NOT NULL,
+                    file_id TEXT NOT NULL,
+                    path TEXT NOT NULL,
+                    byte_offset INTEGER NOT NULL,
+                    line INTEGER NOT NULL,
+                    complete INTEGER NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    PRIMARY KEY (pipeline, partition, file_id)
+                );
+                INSERT INTO checkpoints_new (pipeline, partition, file_id, path, byte_offset, line, complete, updated_at)
+                    SELECT pipeline, partition, file_id, path, byte_offset, line, complete, updated_at FROM checkpoints;
+                DROP TABLE checkpoints;
+                ALTER TABLE checkpoints_new RENAME TO checkpoints;
+                """)
+        }
         do {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
@@ -304,11 +327,11 @@ public final class SQLiteStateStore: StateStore {
 
     // MARK: checkpoints, ledger, receipts
 
-    public func checkpoints(pipeline: String) throws -> [String: SourceCheckpoint] {
+    public func checkpoints(pipeline: String, partition: String) throws -> [String: SourceCheckpoint] {
         try queue.read { db in
             var out: [String: SourceCheckpoint] = [:]
-            for row in try GRDB.Row.fetchAll(db, sql: "SELECT file_id, path, byte_offset, line, complete FROM checkpoints WHERE pipeline = ?",
-                                             arguments: [pipeline]) {
+            for row in try GRDB.Row.fetchAll(db, sql: "SELECT file_id, path, byte_offset, line, complete FROM checkpoints WHERE pipeline = ? AND partition = ?",
+                                             arguments: [pipeline, partition]) {
                 let c = SourceCheckpoint(fileID: row["file_id"], path: row["path"], offset: row["byte_offset"], line: row["line"],
                                          complete: row["complete"])
                 out[c.fileID] = c
@@ -358,7 +381,7 @@ public final class SQLiteStateStore: StateStore {
             let cp = try db.cachedStatement(sql: """
                 INSERT INTO checkpoints (pipeline, file_id, partition, path, byte_offset, line, complete, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (pipeline, file_id) DO UPDATE SET partition = excluded.partition, path = excluded.path,
+                ON CONFLICT (pipeline, partition, file_id) DO UPDATE SET path = excluded.path,
                     byte_offset = excluded.byte_offset, line = excluded.line, complete = excluded.complete, updated_at = excluded.updated_at
                 """)
             for c in segment.checkpoints {
