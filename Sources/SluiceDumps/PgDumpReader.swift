@@ -614,12 +614,7 @@ public final class PgDumpRowIterator {
                 crAfterNull = false
                 buf.pos += 2
                 switch e {
-                case 98: scratch.append(8)
-                case 102: scratch.append(12)
-                case 110: scratch.append(10)
-                case 114: scratch.append(13)
-                case 116: scratch.append(9)
-                case 118: scratch.append(11)
+                case 98, 102, 110, 114, 116, 118: scratch.append(pgControlEscape(e))
                 case 48...55:
                     var v = Int(e - 48)
                     for _ in 0..<2 {
@@ -829,12 +824,7 @@ public final class PgDumpRowIterator {
             guard let e = try buf.peek(1) else { throw RowFailure(column: scratch.fieldCount, message: "unterminated string") }
             buf.pos += 2
             switch e {
-            case 98: scratch.append(8)
-            case 102: scratch.append(12)
-            case 110: scratch.append(10)
-            case 114: scratch.append(13)
-            case 116: scratch.append(9)
-            case 118: scratch.append(11)
+            case 98, 102, 110, 114, 116, 118: scratch.append(pgControlEscape(e))
             case 48...55:
                 var v = Int(e - 48)
                 for _ in 0..<2 {
@@ -914,5 +904,19 @@ public final class PgDumpRowIterator {
             try appendScalar(v)
             i = from + n
         }
+    }
+}
+
+/// The byte of a one-letter backslash escape of COPY text and `E''` strings:
+/// `\b \f \n \r \t \v`.
+@inline(__always)
+func pgControlEscape(_ letter: UInt8) -> UInt8 {
+    switch letter {
+    case 98: 8
+    case 102: 12
+    case 110: 10
+    case 114: 13
+    case 116: 9
+    default: 11  // v
     }
 }
