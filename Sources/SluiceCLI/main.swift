@@ -49,7 +49,7 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let date = self.date ?? todayUTC(Commands.granularity(of: pipeline, projectRoot: project.root))
-        let options = Commands.RunOptions(target: target, stop: installStopHandlers())
+        let options = Commands.RunOptions(target: target, stop: installStopHandlers(), progress: TerminalProgress.forStandardError())
         let code = await Commands.run(pipeline: pipeline, partitions: [date], options: options, projectRoot: project.root, console: StandardConsole())
         if code != 0 { throw ExitCode(code) }
     }
@@ -75,7 +75,8 @@ struct Backfill: AsyncParsableCommand {
         guard let dates = Commands.partitions(from: from, to: to, granularity: granularity) else {
             throw ValidationError("--from and --to must be \(granularity == .day ? "YYYY-MM-DD" : "YYYY-MM-DDTHH") partitions with --from <= --to")
         }
-        let options = Commands.RunOptions(target: target, mode: replace ? .replace : .append, parallel: parallel, stop: installStopHandlers())
+        let options = Commands.RunOptions(target: target, mode: replace ? .replace : .append, parallel: parallel, stop: installStopHandlers(),
+                                          progress: TerminalProgress.forStandardError())
         let code = await Commands.run(pipeline: pipeline, partitions: dates, options: options, projectRoot: project.root, console: StandardConsole())
         if code != 0 { throw ExitCode(code) }
     }

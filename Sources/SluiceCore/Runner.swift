@@ -87,11 +87,14 @@ public struct Runner: Sendable {
     /// Records per segment (a commit of sinks and state); a replace commits once, at the end.
     public var commitEvery: Int
     public var stop: StopFlag?
+    /// Shown the counts after every batch (a terminal's progress line), if any.
+    public var progress: (any RunProgress)?
 
-    public init(batchSize: Int = 2048, commitEvery: Int = 100_000, stop: StopFlag? = nil) {
+    public init(batchSize: Int = 2048, commitEvery: Int = 100_000, stop: StopFlag? = nil, progress: (any RunProgress)? = nil) {
         self.batchSize = batchSize
         self.commitEvery = commitEvery
         self.stop = stop
+        self.progress = progress
     }
 
     /// Runs the partition. With `retrying`, instead of reading new input the run reads
@@ -197,6 +200,7 @@ public struct Runner: Sendable {
                 summary.loaded += loadedCount
                 summary.filtered += batch.filtered
                 summary.rejected += batch.deadLetters.count
+                progress?.update(summary, elapsed: (clock.now - started).seconds)
                 if let runID, !batch.deadLetters.isEmpty {
                     try state?.addDeadLetters(runID: runID, pipeline: pipeline.name, partition: partition, batch.deadLetters)
                 }

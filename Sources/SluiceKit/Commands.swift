@@ -124,11 +124,15 @@ public enum Commands {
         /// Partitions run at the same time (backfill).
         public var parallel: Int
         public var stop: StopFlag?
-        public init(target: String? = nil, mode: LoadMode = .append, parallel: Int = 1, stop: StopFlag? = nil) {
+        /// A progress display (a terminal's), if any.
+        public var progress: (any RunProgress)?
+        public init(target: String? = nil, mode: LoadMode = .append, parallel: Int = 1, stop: StopFlag? = nil,
+                    progress: (any RunProgress)? = nil) {
             self.target = target
             self.mode = mode
             self.parallel = parallel
             self.stop = stop
+            self.progress = progress
         }
     }
 
@@ -176,8 +180,13 @@ public enum Commands {
                 next += 1
                 group.addTask {
                     do {
-                        let summary = try await runOne(pipeline, partition: partition, project: project, outputRoot: project.root,
-                                                       state: state, environment: environment, mode: options.mode, stop: options.stop)
+                        let summary: RunSummary
+                        do {
+                            defer { options.progress?.finished(pipeline: pipeline.name, partition: partition.description) }
+                            summary = try await runOne(pipeline, partition: partition, project: project, outputRoot: project.root,
+                                                       state: state, environment: environment, mode: options.mode, stop: options.stop,
+                                                       progress: options.progress)
+                        }
                         try listDeadLetters(state: state, pipeline: pipeline.name, partition: partition, console: console)
                         for note in summary.notes { console.err(note) }
                         console.out(summary.line)
@@ -198,10 +207,10 @@ public enum Commands {
 
     static func runOne(_ pipeline: Pipeline, partition: Partition, project: Project, outputRoot: String,
                        state: SQLiteStateStore, environment: [String: String], mode: LoadMode = .append,
-                       stop: StopFlag? = nil) async throws -> RunSummary {
+                       stop: StopFlag? = nil, progress: (any RunProgress)? = nil) async throws -> RunSummary {
         let context = RunContext(projectRoot: project.root, outputRoot: outputRoot, pipeline: pipeline.name,
                                  partition: partition, logger: project.logger(), environment: environment, mode: mode, state: state)
-        return try await Runner(commitEvery: pipeline.commitEvery, stop: stop).run(pipeline, context: context)
+        return try await Runner(commitEvery: pipeline.commitEvery, stop: stop, progress: progress).run(pipeline, context: context)
     }
 
     static func listDeadLetters(state: SQLiteStateStore, pipeline: String, partition: Partition, console: any Console) throws {
