@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""The throughput benchmark (issue #7): sluice's signup pipeline against DuckDB and jq on
+the same generated API log. Run it through `scripts/benchmark`, which builds sluice in
+release mode first and passes the binary here.
+
+For each tool: wall time, records/s, MB/s (input bytes), peak RSS (the child's
+ru_maxrss, from wait4) and CPU time / wall time (how many cores it kept busy); then the
+ratio sluice/DuckDB (DuckDB's wall time over sluice's: >= 1.0 means sluice is at least as
+fast) and sluice/jq. With --big, sluice runs again on a larger file to show whether its
+peak memory grows with the input.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATE = "2026-11-18"
+
+DUCKDB_COLUMNS = {
+    "timestamp": "VARCHAR", "request_id": "VARCHAR", "method": "VARCHAR", "host": "VARCHAR", "path": "VARCHAR",
+    "query": "VARCHAR", "action": "VARCHAR", "ip": "VARCHAR",
+    "headers": 'STRUCT("user-agent" VARCHAR, referer VARCHAR, "cf-ipcountry" VARCHAR, "x-fingerprint" VARCHAR)',
+    "body": "JSON", "response": "JSON", "duration_ns": "BIGINT",
+}
+# The same columns as the pipeline's CSV (no enrichment: geo, asn, error code, rate limit absent).
+DUCKDB_SELECT = """
+    timestamp, headers."user-agent" AS user_agent, ip, host AS domain, path, query, action,
+    headers."x-fingerprint" AS fp, headers.referer AS referrer, body->>'$.email' AS email,
+    body->>'$.country' AS country, body->>'$.currency' AS currency, body->>'$.phone' AS phone,
+    response->>'$.status' AS status, body->'$.affiliate_data' AS aff_data, body->'$.extra' AS additional_data,
+    response AS resp, duration_ns AS duration, request_id
+"""
+JQ_FILTER = ('[.timestamp, .headers["user-agent"], .ip, .host, .path, .query, .action, .headers["x-fingerprint"], '
+             '.headers.referer, .body.email, .body.country, .body.currency, .body.phone, .response.status, '
+             '(.body.affiliate_data | if . == null then null else tojson end), '
+             '(.body.extra | if . == null then null else tojson end), (.response | tojson), .duration_ns, .request_id] | @csv')
+
+
+def measure(argv, stdout=None, cwd=None, env=None):
+    """Runs a command; returns (wall seconds, peak RSS bytes, CPU seconds)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=stdout, cwd=cwd, env=env)
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"benchmark: {argv[0]} failed with status {proc.returncode}")
+    return wall, ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime
+
+
+def ensure_input(data, lines, city):
+    """The generated log of `lines` lines (and the shared IP-to-ASN table), made once."""
+    folder = os.path.join(data, f"lines-{lines}")
+    path = os.path.join(folder, DATE, "api.jsonl")
+    asn = os.path.join(data, "ip2asn.tsv")
+    if not os.path.exists(path) or not os.path.exists(asn):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        print(f"generating {lines:,} lines into {path} ...", flush=True)
+        t = time.monotonic()
+        subprocess.run([sys.executable, os.path.join(REPO, "bench/generate.py"), "--lines", str(lines), "--out", path,
+                        "--city", city, "--asn-out", asn], check=True)
+        print(f"  generated in {time.monotonic() - t:.1f} s", flush=True)
+    return folder, path, asn
+
+
+def run_sluice(sluice, data, folder, city):
+    project = os.path.join(data, "project")
+    shutil.rmtree(project, ignore_errors=True)
+    os.makedirs(os.path.join(project, "Pipelines"))
+    shutil.copy(os.path.join(REPO, "bench/project/sluice.yml"), project)
+    with open(os.path.join(REPO, "bench/project/Pipelines/signup_bench.yml"), encoding="utf-8") as f:
+        text = f.read()
+    text = text.replace("@ASN@", os.path.join(data, "ip2asn.tsv")).replace("@DATA@/{date}", os.path.join(folder, "{date}"))
+    text = text.replace("@DATA@", data).replace("@CITY@", city).replace("@REPO@", REPO)
+    with open(os.path.join(project, "Pipelines/signup_bench.yml"), "w", encoding="utf-8") as f:
+        f.write(text)
+    result = measure([sluice, "run", "Pipelines/signup_bench.yml", "--date", DATE, "--project", project], cwd=project)
+    out = os.path.join(project, "out", DATE + ".csv")
+    size = os.path.getsize(out)
+    shutil.rmtree(project, ignore_errors=True)
+    return result, size
+
+
+def run_duckdb(path, out):
+    script = (f"import duckdb; duckdb.sql(\"\"\"COPY (SELECT {DUCKDB_SELECT} FROM read_json({path!r}, format='newline_delimited', "
+              f"columns={json.dumps(DUCKDB_COLUMNS)})) TO {out!r} (HEADER, DELIMITER ',')\"\"\")")
+    result = measure([sys.executable, "-c", script])
+    size = os.path.getsize(out)
+    os.remove(out)
+    return result, size
+
+
+def run_jq(path, out):
+    with open(out, "wb") as f:
+        result = measure(["jq", "-r", JQ_FILTER, path], stdout=f)
+    size = os.path.getsize(out)
+    os.remove(out)
+    return result, size
+
+
+def row(name, lines, nbytes, result, out_size):
+    wall, rss, cpu = result
+    return {"tool": name, "lines": lines, "seconds": wall, "records_per_s": lines / wall, "mb_per_s": nbytes / 1e6 / wall,
+            "peak_rss_mb": rss / 1e6, "cpu_per_wall": cpu / wall, "output_mb": out_size / 1e6}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sluice", required=True, help="the sluice binary (release build)")
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--big", type=int, default=4_000_000, help="lines of the memory run (0: skip it)")
+    ap.add_argument("--data", default=os.environ.get("SLUICE_BENCH_DATA", "/work/bench-data"),
+                    help="scratch folder for generated files (outside the repository)")
+    ap.add_argument("--city", default=os.environ.get("SLUICE_BENCH_CITY",
+                                                     os.path.join(REPO, "../shared/data/geolite2-city-2019/GeoLite2-City.mmdb")))
+    ap.add_argument("--only", choices=["sluice", "duckdb", "jq"], action="append", help="run only these tools (repeatable)")
+    ap.add_argument("--json", help="also write the results here")
+    a = ap.parse_args()
+    city = os.path.abspath(a.city)
+    if not os.path.exists(city):
+        sys.exit(f"benchmark: no City database at {city} (set SLUICE_BENCH_CITY)")
+    data = os.path.abspath(a.data)
+    os.makedirs(data, exist_ok=True)
+    tools = a.only or ["sluice", "duckdb", "jq"]
+
+    folder, path, _ = ensure_input(data, a.lines, city)
+    nbytes = os.path.getsize(path)
+    print(f"input: {a.lines:,} lines, {nbytes / 1e6:.0f} MB ({path}); {os.cpu_count()} cores", flush=True)
+    rows = []
+    for tool in tools:
+        print(f"running {tool} ...", flush=True)
+        if tool == "sluice":
+            result, size = run_sluice(os.path.abspath(a.sluice), data, folder, city)
+        elif tool == "duckdb":
+            result, size = run_duckdb(path, os.path.join(data, "duckdb.csv"))
+        else:
+            result, size = run_jq(path, os.path.join(data, "jq.csv"))
+        rows.append(row(tool, a.lines, nbytes, result, size))
+    if a.big and "sluice" in tools:
+        bfolder, bpath, _ = ensure_input(data, a.big, city)
+        bbytes = os.path.getsize(bpath)
+        print(f"running sluice on {a.big:,} lines ({bbytes / 1e6:.0f} MB) ...", flush=True)
+        result, size = run_sluice(os.path.abspath(a.sluice), data, bfolder, city)
+        rows.append(row("sluice", a.big, bbytes, result, size))
+
+    print()
+    print("| tool | lines | wall s | records/s | MB/s | peak RSS MB | CPU/wall | output MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['tool']} | {r['lines']:,} | {r['seconds']:.1f} | {r['records_per_s']:,.0f} | {r['mb_per_s']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['cpu_per_wall']:.2f} | {r['output_mb']:.0f} |")
+    by = {r["tool"]: r for r in rows if r["lines"] == a.lines}
+    print()
+    if "sluice" in by and "duckdb" in by:
+        print(f"sluice / DuckDB: {by['duckdb']['seconds'] / by['sluice']['seconds']:.2f} (DuckDB's time over sluice's; target >= 1.0)")
+    if "sluice" in by and "jq" in by:
+        print(f"sluice / jq: {by['jq']['seconds'] / by['sluice']['seconds']:.1f} (target >= 10)")
+    small = by.get("sluice")
+    big = next((r for r in rows if r["tool"] == "sluice" and r["lines"] == a.big and a.big != a.lines), None)
+    if small:
+        print(f"sluice peak RSS: {small['peak_rss_mb']:.0f} MB at {a.lines:,} lines (target < 100 MB)")
+    if small and big:
+        growth = (big["peak_rss_mb"] / small["peak_rss_mb"] - 1) * 100
+        print(f"sluice peak RSS: {big['peak_rss_mb']:.0f} MB at {a.big:,} lines, {growth:+.1f}% (target within 10%)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
