@@ -80,6 +80,28 @@ public struct WindowEvent: Sendable, Hashable {
     }
 }
 
+/// One count of `StateStore.windowCounts`: events of `key` with times in (after, upTo],
+/// optionally only those first seen up to `maxSequence`.
+public struct WindowQuery: Sendable, Hashable {
+    public var key: String
+    public var after: Int64
+    public var upTo: Int64
+    public var maxSequence: Int64?
+    public init(key: String, after: Int64, upTo: Int64, maxSequence: Int64?) {
+        self.key = key
+        self.after = after
+        self.upTo = upTo
+        self.maxSequence = maxSequence
+    }
+}
+
+extension StateStore {
+    /// One `windowCount` per query; stores override it to answer them in one read.
+    public func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int] {
+        try queries.map { try windowCount(scope: scope, key: $0.key, after: $0.after, upTo: $0.upTo, maxSequence: $0.maxSequence) }
+    }
+}
+
 /// Thrown when another process holds a partition.
 public struct PartitionBusy: Error, Sendable, CustomStringConvertible {
     public var pipeline: String
@@ -123,6 +145,8 @@ public protocol StateStore: Sendable {
     /// How many events of a window key have times in (from, to], optionally only those
     /// first seen up to a sequence number. Counted on an index, not loaded.
     func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int
+    /// Several `windowCount`s in one read of the store (one per record of a batch), in order.
+    func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int]
     /// Adds events in order; an event whose record key the scope holds already is ignored.
     func addWindowEvents(scope: String, _ events: [WindowEvent]) throws
     /// Forgets events older than `before`.

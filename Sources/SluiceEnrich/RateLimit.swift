@@ -42,25 +42,34 @@ public struct RateLimit: Transformer {
         }
         guard let minT = items.map(\.2).min() else { return }
         let replayed = try state.windowSequences(scope: scope, recordKeys: items.map { batch.records[$0.0].key })
-        // New events of this batch, per key, as sorted times (binary search keeps a hot key cheap).
-        var pending: [String: [Int64]] = [:]
-        var storedCounts: [String: Int] = [:]
-        var added: [WindowEvent] = []
-        for (i, k, t) in items {
-            let recordKey = batch.records[i].key
-            var count: Int
-            if let own = replayed[recordKey] {
-                // Seen before (a replay): count what was first seen up to it.
-                count = try state.windowCount(scope: scope, key: k, after: t - window, upTo: t, maxSequence: own)
+        // The stored counts of the whole batch in one read of the store: per replayed
+        // record, and per distinct (key, time) of the new ones.
+        var queries: [WindowQuery] = []
+        var queryOf = [Int](repeating: 0, count: items.count)
+        var queryIndex: [String: Int] = [:]
+        for (n, (i, k, t)) in items.enumerated() {
+            if let own = replayed[batch.records[i].key] {
+                queryOf[n] = queries.count
+                queries.append(WindowQuery(key: k, after: t - window, upTo: t, maxSequence: own))
             } else {
                 let cacheKey = k + "\u{0}" + String(t)
-                let stored: Int
-                if let c = storedCounts[cacheKey] { stored = c } else {
-                    stored = try state.windowCount(scope: scope, key: k, after: t - window, upTo: t, maxSequence: nil)
-                    storedCounts[cacheKey] = stored
-                }
+                if let q = queryIndex[cacheKey] { queryOf[n] = q; continue }
+                queryIndex[cacheKey] = queries.count
+                queryOf[n] = queries.count
+                queries.append(WindowQuery(key: k, after: t - window, upTo: t, maxSequence: nil))
+            }
+        }
+        let stored = try state.windowCounts(scope: scope, queries)
+        // New events of this batch, per key, as sorted times (binary search keeps a hot key cheap).
+        var pending: [String: [Int64]] = [:]
+        var added: [WindowEvent] = []
+        for (n, (i, k, t)) in items.enumerated() {
+            let recordKey = batch.records[i].key
+            var count = stored[queryOf[n]]
+            if replayed[recordKey] == nil {
+                // New: what the store holds in its window, this batch's earlier events, and itself.
                 var times = pending[k] ?? []
-                count = stored + Self.count(times, after: t - window, upTo: t) + 1
+                count += Self.count(times, after: t - window, upTo: t) + 1
                 times.insert(t, at: Self.upperBound(times, t))
                 pending[k] = times
                 added.append(WindowEvent(key: k, time: t, recordKey: recordKey))

@@ -37,6 +37,12 @@ public final class SQLiteStateStore: StateStore {
     let host: String
     let pid: Int32
 
+    /// Window events added and not yet written; guarded by `pendingLock`.
+    nonisolated(unsafe) private var pending = PendingWindows()
+    private let pendingLock = Lock()
+    /// Pending window events are written in a transaction of their own past this many.
+    static let maxPendingWindowEvents = 65_536
+
     /// A lease not renewed for this long is taken over (a holder on another machine died).
     public static let leaseTimeout: TimeInterval = 600
 
@@ -211,6 +217,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func finishRun(runID: Int64, summary: RunSummary, failure: String?) throws {
+        try flushWindowEvents()
         try queue.write { db in
             try db.execute(sql: """
                 UPDATE runs SET finished_at = ?, status = ?, read = ?, loaded = ?, filtered = ?, rejected = ?, buffered = ?,
@@ -356,14 +363,27 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
+    /// Keys per statement of the ledger's batched lookups and inserts (SQLite allows 32,766
+    /// parameters): one statement per chunk instead of one per key.
+    static let keysPerStatement = 500
+
     public func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String> {
         guard !keys.isEmpty else { return [] }
         return try queue.read { db in
-            let statement = try db.cachedStatement(sql: "SELECT partition FROM ledger WHERE pipeline = ? AND sink = ? AND record_key = ?")
             var found: Set<String> = []
-            for key in keys {
-                if let partition = try String.fetchOne(statement, arguments: [pipeline, sink, key]), partition != excludingPartition {
-                    found.insert(key)
+            var start = 0
+            while start < keys.count {
+                let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
+                start += chunk.count
+                let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
+                let statement = try db.cachedStatement(sql: "SELECT record_key, partition FROM ledger WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))")
+                var arguments: [(any DatabaseValueConvertible)?] = [pipeline, sink]
+                arguments.reserveCapacity(chunk.count + 2)
+                for key in chunk { arguments.append(key) }
+                let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
+                while let row = try rows.next() {
+                    let partition: String = row[1]
+                    if partition != excludingPartition { found.insert(row[0]) }
                 }
             }
             return found
@@ -371,7 +391,8 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func commit(_ segment: SegmentCommit) throws {
-        try queue.write { db in
+        try pendingLock.withLock { try queue.write { db in
+            try writePendingWindowEvents(db)
             if segment.finishesReplace {
                 try db.execute(sql: "DELETE FROM checkpoints WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
                 try db.execute(sql: "DELETE FROM ledger WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
@@ -387,9 +408,20 @@ public final class SQLiteStateStore: StateStore {
             for c in segment.checkpoints {
                 try cp.execute(arguments: [segment.pipeline, c.fileID, segment.partition, c.path, c.offset, c.line, c.complete, now])
             }
-            let ledger = try db.cachedStatement(sql: "INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition) VALUES (?, ?, ?, ?)")
-            for (sink, keys) in segment.delivered {
-                for key in keys { try ledger.execute(arguments: [segment.pipeline, sink, key, segment.partition]) }
+            for (sink, unsorted) in segment.delivered {
+                // In key order, the inserts walk the primary key's pages once, in order.
+                let keys = unsorted.sorted()
+                var start = 0
+                while start < keys.count {
+                    let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
+                    start += chunk.count
+                    let rows = (0..<chunk.count).map { "(?1, ?2, ?\($0 + 4), ?3)" }.joined(separator: ",")
+                    let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition) VALUES \(rows)")
+                    var arguments: [(any DatabaseValueConvertible)?] = [segment.pipeline, sink, segment.partition]
+                    arguments.reserveCapacity(chunk.count + 3)
+                    for key in chunk { arguments.append(key) }
+                    try statement.execute(arguments: StatementArguments(arguments))
+                }
             }
             let receipt = try db.cachedStatement(sql: """
                 INSERT INTO receipts (pipeline, sink, target, partition, length) VALUES (?, ?, ?, ?, ?)
@@ -398,49 +430,137 @@ public final class SQLiteStateStore: StateStore {
             for r in segment.receipts {
                 try receipt.execute(arguments: [segment.pipeline, r.sink, r.target, segment.partition, r.length])
             }
-        }
+        } }
     }
 
     // MARK: sliding windows
 
+    // Window events are kept in memory (`pending`) from `addWindowEvents` until the next
+    // segment commit (or run end), which writes them in the same transaction as the
+    // segment's checkpoints and deliveries. Written per batch, every batch was a write
+    // transaction of a few thousand inserts at random places of three indexes: about 6
+    // page writes and 6 page reads per record, half of the signup pipeline's time.
+    // Events not committed are lost with a crash, together with the records they belong
+    // to (neither delivered nor checkpointed): the next run reads those records again
+    // and counts them anew, in the same order, with the same result.
+    // Lock order: `pendingLock`, then the database queue.
+
     public func windowSequences(scope: String, recordKeys: [String]) throws -> [String: Int64] {
         guard !recordKeys.isEmpty else { return [:] }
-        return try queue.read { db in
-            let statement = try db.cachedStatement(sql: "SELECT seq FROM window_events WHERE scope = ? AND record_key = ?")
-            var out: [String: Int64] = [:]
-            for key in recordKeys {
-                if let seq = try Int64.fetchOne(statement, arguments: [scope, key]) { out[key] = seq }
+        return try pendingLock.withLock {
+            var out: [String: Int64] = try queue.read { db in
+                let statement = try db.cachedStatement(sql: "SELECT seq FROM window_events WHERE scope = ? AND record_key = ? AND event_time >= ?")
+                let before = pending.pruneBefore[scope] ?? .min
+                var out: [String: Int64] = [:]
+                for key in recordKeys {
+                    if let seq = try Int64.fetchOne(statement, arguments: [scope, key, before]) { out[key] = seq }
+                }
+                return out
+            }
+            if let p = pending.scopes[scope] {
+                for key in recordKeys where out[key] == nil {
+                    if let seq = p.sequenceOf[key] { out[key] = seq }
+                }
             }
             return out
         }
     }
 
     public func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int {
-        try queue.read { db in
-            if let maxSequence {
-                return try Int.fetchOne(db, sql: """
+        try windowCounts(scope: scope, [WindowQuery(key: key, after: from, upTo: to, maxSequence: maxSequence)])[0]
+    }
+
+    public func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int] {
+        guard !queries.isEmpty else { return [] }
+        return try pendingLock.withLock {
+            var counts: [Int] = try queue.read { db in
+                let all = try db.cachedStatement(sql: """
+                    SELECT count(*) FROM window_events WHERE scope = ? AND window_key = ? AND event_time > ? AND event_time <= ?
+                    """)
+                let upToSequence = try db.cachedStatement(sql: """
                     SELECT count(*) FROM window_events WHERE scope = ? AND window_key = ? AND event_time > ? AND event_time <= ? AND seq <= ?
-                    """, arguments: [scope, key, from, to, maxSequence]) ?? 0
+                    """)
+                // Events a pending prune forgets are not counted (event_time >= before).
+                let before = pending.pruneBefore[scope] ?? .min
+                return try queries.map { q in
+                    let after = before == .min ? q.after : max(q.after, before - 1)
+                    if let maxSequence = q.maxSequence {
+                        return try Int.fetchOne(upToSequence, arguments: [scope, q.key, after, q.upTo, maxSequence]) ?? 0
+                    }
+                    return try Int.fetchOne(all, arguments: [scope, q.key, after, q.upTo]) ?? 0
+                }
             }
-            return try Int.fetchOne(db, sql: """
-                SELECT count(*) FROM window_events WHERE scope = ? AND window_key = ? AND event_time > ? AND event_time <= ?
-                """, arguments: [scope, key, from, to]) ?? 0
+            if let p = pending.scopes[scope] {
+                for (n, q) in queries.enumerated() { counts[n] += p.count(q) }
+            }
+            return counts
         }
     }
 
+    /// Keeps the events in memory until the next commit (see above). Like the insert it
+    /// stands for, an event whose record key is pending already is ignored; callers add
+    /// only events whose record keys `windowSequences` did not find.
     public func addWindowEvents(scope: String, _ events: [WindowEvent]) throws {
         guard !events.isEmpty else { return }
-        try queue.write { db in
-            let statement = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO window_events (scope, window_key, event_time, record_key) VALUES (?, ?, ?, ?)
-                """)
-            for e in events { try statement.execute(arguments: [scope, e.key, e.time, e.recordKey]) }
+        try pendingLock.withLock {
+            for e in events {
+                if pending.scopes[scope, default: PendingWindowScope()].add(e, sequence: pending.nextSequence) {
+                    pending.nextSequence += 1
+                    pending.count += 1
+                }
+            }
+            // A bound on memory when segments are long: write them in a transaction of their own.
+            if pending.count >= Self.maxPendingWindowEvents {
+                try queue.write { db in try writePendingWindowEvents(db) }
+            }
         }
     }
 
+    /// Forgets pending events at once, and stored ones at the next commit: the delete
+    /// scans the scope's events (no index leads with the time), so once per segment, not
+    /// per batch. Until then, queries skip the events it will delete.
     public func pruneWindowEvents(scope: String, before: Int64) throws {
-        try queue.write { db in
+        pendingLock.withLock {
+            pending.count -= pending.scopes[scope]?.prune(before: before) ?? 0
+            pending.pruneBefore[scope] = max(pending.pruneBefore[scope] ?? .min, before)
+        }
+    }
+
+    /// Pending window events, most events per statement. Called with `pendingLock` held,
+    /// inside a write transaction.
+    func writePendingWindowEvents(_ db: Database) throws {
+        let perStatement = 300
+        for (scope, p) in pending.scopes {
+            var start = 0
+            while start < p.events.count {
+                // In the order added: sequence numbers follow the order records were seen.
+                let chunk = p.events[start..<min(p.events.count, start + perStatement)]
+                start += chunk.count
+                let rows = (0..<chunk.count).map { "(?1, ?\($0 * 3 + 2), ?\($0 * 3 + 3), ?\($0 * 3 + 4))" }.joined(separator: ",")
+                let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO window_events (scope, window_key, event_time, record_key) VALUES \(rows)")
+                var arguments: [(any DatabaseValueConvertible)?] = [scope]
+                arguments.reserveCapacity(chunk.count * 3 + 1)
+                for e in chunk {
+                    arguments.append(e.key)
+                    arguments.append(e.time)
+                    arguments.append(e.recordKey)
+                }
+                try statement.execute(arguments: StatementArguments(arguments))
+            }
+        }
+        for (scope, before) in pending.pruneBefore {
             try db.execute(sql: "DELETE FROM window_events WHERE scope = ? AND event_time < ?", arguments: [scope, before])
+        }
+        pending.scopes = [:]
+        pending.pruneBefore = [:]
+        pending.count = 0
+    }
+
+    /// Writes pending window events now (a run ends; tests).
+    public func flushWindowEvents() throws {
+        try pendingLock.withLock {
+            guard pending.count > 0 || !pending.scopes.isEmpty || !pending.pruneBefore.isEmpty else { return }
+            try queue.write { db in try writePendingWindowEvents(db) }
         }
     }
 
@@ -478,5 +598,78 @@ public final class SQLiteStateStore: StateStore {
                 """, arguments: [pipeline, to])
             return true
         }
+    }
+}
+
+/// Window events added since the last commit, per scope. Their sequence numbers are
+/// provisional, from 2^62 on, above any the database assigns, so that they order after
+/// every stored event, as they will once written.
+struct PendingWindows {
+    var scopes: [String: PendingWindowScope] = [:]
+    /// Per scope: stored events older than this are to be deleted at the next commit.
+    var pruneBefore: [String: Int64] = [:]
+    var count = 0
+    var nextSequence: Int64 = 1 << 62
+}
+
+struct PendingWindowScope {
+    struct Entry {
+        var time: Int64
+        var sequence: Int64
+    }
+    /// In the order added (the order they are written in).
+    var events: [WindowEvent] = []
+    var sequenceOf: [String: Int64] = [:]
+    /// Per window key, sorted by time.
+    var byKey: [String: [Entry]] = [:]
+    var minTime = Int64.max
+
+    /// Adds an event unless its record key is pending already.
+    mutating func add(_ e: WindowEvent, sequence: Int64) -> Bool {
+        guard sequenceOf[e.recordKey] == nil else { return false }
+        sequenceOf[e.recordKey] = sequence
+        var stored = e
+        stored.sequence = sequence
+        events.append(stored)
+        minTime = min(minTime, e.time)
+        let at = Self.upperBound(byKey[e.key] ?? [], e.time)
+        byKey[e.key, default: []].insert(Entry(time: e.time, sequence: sequence), at: at)
+        return true
+    }
+
+    /// Forgets events older than `before`; returns how many.
+    mutating func prune(before: Int64) -> Int {
+        guard minTime < before else { return 0 }
+        let old = events.count
+        events.removeAll { $0.time < before }
+        for (key, entries) in byKey {
+            let kept = entries.filter { $0.time >= before }
+            byKey[key] = kept.isEmpty ? nil : kept
+        }
+        sequenceOf = [:]
+        for e in events { sequenceOf[e.recordKey] = e.sequence }
+        minTime = events.map(\.time).min() ?? .max
+        return old - events.count
+    }
+
+    /// The pending part of a window count.
+    func count(_ q: WindowQuery) -> Int {
+        guard let entries = byKey[q.key] else { return 0 }
+        if let maxSequence = q.maxSequence {
+            var n = 0
+            for e in entries where e.time > q.after && e.time <= q.upTo && e.sequence <= maxSequence { n += 1 }
+            return n
+        }
+        return max(0, Self.upperBound(entries, q.upTo) - Self.upperBound(entries, q.after))
+    }
+
+    /// Index of the first entry whose time is greater than `t`.
+    static func upperBound(_ a: [Entry], _ t: Int64) -> Int {
+        var lo = 0, hi = a.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if a[mid].time <= t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
     }
 }

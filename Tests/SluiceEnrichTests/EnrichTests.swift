@@ -84,6 +84,59 @@ import Testing
         #expect(replaced == again)
     }
 
+    /// Window events wait in memory until a segment commit writes them (one transaction
+    /// per segment instead of one per batch). Counts must not depend on where commits fall,
+    /// on reopening the store after a commit, or on a crash that loses uncommitted events
+    /// together with their records (the next run reads those records again).
+    @Test func countsSurviveCommitsReopensAndLostPendingEvents() throws {
+        let dir = try TestSupport.scratchDirectory("rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let events = Self.events()
+        let oracle = Self.oracle(events, window: 3_600_000_000)
+        let commit = SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [:], receipts: [], finishesReplace: false)
+        var counts: [Int] = []
+        do {
+            let state = try SQLiteStateStore(path: path)
+            counts += try Self.run(Array(events[0..<250]), chunks: [100], state: state, stage: Self.stage)
+            try state.commit(commit)
+            counts += try Self.run(Array(events[250..<500]), chunks: [60], state: state, stage: Self.stage)
+            try state.commit(commit)
+        }
+        do {
+            // Reopened: the committed events are in the database; these 300 are only pending.
+            let state = try SQLiteStateStore(path: path)
+            let lost = try Self.run(Array(events[500..<800]), chunks: [70], state: state, stage: Self.stage)
+            #expect(lost == Array(oracle[500..<800]))
+            // ... and the process dies before a commit.
+        }
+        do {
+            let state = try SQLiteStateStore(path: path)
+            counts += try Self.run(Array(events[500...]), chunks: [33], state: state, stage: Self.stage)
+            try state.commit(commit)
+            #expect(counts == oracle)
+            // A replay of everything after the commit: the records keep their counts.
+            #expect(try Self.run(events, chunks: [128], state: state, stage: Self.stage) == oracle)
+        }
+    }
+
+    /// Pending events older than a prune's limit are forgotten like stored ones.
+    @Test func pruneForgetsPendingEvents() throws {
+        let dir = try TestSupport.scratchDirectory("rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let t0 = Timestamp.parse("2026-11-18T10:00:00Z")!
+        try state.addWindowEvents(scope: "s", (0..<10).map { WindowEvent(key: "k", time: t0 + Int64($0), recordKey: "r\($0)") })
+        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [:], receipts: [], finishesReplace: false))
+        try state.addWindowEvents(scope: "s", (10..<20).map { WindowEvent(key: "k", time: t0 + Int64($0), recordKey: "r\($0)") })
+        #expect(try state.windowCount(scope: "s", key: "k", after: t0 - 1, upTo: t0 + 100, maxSequence: nil) == 20)
+        try state.pruneWindowEvents(scope: "s", before: t0 + 15)
+        #expect(try state.windowCount(scope: "s", key: "k", after: t0 - 1, upTo: t0 + 100, maxSequence: nil) == 5)
+        #expect(try state.windowSequences(scope: "s", recordKeys: ["r3", "r12", "r17"]).keys.sorted() == ["r17"])
+        try state.flushWindowEvents()
+        #expect(try state.windowCount(scope: "s", key: "k", after: t0 - 1, upTo: t0 + 100, maxSequence: nil) == 5)
+    }
+
     @Test func tagsFollowTheLimit() throws {
         let dir = try TestSupport.scratchDirectory("rate")
         defer { try? FileManager.default.removeItem(atPath: dir) }
