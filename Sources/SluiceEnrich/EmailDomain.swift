@@ -17,11 +17,18 @@ public struct EmailDomain: Transformer {
     ]
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        // A batch has few distinct domains: each is compared with the providers once.
+        var memo: [Substring: Value] = [:]
         for i in batch.records.indices {
             var suggestion = Value.null
             if case .string(let email)? = batch.records[i].fields.value(at: field), let at = email.lastIndex(of: "@") {
-                let domain = email[email.index(after: at)...].lowercased()
-                if let d = Self.suggest(domain, providers: providers) { suggestion = .string(d) }
+                let raw = email[email.index(after: at)...]
+                if let known = memo[raw] {
+                    suggestion = known
+                } else {
+                    if let d = Self.suggest(raw.lowercased(), providers: providers) { suggestion = .string(d) }
+                    memo[raw] = suggestion
+                }
             }
             batch.records[i].fields[target] = suggestion
         }
