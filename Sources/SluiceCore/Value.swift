@@ -140,9 +140,24 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
 extension Fields {
     /// Reads the value at a path whose first component is a top-level field.
     public func value(at path: FieldPath) -> Value? {
-        guard let first = path.components.first, let head = self[first] else { return nil }
-        if path.components.count == 1 { return head }
-        return head.value(at: FieldPath(components: Array(path.components.dropFirst())))
+        let components = path.components
+        guard let first = components.first, var current = self[first] else { return nil }
+        // Walks the rest in place: no new path (an array) per lookup.
+        var i = 1
+        while i < components.count {
+            switch current {
+            case .object(let fields):
+                guard let next = fields[components[i]] else { return nil }
+                current = next
+            case .array(let items):
+                guard let index = Int(components[i]), items.indices.contains(index) else { return nil }
+                current = items[index]
+            default:
+                return nil
+            }
+            i += 1
+        }
+        return current
     }
 
     /// Sets the value at a path, creating intermediate objects as needed. Returns false
