@@ -169,8 +169,18 @@ public struct Runner: Sendable {
             }
             // Segments end on batch boundaries: a batch is never larger than a segment.
             let limit = context.mode == .append ? max(1, min(batchSize, commitEvery)) : batchSize
-            while !(stop?.isStopped ?? false), var batch = try source.next(limit: limit) {
-                prepare(&batch, pipeline: pipeline, context: context, summary: &summary)
+            // Reading, parsing, event times and keys on a thread of their own, a few batches
+            // ahead (the second core); transforming and loading here.
+            let readAhead = ReadAhead(source: source, limit: limit) { [self, pipeline, context, partition] batch in
+                var counted = RunSummary(pipeline: pipeline.name, partition: partition)
+                prepare(&batch, pipeline: pipeline, context: context, summary: &counted)
+                return counted.read
+            }
+            readAhead.start()
+            defer { readAhead.stop() }
+            while !(stop?.isStopped ?? false), let prepared = try readAhead.next() {
+                var batch = prepared.0
+                summary.read += prepared.1
                 for transformer in pipeline.transformers {
                     try transformer.apply(&batch, context: context)
                 }

@@ -1,0 +1,66 @@
+@testable import SluiceCore
+import Testing
+
+/// The runner's read-ahead: batches come out in order, prepared on the reading thread;
+/// a source's error comes out after the batches before it; stopping early ends the
+/// reading thread even when it waits for room in the queue.
+@Suite struct ReadAheadTests {
+    final class Counting: RecordSource {
+        var sent = 0
+        let total: Int
+        let failAt: Int?
+        init(total: Int, failAt: Int? = nil) {
+            self.total = total
+            self.failAt = failAt
+        }
+        struct Broken: Error {}
+        func next(limit: Int) throws -> RecordBatch? {
+            if sent == failAt { throw Broken() }
+            guard sent < total else { return nil }
+            sent += 1
+            return RecordBatch(records: (0..<limit).map { Record(fields: Fields(), position: SourcePosition(file: "f", line: (sent - 1) * limit + $0 + 1)) })
+        }
+    }
+
+    static func prepareKeys(_ batch: inout RecordBatch) -> Int {
+        for i in batch.records.indices { batch.records[i].key = "k\(batch.records[i].position.line)" }
+        return batch.records.count
+    }
+
+    @Test func batchesInOrderThenTheEnd() throws {
+        let reader = ReadAhead(source: Counting(total: 50), limit: 3, prepare: Self.prepareKeys)
+        reader.start()
+        defer { reader.stop() }
+        var lines: [Int] = []
+        var read = 0
+        while let item = try reader.next() {
+            lines += item.0.records.map(\.position.line)
+            #expect(item.0.records.allSatisfy { $0.key == "k\($0.position.line)" })
+            read += item.1
+        }
+        #expect(lines == Array(1...150))
+        #expect(read == 150)
+        #expect(try reader.next() == nil)
+    }
+
+    @Test func anErrorComesAfterTheBatchesBeforeIt() throws {
+        let reader = ReadAhead(source: Counting(total: 10, failAt: 4), limit: 2, prepare: Self.prepareKeys)
+        reader.start()
+        defer { reader.stop() }
+        var batches = 0
+        #expect(throws: Counting.Broken.self) {
+            while try reader.next() != nil { batches += 1 }
+        }
+        #expect(batches == 4)
+    }
+
+    @Test func stoppingEarlyEndsTheReader() throws {
+        let source = Counting(total: 1_000_000)
+        let reader = ReadAhead(source: source, limit: 1, capacity: 2, prepare: Self.prepareKeys)
+        reader.start()
+        _ = try reader.next()
+        reader.stop()
+        // Taken 1, at most `capacity` queued, and at most one more in hand when stopped.
+        #expect(source.sent <= 4)
+    }
+}
