@@ -105,7 +105,7 @@ def run_jq(path, out):
 def row(name, lines, nbytes, result, out_size):
     wall, rss, cpu = result
     return {"tool": name, "lines": lines, "seconds": wall, "records_per_s": lines / wall, "mb_per_s": nbytes / 1e6 / wall,
-            "peak_rss_mb": rss / 1e6, "cpu_per_wall": cpu / wall, "output_mb": out_size / 1e6}
+            "peak_rss_mb": rss / 1e6, "cpu_seconds": cpu, "cpu_per_wall": cpu / wall, "output_mb": out_size / 1e6}
 
 
 def main():
@@ -148,11 +148,11 @@ def main():
         rows.append(row("sluice", a.big, bbytes, result, size))
 
     print()
-    print("| tool | lines | wall s | records/s | MB/s | peak RSS MB | CPU/wall | output MB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| tool | lines | wall s | records/s | MB/s | peak RSS MB | CPU s | CPU/wall | output MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['tool']} | {r['lines']:,} | {r['seconds']:.1f} | {r['records_per_s']:,.0f} | {r['mb_per_s']:.1f} | "
-              f"{r['peak_rss_mb']:.0f} | {r['cpu_per_wall']:.2f} | {r['output_mb']:.0f} |")
+              f"{r['peak_rss_mb']:.0f} | {r['cpu_seconds']:.1f} | {r['cpu_per_wall']:.2f} | {r['output_mb']:.0f} |")
     by = {r["tool"]: r for r in rows if r["lines"] == a.lines}
     print()
     if "sluice" in by and "duckdb" in by:
