@@ -85,9 +85,14 @@ def run_sluice(sluice, data, folder, city):
     return result, size
 
 
+def duckdb_struct(columns):
+    """A DuckDB struct literal: {'name': 'TYPE', ...}."""
+    return "{" + ", ".join("'%s': '%s'" % (k, v) for k, v in columns.items()) + "}"
+
+
 def run_duckdb(path, out):
     script = (f"import duckdb; duckdb.sql(\"\"\"COPY (SELECT {DUCKDB_SELECT} FROM read_json({path!r}, format='newline_delimited', "
-              f"columns={json.dumps(DUCKDB_COLUMNS)})) TO {out!r} (HEADER, DELIMITER ',')\"\"\")")
+              f"columns={duckdb_struct(DUCKDB_COLUMNS)})) TO {out!r} (HEADER, DELIMITER ',')\"\"\")")
     result = measure([sys.executable, "-c", script])
     size = os.path.getsize(out)
     os.remove(out)
