@@ -376,7 +376,7 @@ public final class SQLiteStateStore: StateStore {
                 let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
                 start += chunk.count
                 let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
-                let statement = try db.cachedStatement(sql: "SELECT record_key, partition FROM ledger WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))")
+                let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("SELECT record_key, partition FROM ledger WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))")
                 var arguments: [(any DatabaseValueConvertible)?] = [pipeline, sink]
                 arguments.reserveCapacity(chunk.count + 2)
                 for key in chunk { arguments.append(key) }
@@ -416,7 +416,7 @@ public final class SQLiteStateStore: StateStore {
                     let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
                     start += chunk.count
                     let rows = (0..<chunk.count).map { "(?1, ?2, ?\($0 + 4), ?3)" }.joined(separator: ",")
-                    let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition) VALUES \(rows)")
+                    let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition) VALUES \(rows)")
                     var arguments: [(any DatabaseValueConvertible)?] = [segment.pipeline, sink, segment.partition]
                     arguments.reserveCapacity(chunk.count + 3)
                     for key in chunk { arguments.append(key) }
@@ -449,11 +449,21 @@ public final class SQLiteStateStore: StateStore {
         guard !recordKeys.isEmpty else { return [:] }
         return try pendingLock.withLock {
             var out: [String: Int64] = try queue.read { db in
-                let statement = try db.cachedStatement(sql: "SELECT seq FROM window_events WHERE scope = ? AND record_key = ? AND event_time >= ?")
                 let before = pending.pruneBefore[scope] ?? .min
                 var out: [String: Int64] = [:]
-                for key in recordKeys {
-                    if let seq = try Int64.fetchOne(statement, arguments: [scope, key, before]) { out[key] = seq }
+                var start = 0
+                while start < recordKeys.count {
+                    let chunk = recordKeys[start..<min(recordKeys.count, start + Self.keysPerStatement)]
+                    start += chunk.count
+                    let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
+                    let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
+                        SELECT record_key, seq FROM window_events WHERE scope = ? AND event_time >= ? AND record_key IN (\(marks))
+                        """)
+                    var arguments: [(any DatabaseValueConvertible)?] = [scope, before]
+                    arguments.reserveCapacity(chunk.count + 2)
+                    for key in chunk { arguments.append(key) }
+                    let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
+                    while let row = try rows.next() { out[row[0]] = row[1] as Int64 }
                 }
                 return out
             }
@@ -474,21 +484,38 @@ public final class SQLiteStateStore: StateStore {
         guard !queries.isEmpty else { return [] }
         return try pendingLock.withLock {
             var counts: [Int] = try queue.read { db in
-                let all = try db.cachedStatement(sql: """
-                    SELECT count(*) FROM window_events WHERE scope = ? AND window_key = ? AND event_time > ? AND event_time <= ?
-                    """)
-                let upToSequence = try db.cachedStatement(sql: """
-                    SELECT count(*) FROM window_events WHERE scope = ? AND window_key = ? AND event_time > ? AND event_time <= ? AND seq <= ?
-                    """)
                 // Events a pending prune forgets are not counted (event_time >= before).
                 let before = pending.pruneBefore[scope] ?? .min
-                return try queries.map { q in
-                    let after = before == .min ? q.after : max(q.after, before - 1)
-                    if let maxSequence = q.maxSequence {
-                        return try Int.fetchOne(upToSequence, arguments: [scope, q.key, after, q.upTo, maxSequence]) ?? 0
+                var counts = [Int](repeating: 0, count: queries.count)
+                // Up to 200 counts per statement: a list of (index, key, after, upTo, maxSequence)
+                // and one correlated count each, on the (scope, window_key, event_time) index.
+                let perStatement = 200
+                var start = 0
+                while start < queries.count {
+                    let end = min(queries.count, start + perStatement)
+                    let rows = (0..<(end - start)).map { i in
+                        "(" + (0..<5).map { "?\(i * 5 + $0 + 2)" }.joined(separator: ",") + ")"
+                    }.joined(separator: ",")
+                    let statement = try (end - start == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
+                        WITH q(n, k, a, b, m) AS (VALUES \(rows))
+                        SELECT q.n, (SELECT count(*) FROM window_events w WHERE w.scope = ?1 AND w.window_key = q.k
+                                     AND w.event_time > q.a AND w.event_time <= q.b AND (q.m IS NULL OR w.seq <= q.m)) FROM q
+                        """)
+                    var arguments: [(any DatabaseValueConvertible)?] = [scope]
+                    arguments.reserveCapacity((end - start) * 5 + 1)
+                    for n in start..<end {
+                        let q = queries[n]
+                        arguments.append(n)
+                        arguments.append(q.key)
+                        arguments.append(before == .min ? q.after : max(q.after, before - 1))
+                        arguments.append(q.upTo)
+                        arguments.append(q.maxSequence)
                     }
-                    return try Int.fetchOne(all, arguments: [scope, q.key, after, q.upTo]) ?? 0
+                    let cursor = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
+                    while let row = try cursor.next() { counts[row[0] as Int] = row[1] }
+                    start = end
                 }
+                return counts
             }
             if let p = pending.scopes[scope] {
                 for (n, q) in queries.enumerated() { counts[n] += p.count(q) }
@@ -537,7 +564,7 @@ public final class SQLiteStateStore: StateStore {
                 let chunk = p.events[start..<min(p.events.count, start + perStatement)]
                 start += chunk.count
                 let rows = (0..<chunk.count).map { "(?1, ?\($0 * 3 + 2), ?\($0 * 3 + 3), ?\($0 * 3 + 4))" }.joined(separator: ",")
-                let statement = try db.cachedStatement(sql: "INSERT OR IGNORE INTO window_events (scope, window_key, event_time, record_key) VALUES \(rows)")
+                let statement = try (chunk.count == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("INSERT OR IGNORE INTO window_events (scope, window_key, event_time, record_key) VALUES \(rows)")
                 var arguments: [(any DatabaseValueConvertible)?] = [scope]
                 arguments.reserveCapacity(chunk.count * 3 + 1)
                 for e in chunk {
