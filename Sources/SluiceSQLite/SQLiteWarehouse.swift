@@ -188,9 +188,9 @@ enum SQLiteFiles {
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA journal_mode = WAL")
             try db.execute(sql: "PRAGMA synchronous = FULL")
-            // 16 MiB of page cache (the default is 2 MiB): the ledger's and the windows'
+            // 4 MiB of page cache (the default is 2 MiB): the ledger's and the windows'
             // indexes take random keys; a small cache re-reads and spills their pages.
-            try db.execute(sql: "PRAGMA cache_size = -16384")
+            try db.execute(sql: "PRAGMA cache_size = -4096")
         }
         do {
             return try retryingWhileBusy {
