@@ -158,6 +158,15 @@ public struct Runner: Sendable {
                     let result = try await session.commitSegment(final: final)
                     if !result.deliveredKeys.isEmpty { delivered[pipeline.loaders[i].loader.label, default: []] += result.deliveredKeys }
                     receipts += result.receipts
+                    // A streaming sink: rows it refused or still buffers are not loaded (first sink counts, as for `loaded`).
+                    if i == 0 {
+                        summary.loaded -= result.rejectedOfRun + result.buffered
+                        summary.rejected += result.rejectedOfRun
+                        summary.buffered += result.buffered
+                    }
+                    if let runID, !result.rejected.isEmpty {
+                        try state?.addDeadLetters(runID: runID, pipeline: pipeline.name, partition: partition, result.rejected)
+                    }
                 }
                 CrashPoints.reach("sinks.committed")
                 try state?.commit(SegmentCommit(pipeline: pipeline.name, partition: partition,
