@@ -24,7 +24,8 @@ public struct BigQuerySettings: Sendable {
     public var maxInFlight = 4
     /// Rows waiting for BigQuery (in memory and the state store) before the extract waits (back-pressure).
     public var bufferRows = 50_000
-    /// How long the end of a run waits for the buffer to drain; what is left stays in the
+    /// How long a run waits while BigQuery takes no rows (at its end, to drain the buffer;
+    /// in its middle, when the buffer is full) before it gives up; what is left stays in the
     /// state store and is sent by the partition's next run.
     public var drainTimeout: Duration = .seconds(600)
     /// Backoff of retries: doubles from `retryBase` up to `retryMax`, with full jitter.

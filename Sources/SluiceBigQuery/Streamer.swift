@@ -93,10 +93,19 @@ actor Streamer {
 
     /// Back-pressure: returns when fewer than `bufferRows` rows wait, or throws the failure
     /// that stopped the stream.
+    /// When BigQuery last acknowledged or refused rows.
+    private var lastProgress = ContinuousClock.now
+
+    /// A run that waits for room while BigQuery takes no rows for `drainTimeout` fails: what it read so far is
+    /// in the durable buffer, and its checkpoints did not move, so nothing is lost.
     func waitForRoom() async throws(BigQueryError) {
+        let started = ContinuousClock.now
         while true {
             if let failure { throw failure }
             if waiting < settings.bufferRows { return }
+            if ContinuousClock.now - max(started, lastProgress) > settings.drainTimeout {
+                throw BigQueryError("\(sink): BigQuery took no rows for \(settings.drainTimeout) while \(waiting) rows waited; they stay in the state store's buffer and the partition's next run sends them")
+            }
             try? await Task.sleep(for: .milliseconds(20))
         }
     }
@@ -137,6 +146,7 @@ actor Streamer {
 
     private func recovered(_ rows: [BufferedRow], found: Set<String>) {
         recovering -= rows.count
+        lastProgress = .now
         let present = rows.filter { found.contains($0.key) }.map(\.key)
         do {
             try store.acknowledgeBuffered(pipeline: pipeline, sink: sink, keys: present)
@@ -271,6 +281,7 @@ actor Streamer {
 
     private func settle(acknowledged: [Pending], refused: [(Pending, [BigQueryAPI.RowError])]) {
         sentRequests += 1
+        lastProgress = .now
         do {
             try store.acknowledgeBuffered(pipeline: pipeline, sink: sink, keys: acknowledged.map(\.key))
             try store.dropBuffered(pipeline: pipeline, sink: sink, keys: refused.map(\.0.key))
@@ -298,12 +309,12 @@ actor Streamer {
         return (rejected, rejectedOfRun)
     }
 
-    /// Sends everything now and waits until nothing waits, the timeout passes, or the
-    /// stream failed; then stops. Returns this run's rows that are still unacknowledged.
+    /// Sends everything now and waits until nothing waits, BigQuery took no rows for
+    /// `timeout`, or the stream failed; then stops. Returns this run's rows that are still unacknowledged.
     func drain(timeout: Duration) async -> Int {
         draining = true
-        let deadline = ContinuousClock.now + timeout
-        while !ready || waiting > 0, failure == nil, ContinuousClock.now < deadline {
+        let started = ContinuousClock.now
+        while !ready || waiting > 0, failure == nil, ContinuousClock.now - max(started, lastProgress) < timeout {
             try? await Task.sleep(for: .milliseconds(10))
         }
         if waiting > 0, failure == nil {

@@ -29,6 +29,6 @@ public protocol StreamBufferStore: Sendable {
     func acknowledgeBuffered(pipeline: String, sink: String, keys: [String]) throws
     /// The sink rejected these rows for good (they became dead letters): removed from the buffer.
     func dropBuffered(pipeline: String, sink: String, keys: [String]) throws
-    /// Rows waiting in the buffer, by pipeline and sink.
-    func bufferDepths(pipeline: String?) throws -> [(pipeline: String, sink: String, rows: Int)]
+    /// Rows waiting in the buffer, by pipeline, sink and partition.
+    func bufferDepths(pipeline: String?) throws -> [(pipeline: String, sink: String, partition: String, rows: Int)]
 }

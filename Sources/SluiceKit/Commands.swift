@@ -316,7 +316,7 @@ public enum Commands {
             }
             // Rows waiting for a streaming sink (BigQuery) to acknowledge them.
             for b in try state.bufferDepths(pipeline: name) {
-                console.out("buffer \(b.pipeline) \(b.sink): \(b.rows) rows waiting")
+                console.out("buffer \(b.pipeline) \(b.partition) \(b.sink): \(b.rows) rows waiting (the partition's next run sends them)")
             }
             return ExitStatus.success
         } catch {

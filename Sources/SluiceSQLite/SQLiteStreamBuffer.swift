@@ -85,12 +85,12 @@ extension SQLiteStateStore: StreamBufferStore {
         }
     }
 
-    public func bufferDepths(pipeline: String?) throws -> [(pipeline: String, sink: String, rows: Int)] {
+    public func bufferDepths(pipeline: String?) throws -> [(pipeline: String, sink: String, partition: String, rows: Int)] {
         try queue.read { db in
             try GRDB.Row.fetchAll(db, sql: """
-                SELECT pipeline, sink, COUNT(*) AS n FROM stream_buffer WHERE ?1 IS NULL OR pipeline = ?1
-                GROUP BY pipeline, sink ORDER BY pipeline, sink
-                """, arguments: [pipeline]).map { (pipeline: $0["pipeline"], sink: $0["sink"], rows: $0["n"]) }
+                SELECT pipeline, sink, partition, COUNT(*) AS n FROM stream_buffer WHERE ?1 IS NULL OR pipeline = ?1
+                GROUP BY pipeline, sink, partition ORDER BY pipeline, sink, partition
+                """, arguments: [pipeline]).map { (pipeline: $0["pipeline"], sink: $0["sink"], partition: $0["partition"], rows: $0["n"]) }
         }
     }
 }

@@ -166,7 +166,7 @@ import Testing
         #expect(day > 500)
         #expect(r.output.contains(", loaded 0, ") && r.output.contains(", buffered \(day) in "), "\(r.output)")
         let status = try Self.sluice(root, ["status", "signup_attempts"])
-        #expect(status.output.contains("buffer signup_attempts bigquery \(emulator.project).down.signup_attempts: \(day) rows waiting"), "\(status.output)")
+        #expect(status.output.contains("buffer signup_attempts 2026-11-19 bigquery \(emulator.project).down.signup_attempts: \(day) rows waiting"), "\(status.output)")
         try await emulator.start()
         // BigQuery is back; the next runs wait as long as it takes to drain the buffer.
         let yml = root + "/sluice.yml"
@@ -176,7 +176,7 @@ import Testing
         #expect(r2.status == 0, "\(r2.stderr)")
         try Self.checkTable(emulator, dataset: "down", root: root)
         let after = try Self.sluice(root, ["status", "signup_attempts"])
-        #expect(!after.output.contains("buffer "), "\(after.output)")
+        #expect(!after.output.contains("rows waiting"), "\(after.output)")
         await emulator.stop()
     }
 

@@ -11,7 +11,8 @@ import Testing
     static let rowCount = 60
 
     /// A project with one pipeline (60 records on 2026-11-18) and a `bq` target on the fake.
-    static func project(endpoint: String, settings: String = "", keyFile: String? = nil, notes: [Int: String] = [:]) throws -> String {
+    static func project(endpoint: String, settings: String = "", keyFile: String? = nil, notes: [Int: String] = [:],
+                        rowCount: Int = rowCount) throws -> String {
         let root = try TestSupport.scratchDirectory("bq-fake")
         for d in ["Pipelines", "Schemas", "in/2026-11-18"] {
             try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
@@ -56,7 +57,8 @@ import Testing
         var lines = ""
         for i in 0..<rowCount {
             let note = notes[i] ?? "note \(i) " + String(repeating: "x", count: i % 7 * 10)
-            lines += #"{"id":"e\#(i)","ts":"2026-11-18T10:\#(i / 10 + 10):0\#(i % 10)Z","note":"\#(note)","n":\#(i)}"# + "\n"
+            let ts = "2026-11-18T" + [10 + i / 3600, i / 60 % 60, i % 60].map { $0 < 10 ? "0\($0)" : "\($0)" }.joined(separator: ":") + "Z"
+            lines += #"{"id":"e\#(i)","ts":"\#(ts)","note":"\#(note)","n":\#(i)}"# + "\n"
         }
         try lines.write(toFile: root + "/in/2026-11-18/a.jsonl", atomically: true, encoding: .utf8)
         return root
@@ -133,7 +135,7 @@ import Testing
         #expect(!letters.output.contains("poison") && !r.stderr.contains("poison"))
         // Dead letters are re-processed after a fix; the buffer is empty.
         let status = try Self.sluice(root, ["status", "events"])
-        #expect(!status.output.contains("buffer "), "\(status.output)")
+        #expect(!status.output.contains("rows waiting"), "\(status.output)")
     }
 
     @Test func serviceAccountTokenIsUsedForEveryCall() async throws {
@@ -151,6 +153,39 @@ import Testing
         #expect(server.inserts.count >= 6)
         #expect(server.inserts.allSatisfy { $0["auth"] as? String == "Bearer ya29.fake-token-1" })
         #expect(!r.stderr.contains("ya29") && !r.output.contains("ya29"))
+    }
+
+    /// BigQuery answers 503 to every insert: the extract stops at the buffer's limit
+    /// (back-pressure) and the run fails after the drain timeout without losing a row; once
+    /// BigQuery takes rows again, the re-run delivers all of them, once.
+    @Test func fullBufferHoldsTheExtractAndDropsNothing() async throws {
+        let dir = try TestSupport.scratchDirectory("bq-fake")
+        let down = try FakeBigQuery(dir: dir, arguments: ["--fail", Array(repeating: "503", count: 10_000).joined(separator: ",")])
+        let rows = 5_000
+        let root = try Self.project(endpoint: down.endpoint, settings: "    buffer_rows: 10\n    max_rows: 5\n    drain_timeout_s: 2\n    retry_max_ms: 100\n",
+                                    rowCount: rows)
+        let r = try Self.sluice(root, Self.run)
+        down.stop()
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("BigQuery took no rows for 2.0 seconds while"), "\(r.stderr)")
+        let status = try Self.sluice(root, ["status", "events"])
+        // The extract stopped at the limit: the first batch (2048 records, the runner's batch) entered the buffer, no more.
+        #expect(status.output.contains("buffer events 2026-11-18 bigquery sluice-test.events_ds.events: 2048 rows waiting"), "\(status.output)")
+        #expect(down.stored.isEmpty)
+
+        let dir2 = try TestSupport.scratchDirectory("bq-fake")
+        let up = try FakeBigQuery(dir: dir2)
+        defer { up.stop() }
+        let yml = root + "/sluice.yml"
+        try String(contentsOfFile: yml, encoding: .utf8).replacingOccurrences(of: down.endpoint, with: up.endpoint)
+            .write(toFile: yml, atomically: true, encoding: .utf8)
+        let r2 = try Self.sluice(root, Self.run)
+        #expect(r2.status == 0, "\(r2.stderr)")
+        Self.checkStoredOnce(up, expected: rows)
+        // The rows left by the failed run were checked by key first (none had arrived).
+        #expect(try up.log().contains { $0["asked"] as? Int ?? 0 > 0 })
+        let after = try Self.sluice(root, ["status", "events"])
+        #expect(!after.output.contains("rows waiting"), "\(after.output)")
     }
 
     @Test func missingTableIsCreatedWithDayPartitions() async throws {

@@ -13,6 +13,7 @@ Usage: fake_bigquery.py --port-file F --log L [options]
   --public-key PEM       serve /token: check the RS256 assertion with this key (Python
                          `cryptography`) and require the token it hands out
   --table-schema F       the table exists with this schema (`schema.fields` JSON); else 404
+jobs.query answers which of the keys in a `WHERE key IN (...)` list were stored.
 The log gets one JSON line per request: method, path, and for insertAll the insertIds
 and what became of each row.
 """
@@ -87,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(401, error_body(401))
         if self.path.endswith("/insertAll"):
             return self.insert_all(raw)
+        if self.path.endswith("/queries"):
+            return self.query(raw)
         if self.path.endswith("/tables"):
             STATE["table"] = json.loads(raw)
             log({"method": "POST", "path": self.path, "table": STATE["table"]})
@@ -112,6 +115,21 @@ class Handler(BaseHTTPRequestHandler):
         if "/datasets/" in self.path:
             return self.reply(200, {"kind": "bigquery#dataset"})
         return self.reply(404, error_body(404))
+
+    def query(self, raw):
+        """jobs.query of `SELECT DISTINCT key FROM t WHERE key IN ('a', ...)`: the keys stored."""
+        import re
+        sql = json.loads(raw)["query"]
+        asked = re.findall(r"'((?:[^'\\]|\\.)*)'", sql.split(" IN ", 1)[1]) if " IN " in sql else []
+        with LOCK:
+            stored = set(STATE.setdefault("stored", set()))
+        found = [k for k in dict.fromkeys(asked) if k in stored]
+        log({"method": "POST", "path": self.path, "asked": len(asked), "found": len(found)})
+        return self.reply(200, {"kind": "bigquery#queryResponse",
+                                "schema": {"fields": [{"name": "record_key", "type": "STRING", "mode": "NULLABLE"}]},
+                                "jobReference": {"projectId": "sluice-test", "jobId": "job_fake_1", "location": "US"},
+                                "totalRows": str(len(found)), "rows": [{"f": [{"v": k}]} for k in found],
+                                "totalBytesProcessed": "0", "jobComplete": True, "cacheHit": False})
 
     def token(self, raw):
         from urllib.parse import parse_qs
@@ -172,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
                     errors.append({"index": i, "errors": [{"reason": "stopped", "location": "", "debugInfo": "", "message": ""}]})
         entry["status"] = 200
         entry["stored"] = [] if invalid else ids
+        with LOCK:
+            STATE.setdefault("stored", set()).update(entry["stored"])
         entry["invalid"] = [ids[i] for i in invalid]
         log(entry)
         body = {"kind": "bigquery#tableDataInsertAllResponse"}
