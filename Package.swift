@@ -77,7 +77,7 @@ let package = Package(
             name: "SluiceCallbacksTests", dependencies: ["SluiceCallbacks", "SluiceCore", "SluiceTestSupport"],
             exclude: ["callbacks_reference.py"]),
         .testTarget(
-            name: "SluiceBigQueryTests", dependencies: ["SluiceBigQuery", "SluiceCore", "SluiceFiles", "SluiceTestSupport"],
+            name: "SluiceBigQueryTests", dependencies: ["SluiceBigQuery", "SluiceCore", "SluiceFiles", "SluiceSQLite", "SluiceTestSupport"],
             exclude: ["fake_bigquery.py", "bq_read.py"]),
         .testTarget(
             name: "SluiceKitTests",

@@ -37,7 +37,11 @@ public struct BigQueryTableLoader: Loader {
             throw BigQueryError("\(label): the schema \(schemaFile) has no column `\(keyColumn)` for the record key; add it (STRING) so deliveries can be checked by query")
         }
         let api = try BigQueryAPI(settings: settings)
-        let streamer = Streamer(api: api, table: table, store: store, pipeline: context.pipeline, sink: label, logger: context.logger)
+        guard let runID = context.runID else {
+            throw BigQueryError("\(label): streaming into BigQuery needs a run recorded in the state store")
+        }
+        let streamer = Streamer(api: api, table: table, store: store, pipeline: context.pipeline, sink: label, logger: context.logger,
+                                runID: runID, partition: context.partition.description)
         // Rows an earlier process left in this partition's buffer: their outcome is unknown.
         let left = try store.bufferedRows(pipeline: context.pipeline, sink: label, partition: context.partition.description, limit: Int.max)
         if !left.isEmpty { await streamer.recover(left, keyColumn: keyColumn) }
@@ -97,8 +101,8 @@ final class BigQuerySession: LoadSession {
         // Rows are durable in the buffer already; a segment only reports what BigQuery refused.
         var buffered = 0
         if final { buffered = await streamer.drain(timeout: loader.settings.drainTimeout) }
-        let (rejected, ofRun) = try await streamer.takeRejected()
-        return SegmentResult(buffered: buffered, rejected: rejected, rejectedOfRun: ofRun)
+        let rejected = try await streamer.takeRejected()
+        return SegmentResult(buffered: buffered, rejectedOfRun: rejected)
     }
 
     func rollback() async {

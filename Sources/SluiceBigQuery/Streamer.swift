@@ -32,7 +32,6 @@ actor Streamer {
     private var inFlightRows = 0
     /// Rows of an earlier process still being checked by key before they are sent again.
     private var recovering = 0
-    private var rejected: [DeadLetter] = []
     private var rejectedOfRun = 0
     /// This run's rows that BigQuery has not acknowledged or refused yet.
     private var outstandingOfRun = 0
@@ -43,7 +42,13 @@ actor Streamer {
     private var sentRequests = 0
     private var lastWarning: ContinuousClock.Instant?
 
-    init(api: BigQueryAPI, table: String, store: any StreamBufferStore, pipeline: String, sink: String, logger: Logger) {
+    let runID: Int64
+    let partition: String
+
+    init(api: BigQueryAPI, table: String, store: any StreamBufferStore, pipeline: String, sink: String, logger: Logger,
+         runID: Int64, partition: String) {
+        self.runID = runID
+        self.partition = partition
         self.api = api
         self.table = table
         self.store = store
@@ -282,31 +287,32 @@ actor Streamer {
     private func settle(acknowledged: [Pending], refused: [(Pending, [BigQueryAPI.RowError])]) {
         sentRequests += 1
         lastProgress = .now
-        do {
-            try store.acknowledgeBuffered(pipeline: pipeline, sink: sink, keys: acknowledged.map(\.key))
-            try store.dropBuffered(pipeline: pipeline, sink: sink, keys: refused.map(\.0.key))
-        } catch {
-            fail(BigQueryError("cannot record deliveries in the state store: \(error)"))
-            return
-        }
-        outstandingOfRun -= acknowledged.filter(\.ofRun).count + refused.filter(\.0.ofRun).count
-        for (row, errors) in refused {
+        let letters = refused.map { (row, errors) in
             let text = errors.map { e in
                 var s = e.reason
                 if !e.location.isEmpty { s += " at " + e.location }
                 if !e.message.isEmpty { s += ": " + e.message }
                 return s
             }.joined(separator: "; ")
-            rejected.append(DeadLetter(kind: .warehouse, position: row.position, message: "BigQuery refused the row: " + text))
-            if row.ofRun { rejectedOfRun += 1 }
+            return (key: row.key, letter: DeadLetter(kind: .warehouse, position: row.position, message: "BigQuery refused the row: " + text))
         }
+        do {
+            try store.acknowledgeBuffered(pipeline: pipeline, sink: sink, keys: acknowledged.map(\.key))
+            try store.rejectBuffered(pipeline: pipeline, sink: sink, runID: runID, partition: partition, letters)
+        } catch {
+            fail(BigQueryError("cannot record deliveries in the state store: \(error)"))
+            return
+        }
+        outstandingOfRun -= acknowledged.filter(\.ofRun).count + refused.filter(\.0.ofRun).count
+        rejectedOfRun += refused.filter(\.0.ofRun).count
     }
 
-    /// Rows refused since the last call, and how many of them this run read.
-    func takeRejected() throws(BigQueryError) -> ([DeadLetter], Int) {
+    /// How many of this run's rows were refused since the last call (their dead letters
+    /// are in the state store already).
+    func takeRejected() throws(BigQueryError) -> Int {
         if let failure { throw failure }
-        defer { rejected = []; rejectedOfRun = 0 }
-        return (rejected, rejectedOfRun)
+        defer { rejectedOfRun = 0 }
+        return rejectedOfRun
     }
 
     /// Sends everything now and waits until nothing waits, BigQuery took no rows for

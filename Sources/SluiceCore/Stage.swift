@@ -126,6 +126,9 @@ public struct RunContext: Sendable {
     public var mode: LoadMode
     /// Checkpoints, ledger and receipts; nil runs without state (everything is new).
     public var state: (any StateStore)?
+    /// The run's id in the state store (set by the runner), for sinks that record dead
+    /// letters themselves.
+    public var runID: Int64?
 
     public init(projectRoot: String, outputRoot: String, pipeline: String, partition: Partition,
                 logger: Logger, environment: [String: String] = [:], mode: LoadMode = .append, state: (any StateStore)? = nil) {

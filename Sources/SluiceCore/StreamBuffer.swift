@@ -27,8 +27,9 @@ public protocol StreamBufferStore: Sendable {
     func bufferedRows(pipeline: String, sink: String, partition: String, limit: Int) throws -> [BufferedRow]
     /// The sink holds these rows: removed from the buffer, added to the ledger.
     func acknowledgeBuffered(pipeline: String, sink: String, keys: [String]) throws
-    /// The sink rejected these rows for good (they became dead letters): removed from the buffer.
-    func dropBuffered(pipeline: String, sink: String, keys: [String]) throws
+    /// The sink refused these rows for good: removed from the buffer and kept as dead
+    /// letters of the run, in one transaction (a crash cannot lose them in between).
+    func rejectBuffered(pipeline: String, sink: String, runID: Int64, partition: String, _ rows: [(key: String, letter: DeadLetter)]) throws
     /// Rows waiting in the buffer, by pipeline, sink and partition.
     func bufferDepths(pipeline: String?) throws -> [(pipeline: String, sink: String, partition: String, rows: Int)]
 }

@@ -77,11 +77,23 @@ extension SQLiteStateStore: StreamBufferStore {
         }
     }
 
-    public func dropBuffered(pipeline: String, sink: String, keys: [String]) throws {
-        guard !keys.isEmpty else { return }
+    public func rejectBuffered(pipeline: String, sink: String, runID: Int64, partition: String, _ rows: [(key: String, letter: DeadLetter)]) throws {
+        guard !rows.isEmpty else { return }
         try queue.write { db in
             let delete = try db.cachedStatement(sql: "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key = ?")
-            for key in keys { try delete.execute(arguments: [pipeline, sink, key]) }
+            // The same statement as addDeadLetters: one dead letter per source position.
+            let letter = try db.cachedStatement(sql: """
+                INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id, file_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (pipeline, file, line) DO UPDATE SET
+                    partition = excluded.partition, byte_offset = excluded.byte_offset, kind = excluded.kind,
+                    message = excluded.message, raw = excluded.raw, run_id = excluded.run_id, file_id = excluded.file_id
+                """)
+            for (key, d) in rows {
+                try delete.execute(arguments: [pipeline, sink, key])
+                try letter.execute(arguments: [pipeline, partition, d.position.file, d.position.line, d.position.offset,
+                                               d.kind.rawValue, d.message, d.raw.map { Data($0) }, runID, d.position.fileID])
+            }
         }
     }
 
