@@ -49,7 +49,7 @@ public struct BigQueryAPI: Sendable {
             if let m = e["message"]?.stringValue { detail += ": " + Redaction.message(m) }
         }
         let retryable = status == 429 || status == 408 || status >= 500
-        return BigQueryError("\(what): HTTP \(status)\(detail)", retryable: retryable)
+        return BigQueryError("\(what): HTTP \(status)\(detail)", retryable: retryable, outcomeUnknown: status >= 500)
     }
 
     // MARK: datasets and tables

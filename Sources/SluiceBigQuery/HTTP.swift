@@ -9,9 +9,13 @@ public struct BigQueryError: Error, Sendable, CustomStringConvertible {
     public var description: String
     /// Worth retrying later (HTTP 429, 5xx, timeouts, broken connections).
     public var retryable: Bool
-    public init(_ description: String, retryable: Bool = false) {
+    /// The request may have taken effect although it failed (a broken connection, a
+    /// timeout, a 5xx): rows are checked by key before they are sent again.
+    public var outcomeUnknown: Bool
+    public init(_ description: String, retryable: Bool = false, outcomeUnknown: Bool = false) {
         self.description = description
         self.retryable = retryable
+        self.outcomeUnknown = outcomeUnknown
     }
 }
 
@@ -51,11 +55,13 @@ public struct HTTPClient: Sendable {
                 if let error {
                     // Only the kind of failure: a URL error's text can hold the request URL, never a value.
                     let code = (error as? URLError)?.code.rawValue ?? 0
-                    continuation.resume(returning: .failure(BigQueryError("\(method) \(u.host ?? "") failed (URL error \(code))", retryable: true)))
+                    continuation.resume(returning: .failure(BigQueryError("\(method) \(u.host ?? "") failed (URL error \(code))", retryable: true,
+                                                                          outcomeUnknown: true)))
                 } else if let http = response as? HTTPURLResponse {
                     continuation.resume(returning: .success(HTTPResponse(status: http.statusCode, body: [UInt8](data ?? Data()))))
                 } else {
-                    continuation.resume(returning: .failure(BigQueryError("\(method) \(u.host ?? "") gave no HTTP response", retryable: true)))
+                    continuation.resume(returning: .failure(BigQueryError("\(method) \(u.host ?? "") gave no HTTP response", retryable: true,
+                                                                          outcomeUnknown: true)))
                 }
             }
             task.resume()

@@ -44,9 +44,11 @@ actor Streamer {
 
     let runID: Int64
     let partition: String
+    let keyColumn: String
 
     init(api: BigQueryAPI, table: String, store: any StreamBufferStore, pipeline: String, sink: String, logger: Logger,
-         runID: Int64, partition: String) {
+         runID: Int64, partition: String, keyColumn: String) {
+        self.keyColumn = keyColumn
         self.runID = runID
         self.partition = partition
         self.api = api
@@ -238,14 +240,36 @@ actor Streamer {
     private nonisolated func send(_ rows: [Pending]) async {
         var rows = rows
         var attempt = 0
+        // A failed request may have reached the table (a broken connection, a timeout, a
+        // 5xx): insertId de-duplication is best effort, so the keys are checked by query
+        // before the rows are sent again.
+        var mustCheck = false
         while !rows.isEmpty {
             if await isAbandoned { return }
+            if mustCheck {
+                do {
+                    let found = try await api.existingKeys(table, column: keyColumn, keys: rows.map(\.key))
+                    if !found.isEmpty {
+                        await settle(acknowledged: rows.filter { found.contains($0.key) }, refused: [])
+                        rows = rows.filter { !found.contains($0.key) }
+                    }
+                    mustCheck = false
+                    continue
+                } catch {
+                    guard error.retryable else { await fail(error); return }
+                    attempt += 1
+                    await warn("checking keys after a failed insertAll", error)
+                    await backoff(attempt)
+                    continue
+                }
+            }
             let outcome: BigQueryAPI.InsertOutcome
             do {
                 outcome = try await api.insertAll(table, rows: rows.map { ($0.key, $0.payload) })
             } catch {
                 guard error.retryable else { await fail(error); return }
                 attempt += 1
+                mustCheck = error.outcomeUnknown
                 await warn("insertAll", error)
                 await backoff(attempt)
                 continue

@@ -96,7 +96,26 @@ import Testing
         #expect(seen.dropFirst(failures.count).allSatisfy { $0 == 200 })
         Self.checkStoredOnce(server, expected: Self.rowCount)
         #expect(server.inserts.allSatisfy { ($0["insertIds"] as? [String])?.count ?? 0 <= 25 })
+        // After a 5xx the outcome is unknown: the keys were checked by query before the rows were sent again; not after a 429.
+        let queries = try server.log().filter { ($0["path"] as? String)?.hasSuffix("/queries") == true }
+        #expect(queries.count == failures.filter { $0 >= 500 }.count)
         #expect(server.inserts.allSatisfy { $0["skipInvalidRows"] as? Bool == false })
+    }
+
+    /// BigQuery stored the rows of a request but the answer was lost (the connection broke):
+    /// the keys are checked by query, and the rows found are not sent again.
+    @Test func rowsOfALostAnswerAreCheckedNotResent() async throws {
+        let dir = try TestSupport.scratchDirectory("bq-fake")
+        let server = try FakeBigQuery(dir: dir, arguments: ["--lose-answer", "1,3"])
+        defer { server.stop() }
+        let root = try Self.project(endpoint: server.endpoint, settings: "    retry_max_ms: 100\n    max_rows: 10\n")
+        let r = try Self.sluice(root, Self.run)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.output.contains("loaded \(Self.rowCount), filtered 0, rejected 0, buffered 0"), "\(r.output)")
+        #expect(server.inserts.filter { $0["status"] as? String == "lost" }.count == 2)
+        Self.checkStoredOnce(server, expected: Self.rowCount)
+        let found = try server.log().compactMap { $0["found"] as? Int }
+        #expect(found.count == 2 && found.allSatisfy { $0 == 10 }, "\(found)")
     }
 
     @Test(arguments: [["--max-rows", "7"], ["--max-bytes", "1500"]])

@@ -13,6 +13,7 @@ Usage: fake_bigquery.py --port-file F --log L [options]
   --public-key PEM       serve /token: check the RS256 assertion with this key (Python
                          `cryptography`) and require the token it hands out
   --table-schema F       the table exists with this schema (`schema.fields` JSON); else 404
+  --lose-answer 2,5      these insertAll requests store their rows, then break the connection
 jobs.query answers which of the keys in a `WHERE key IN (...)` list were stored.
 The log gets one JSON line per request: method, path, and for insertAll the insertIds
 and what became of each row.
@@ -193,6 +194,14 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             STATE.setdefault("stored", set()).update(entry["stored"])
         entry["invalid"] = [ids[i] for i in invalid]
+        if n in ARGS.lose_answer:
+            # The rows are stored, but the answer is lost: the connection breaks.
+            entry["status"] = "lost"
+            log(entry)
+            import socket
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         log(entry)
         body = {"kind": "bigquery#tableDataInsertAllResponse"}
         if errors:
@@ -211,6 +220,7 @@ def main():
     p.add_argument("--invalid", default="")
     p.add_argument("--public-key", default="")
     p.add_argument("--table-schema", default="")
+    p.add_argument("--lose-answer", type=lambda t: [int(x) for x in t.split(",") if x], default=[])
     ARGS = p.parse_args()
     if ARGS.table_schema:
         STATE["table"] = {"kind": "bigquery#table", "schema": {"fields": json.load(open(ARGS.table_schema))}}
