@@ -43,7 +43,16 @@ let package = Package(
         .target(
             name: "SluiceCallbacks",
             dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "SluiceKit", dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceSQLite", "SluiceEnrich", "SluiceCallbacks"]),
+        // BigQuery: service-account auth, tables, insertAll streaming through the durable buffer.
+        .target(
+            name: "SluiceBigQuery",
+            dependencies: [
+                "SluiceCore", "SluiceConfig", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SluiceKit",
+            dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceSQLite", "SluiceEnrich", "SluiceCallbacks", "SluiceBigQuery"]),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: [
@@ -67,6 +76,9 @@ let package = Package(
         .testTarget(
             name: "SluiceCallbacksTests", dependencies: ["SluiceCallbacks", "SluiceCore", "SluiceTestSupport"],
             exclude: ["callbacks_reference.py"]),
+        .testTarget(
+            name: "SluiceBigQueryTests", dependencies: ["SluiceBigQuery", "SluiceCore", "SluiceFiles", "SluiceSQLite", "SluiceTestSupport"],
+            exclude: ["fake_bigquery.py", "bq_read.py"]),
         .testTarget(
             name: "SluiceKitTests",
             dependencies: ["SluiceKit", "SluiceSQLite", "SluiceFiles", "SluiceTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),

@@ -44,7 +44,10 @@ public struct ProjectSpec: Sendable {
         return parse(text: text, file: displayPath, diagnostics: diagnostics)
     }
 
-    static let bigQueryKeys: Set<String> = ["project", "dataset", "location", "credentials", "endpoint", "allow_new_columns"]
+    /// What a `bigquery` target accepts (SluiceBigQuery's `BigQuerySettings` reads them; numbers are checked there).
+    static let bigQueryKeys: Set<String> = ["project", "dataset", "location", "credentials", "endpoint", "allow_new_columns",
+                                            "max_rows", "max_bytes", "flush_ms", "max_in_flight", "buffer_rows",
+                                            "drain_timeout_s", "retry_max_ms", "request_timeout_s"]
 
     public static func parse(text: String, file: String, diagnostics: DiagnosticCollector) -> ProjectSpec? {
         let root: ConfigNode

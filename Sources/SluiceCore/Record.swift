@@ -54,6 +54,8 @@ public struct DeadLetter: Sendable, Hashable {
         case badRequest = "bad_request"
         /// A callback without a valid signature of its vendor.
         case badSignature = "bad_signature"
+        /// A row the warehouse refused (BigQuery's per-row insert errors).
+        case warehouse
     }
 
     public var kind: Kind

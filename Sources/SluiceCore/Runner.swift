@@ -120,6 +120,7 @@ public struct Runner: Sendable {
         }
         if let state, context.mode == .replace { try state.beginReplace(pipeline: pipeline.name, partition: partition) }
         let runID = try state?.beginRun(pipeline: pipeline.name, partition: partition, mode: context.mode)
+        context.runID = runID
 
         // One coercer per distinct (schema, key column); loaders that share a schema share rows.
         var coercers: [SchemaCoercer] = []
@@ -154,11 +155,22 @@ public struct Runner: Sendable {
             func commitSegment(final: Bool) async throws {
                 var delivered: [String: [String]] = [:]
                 var receipts: [SinkReceipt] = []
+                var (rejectedOfRun, buffered) = (0, 0)
                 for (i, session) in sessions.enumerated() {
                     let result = try await session.commitSegment(final: final)
                     if !result.deliveredKeys.isEmpty { delivered[pipeline.loaders[i].loader.label, default: []] += result.deliveredKeys }
                     receipts += result.receipts
+                    // A streaming sink: rows it refused or still buffers are not loaded (the largest
+                    // count of any sink, as a record counts once however many sinks it reaches).
+                    rejectedOfRun = max(rejectedOfRun, result.rejectedOfRun)
+                    buffered = max(buffered, result.buffered)
+                    if let runID, !result.rejected.isEmpty {
+                        try state?.addDeadLetters(runID: runID, pipeline: pipeline.name, partition: partition, result.rejected)
+                    }
                 }
+                summary.loaded -= rejectedOfRun + buffered
+                summary.rejected += rejectedOfRun
+                summary.buffered += buffered
                 CrashPoints.reach("sinks.committed")
                 try state?.commit(SegmentCommit(pipeline: pipeline.name, partition: partition,
                                                 checkpoints: Array(checkpoints.values), delivered: delivered,

@@ -126,6 +126,9 @@ public struct RunContext: Sendable {
     public var mode: LoadMode
     /// Checkpoints, ledger and receipts; nil runs without state (everything is new).
     public var state: (any StateStore)?
+    /// The run's id in the state store (set by the runner), for sinks that record dead
+    /// letters themselves.
+    public var runID: Int64?
 
     public init(projectRoot: String, outputRoot: String, pipeline: String, partition: Partition,
                 logger: Logger, environment: [String: String] = [:], mode: LoadMode = .append, state: (any StateStore)? = nil) {
@@ -216,9 +219,20 @@ public struct SegmentResult: Sendable {
     /// Keys to add to the delivery ledger (sinks that cannot check keys themselves).
     public var deliveredKeys: [String]
     public var receipts: [SinkReceipt]
-    public init(deliveredKeys: [String] = [], receipts: [SinkReceipt] = []) {
+    /// A streaming sink: rows of this run that the sink has not acknowledged yet (they wait
+    /// in the state store's durable buffer), counted once, by the final commit.
+    public var buffered: Int
+    /// Rows the sink refused for good since the last commit, as dead letters.
+    public var rejected: [DeadLetter]
+    /// How many of `rejected` are rows of this run (the rest were buffered by an earlier run).
+    public var rejectedOfRun: Int
+    public init(deliveredKeys: [String] = [], receipts: [SinkReceipt] = [], buffered: Int = 0, rejected: [DeadLetter] = [],
+                rejectedOfRun: Int = 0) {
         self.deliveredKeys = deliveredKeys
         self.receipts = receipts
+        self.buffered = buffered
+        self.rejected = rejected
+        self.rejectedOfRun = rejectedOfRun
     }
 }
 

@@ -314,6 +314,10 @@ public enum Commands {
                     console.out("dead letters \(partition): \(n) (sluice status \(name) --dead-letters)")
                 }
             }
+            // Rows waiting for a streaming sink (BigQuery) to acknowledge them.
+            for b in try state.bufferDepths(pipeline: name) {
+                console.out("buffer \(b.pipeline) \(b.partition) \(b.sink): \(b.rows) rows waiting (the partition's next run sends them)")
+            }
             return ExitStatus.success
         } catch {
             return failure(error, console: console)

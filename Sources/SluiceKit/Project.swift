@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SluiceBigQuery
 import SluiceCallbacks
 import SluiceConfig
 import SluiceCore
@@ -39,6 +40,8 @@ extension StageRegistry {
             let schemaPath = o.string("schema", required: true)
             let schemaLocation = o.node("schema")?.location ?? o.location
             let keyColumn = o.string("key_column") ?? "record_key"
+            let partitionColumn = o.string("partition_column")
+            let partitionLocation = o.node("partition_column")?.location ?? o.location
             o.finish()
             guard let table, let schemaPath, let schema = ctx.schema(schemaPath, at: schemaLocation) else { return nil }
             switch ctx.target.kind {
@@ -47,8 +50,8 @@ extension StageRegistry {
                                                keyColumn: keyColumn)
                 return BuiltLoader(loader: loader, keyColumn: keyColumn, schemaLocation: schemaLocation)
             case .bigquery:
-                ctx.diagnostics.error(ctx.target.location, "target `\(ctx.target.name)` is BigQuery, which this version of sluice cannot load yet; use a sqlite target")
-                return nil
+                return bigQueryLoader(schema: schema, table: table, schemaPath: schemaPath, schemaLocation: schemaLocation, keyColumn: keyColumn,
+                                      partitionColumn: partitionColumn, partitionLocation: partitionLocation, ctx: ctx)
             }
         }
     }

@@ -170,6 +170,8 @@ public final class SQLiteStateStore: StateStore {
                 ALTER TABLE checkpoints_new RENAME TO checkpoints;
                 """)
         }
+        // v6: the durable buffer of streaming sinks (SQLiteStreamBuffer.swift).
+        Self.registerStreamBuffer(&migrator)
         do {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")

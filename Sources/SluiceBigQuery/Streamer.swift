@@ -1,0 +1,361 @@
+import Logging
+import SluiceCore
+
+/// Streams rows to one table with `tabledata.insertAll`: batches of at most `maxRows` rows
+/// and `maxBytes` bytes, sent as soon as a batch is full and at least every
+/// `flushInterval`, with up to `maxInFlight` requests at once. Every row it is given is
+/// in the state store's buffer already; a row leaves the buffer when BigQuery holds it
+/// (into the ledger) or refused it (a dead letter). Failures of whole requests are
+/// retried with exponential backoff and full jitter for as long as the run waits.
+actor Streamer {
+    struct Pending: Sendable {
+        var key: String
+        var payload: [UInt8]
+        var position: SourcePosition
+        /// Read by this run (counted in its summary), or left in the buffer by an earlier process.
+        var ofRun: Bool
+    }
+
+    let api: BigQueryAPI
+    let table: String
+    let store: any StreamBufferStore
+    let pipeline: String
+    let sink: String
+    let logger: Logger
+    let settings: BigQuerySettings
+
+    private var queue: [Pending] = []
+    private var head = 0
+    private var queuedBytes = 0
+    private var oldestQueued: ContinuousClock.Instant?
+    private var inFlightRequests = 0
+    private var inFlightRows = 0
+    /// Rows of an earlier process still being checked by key before they are sent again.
+    private var recovering = 0
+    private var rejectedOfRun = 0
+    /// This run's rows that BigQuery has not acknowledged or refused yet.
+    private var outstandingOfRun = 0
+    private var failure: BigQueryError?
+    /// Set when the run gives up waiting: retry loops end, rows stay in the durable buffer.
+    private var abandoned = false
+    private var pump: Task<Void, Never>?
+    private var sentRequests = 0
+    private var lastWarning: ContinuousClock.Instant?
+
+    let runID: Int64
+    let partition: String
+    let keyColumn: String
+
+    init(api: BigQueryAPI, table: String, store: any StreamBufferStore, pipeline: String, sink: String, logger: Logger,
+         runID: Int64, partition: String, keyColumn: String) {
+        self.keyColumn = keyColumn
+        self.runID = runID
+        self.partition = partition
+        self.api = api
+        self.table = table
+        self.store = store
+        self.pipeline = pipeline
+        self.sink = sink
+        self.logger = logger
+        self.settings = api.settings
+    }
+
+    /// Starts sending once `prepare` (the table's creation or check) succeeded; it is
+    /// retried while BigQuery cannot be reached, rows meanwhile wait in the buffer.
+    func start(prepare: @escaping @Sendable () async throws(BigQueryError) -> Void) {
+        guard pump == nil else { return }
+        pump = Task {
+            var attempt = 0
+            while !self.isAbandoned {
+                do {
+                    try await prepare()
+                    break
+                } catch {
+                    let error = BigQueryError.from(error)
+                    guard error.retryable else { self.fail(error); return }
+                    attempt += 1
+                    self.warn("preparing the table", error)
+                    await self.backoff(attempt)
+                }
+            }
+            self.ready = true
+            await self.pumpLoop()
+        }
+    }
+
+    /// The table is ready: rows of earlier runs may be checked and rows sent.
+    private var ready = false
+
+    var waiting: Int { queue.count - head + inFlightRows + recovering }
+
+    func enqueue(_ rows: [Pending]) {
+        if queue.isEmpty || head == queue.count { queue.removeAll(keepingCapacity: true); head = 0 }
+        if oldestQueued == nil, !rows.isEmpty { oldestQueued = .now }
+        for r in rows {
+            queuedBytes += r.payload.count + r.key.utf8.count + 24
+            if r.ofRun { outstandingOfRun += 1 }
+        }
+        queue += rows
+    }
+
+    /// Back-pressure: returns when fewer than `bufferRows` rows wait, or throws the failure
+    /// that stopped the stream.
+    /// When BigQuery last acknowledged or refused rows.
+    private var lastProgress = ContinuousClock.now
+
+    /// A run that waits for room while BigQuery takes no rows for `drainTimeout` fails: what it read so far is
+    /// in the durable buffer, and its checkpoints did not move, so nothing is lost.
+    func waitForRoom() async throws(BigQueryError) {
+        let started = ContinuousClock.now
+        while true {
+            if let failure { throw failure }
+            if waiting < settings.bufferRows { return }
+            if ContinuousClock.now - max(started, lastProgress) > settings.drainTimeout {
+                throw BigQueryError("\(sink): BigQuery took no rows for \(settings.drainTimeout) while \(waiting) rows waited; they stay in the state store's buffer and the partition's next run sends them")
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// The rows of an earlier process that are in the buffer: checked by key with a query
+    /// (their requests may have reached BigQuery before the process died); those found are
+    /// acknowledged, the others sent again.
+    func recover(_ rows: [BufferedRow], keyColumn: String) {
+        recovering += rows.count
+        Task {
+            while !self.ready {
+                if self.isAbandoned { return }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            let chunk = 500
+            var i = 0
+            while i < rows.count {
+                let part = Array(rows[i..<min(rows.count, i + chunk)])
+                var attempt = 0
+                var found: Set<String>?
+                while found == nil {
+                    if self.isAbandoned { return }
+                    do {
+                        found = try await self.api.existingKeys(self.table, column: keyColumn, keys: part.map(\.key))
+                    } catch {
+                        let error = BigQueryError.from(error)
+                        guard error.retryable else { self.fail(error); return }
+                        attempt += 1
+                        self.warn("checking buffered rows of an earlier run", error)
+                        await self.backoff(attempt)
+                    }
+                }
+                self.recovered(part, found: found ?? [])
+                i += chunk
+            }
+        }
+    }
+
+    private func recovered(_ rows: [BufferedRow], found: Set<String>) {
+        recovering -= rows.count
+        lastProgress = .now
+        let present = rows.filter { found.contains($0.key) }.map(\.key)
+        do {
+            try store.acknowledgeBuffered(pipeline: pipeline, sink: sink, keys: present)
+        } catch {
+            failure = BigQueryError("cannot record deliveries in the state store: \(error)")
+            return
+        }
+        let resend = rows.filter { !found.contains($0.key) }
+        if !present.isEmpty || !resend.isEmpty {
+            logger.notice("\(sink): \(rows.count) rows of an earlier run were waiting: \(present.count) found in BigQuery, \(resend.count) sent again")
+        }
+        enqueue(resend.map { Pending(key: $0.key, payload: $0.payload, position: $0.position, ofRun: false) })
+    }
+
+    private var isAbandoned: Bool { abandoned }
+
+    private func fail(_ error: BigQueryError) {
+        if failure == nil { failure = error }
+    }
+
+    private func warn(_ what: String, _ error: BigQueryError) {
+        // At most one warning every 10 seconds during an outage.
+        if let last = lastWarning, ContinuousClock.now - last < .seconds(10) { return }
+        lastWarning = .now
+        logger.warning("\(sink): \(what): \(error.description); retrying, \(waiting) rows wait in the buffer")
+    }
+
+    nonisolated func backoff(_ attempt: Int) async {
+        let base = Double(settings.retryBase.components.seconds) + Double(settings.retryBase.components.attoseconds) / 1e18
+        let cap = Double(settings.retryMax.components.seconds) + Double(settings.retryMax.components.attoseconds) / 1e18
+        let ceiling = min(cap, base * pow2(min(attempt, 30)))
+        let delay = Double.random(in: (ceiling / 2)...max(ceiling / 2, ceiling))
+        try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+    }
+
+    private nonisolated func pow2(_ n: Int) -> Double { Double(1 << n) }
+
+    /// Takes the next request's rows when one should be sent now.
+    private func takeBatch(draining: Bool) -> [Pending]? {
+        guard failure == nil, inFlightRequests < settings.maxInFlight, head < queue.count else { return nil }
+        let count = queue.count - head
+        let due = draining || count >= settings.maxRows || queuedBytes >= settings.maxBytes
+            || (oldestQueued.map { ContinuousClock.now - $0 >= settings.flushInterval } ?? false)
+        guard due else { return nil }
+        var bytes = 0
+        var end = head
+        while end < queue.count, end - head < settings.maxRows {
+            let size = queue[end].payload.count + queue[end].key.utf8.count + 24
+            if end > head, bytes + size > settings.maxBytes { break }
+            bytes += size
+            end += 1
+        }
+        let batch = Array(queue[head..<end])
+        head = end
+        queuedBytes -= bytes
+        if head == queue.count { queue.removeAll(keepingCapacity: true); head = 0; oldestQueued = nil; queuedBytes = 0 } else { oldestQueued = .now }
+        inFlightRequests += 1
+        inFlightRows += batch.count
+        return batch
+    }
+
+    private var draining = false
+
+    private func pumpLoop() async {
+        while !abandoned {
+            while let batch = takeBatch(draining: draining) {
+                Task { await self.deliver(batch) }
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Sends one request's rows until each is acknowledged or refused (or the run gives up).
+    private nonisolated func deliver(_ batch: [Pending]) async {
+        await send(batch)
+        await finished(batch.count)
+    }
+
+    private func finished(_ n: Int) {
+        inFlightRequests -= 1
+        inFlightRows -= n
+    }
+
+    private nonisolated func send(_ rows: [Pending]) async {
+        var rows = rows
+        var attempt = 0
+        // A failed request may have reached the table (a broken connection, a timeout, a
+        // 5xx): insertId de-duplication is best effort, so the keys are checked by query
+        // before the rows are sent again.
+        var mustCheck = false
+        while !rows.isEmpty {
+            if await isAbandoned { return }
+            if mustCheck {
+                do {
+                    let found = try await api.existingKeys(table, column: keyColumn, keys: rows.map(\.key))
+                    if !found.isEmpty {
+                        await settle(acknowledged: rows.filter { found.contains($0.key) }, refused: [])
+                        rows = rows.filter { !found.contains($0.key) }
+                    }
+                    mustCheck = false
+                    continue
+                } catch {
+                    guard error.retryable else { await fail(error); return }
+                    attempt += 1
+                    await warn("checking keys after a failed insertAll", error)
+                    await backoff(attempt)
+                    continue
+                }
+            }
+            let outcome: BigQueryAPI.InsertOutcome
+            do {
+                outcome = try await api.insertAll(table, rows: rows.map { ($0.key, $0.payload) })
+            } catch {
+                guard error.retryable else { await fail(error); return }
+                attempt += 1
+                mustCheck = error.outcomeUnknown
+                await warn("insertAll", error)
+                await backoff(attempt)
+                continue
+            }
+            switch outcome {
+            case .tooLarge:
+                if rows.count == 1 {
+                    await settle(acknowledged: [], refused: [(rows[0], [BigQueryAPI.RowError(reason: "requestTooLarge", location: "",
+                        message: "the row alone is larger than an insertAll request may be")])])
+                    return
+                }
+                let half = rows.count / 2
+                await send(Array(rows[..<half]))
+                await send(Array(rows[half...]))
+                return
+            case .inserted(let errors):
+                CrashPoints.reach("bigquery.inserted")
+                var acknowledged: [Pending] = []
+                var refused: [(Pending, [BigQueryAPI.RowError])] = []
+                var again: [Pending] = []
+                for (i, row) in rows.enumerated() {
+                    guard let e = errors[i] else { acknowledged.append(row); continue }
+                    // `stopped`: the row was fine, another row of the request was not. Transient reasons: send again.
+                    if e.allSatisfy({ Self.transientReasons.contains($0.reason) }) {
+                        again.append(row)
+                    } else {
+                        refused.append((row, e.filter { !Self.transientReasons.contains($0.reason) }))
+                    }
+                }
+                await settle(acknowledged: acknowledged, refused: refused)
+                if !again.isEmpty, again.count == rows.count { attempt += 1; await backoff(attempt) }
+                rows = again
+            }
+        }
+    }
+
+    static let transientReasons: Set<String> = ["stopped", "backendError", "timeout", "internalError", "rateLimitExceeded"]
+
+    private func settle(acknowledged: [Pending], refused: [(Pending, [BigQueryAPI.RowError])]) {
+        sentRequests += 1
+        lastProgress = .now
+        let letters = refused.map { (row, errors) in
+            let text = errors.map { e in
+                var s = e.reason
+                if !e.location.isEmpty { s += " at " + e.location }
+                if !e.message.isEmpty { s += ": " + e.message }
+                return s
+            }.joined(separator: "; ")
+            return (key: row.key, letter: DeadLetter(kind: .warehouse, position: row.position, message: "BigQuery refused the row: " + text))
+        }
+        do {
+            try store.acknowledgeBuffered(pipeline: pipeline, sink: sink, keys: acknowledged.map(\.key))
+            try store.rejectBuffered(pipeline: pipeline, sink: sink, runID: runID, partition: partition, letters)
+        } catch {
+            fail(BigQueryError("cannot record deliveries in the state store: \(error)"))
+            return
+        }
+        outstandingOfRun -= acknowledged.filter(\.ofRun).count + refused.filter(\.0.ofRun).count
+        rejectedOfRun += refused.filter(\.0.ofRun).count
+    }
+
+    /// How many of this run's rows were refused since the last call (their dead letters
+    /// are in the state store already).
+    func takeRejected() throws(BigQueryError) -> Int {
+        if let failure { throw failure }
+        defer { rejectedOfRun = 0 }
+        return rejectedOfRun
+    }
+
+    /// Sends everything now and waits until nothing waits, BigQuery took no rows for
+    /// `timeout`, or the stream failed; then stops. Returns this run's rows that are still unacknowledged.
+    func drain(timeout: Duration) async -> Int {
+        draining = true
+        let started = ContinuousClock.now
+        while !ready || waiting > 0, failure == nil, ContinuousClock.now - max(started, lastProgress) < timeout {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if waiting > 0, failure == nil {
+            logger.warning("\(sink): \(waiting) rows still wait for BigQuery; they stay in the state store's buffer and the partition's next run sends them")
+        }
+        abandon()
+        return max(0, outstandingOfRun)
+    }
+
+    func abandon() {
+        abandoned = true
+        pump?.cancel()
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import GRDB
+import SluiceCore
+
+extension SQLiteStateStore {
+    /// Migration v6: the durable buffer of streaming sinks (BigQuery). Registered after v5.
+    static func registerStreamBuffer(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v6-stream-buffer") { db in
+            try db.execute(sql: """
+                CREATE TABLE stream_buffer (
+                    pipeline TEXT NOT NULL,
+                    sink TEXT NOT NULL,
+                    record_key TEXT NOT NULL,
+                    partition TEXT NOT NULL,
+                    file TEXT NOT NULL,
+                    line INTEGER NOT NULL,
+                    byte_offset INTEGER NOT NULL,
+                    file_id TEXT,
+                    payload BLOB NOT NULL,
+                    seq INTEGER NOT NULL,
+                    PRIMARY KEY (pipeline, sink, record_key)
+                ) WITHOUT ROWID;
+                CREATE INDEX stream_buffer_by_partition ON stream_buffer(pipeline, sink, partition, seq);
+                """)
+        }
+    }
+}
+
+extension SQLiteStateStore: StreamBufferStore {
+    public func bufferRows(pipeline: String, sink: String, _ rows: [BufferedRow]) throws -> [String] {
+        guard !rows.isEmpty else { return [] }
+        return try queue.write { db in
+            var seq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM stream_buffer") ?? 0
+            let inLedger = try db.cachedStatement(sql: "SELECT 1 FROM ledger WHERE pipeline = ? AND sink = ? AND record_key = ?")
+            let insert = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO stream_buffer (pipeline, sink, record_key, partition, file, line, byte_offset, file_id, payload, seq)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            var added: [String] = []
+            for row in rows {
+                if try Int.fetchOne(inLedger, arguments: [pipeline, sink, row.key]) != nil { continue }
+                seq += 1
+                try insert.execute(arguments: [pipeline, sink, row.key, row.partition, row.position.file, row.position.line,
+                                               row.position.offset, row.position.fileID, Data(row.payload), seq])
+                if db.changesCount > 0 { added.append(row.key) }
+            }
+            return added
+        }
+    }
+
+    public func bufferedRows(pipeline: String, sink: String, partition: String, limit: Int) throws -> [BufferedRow] {
+        try queue.read { db in
+            try GRDB.Row.fetchAll(db, sql: """
+                SELECT record_key, partition, file, line, byte_offset, file_id, payload FROM stream_buffer
+                WHERE pipeline = ? AND sink = ? AND partition = ? ORDER BY seq LIMIT ?
+                """, arguments: [pipeline, sink, partition, limit]).map { r in
+                let payload: Data = r["payload"]
+                return BufferedRow(key: r["record_key"], partition: r["partition"],
+                                   position: SourcePosition(file: r["file"], line: r["line"], offset: r["byte_offset"], fileID: r["file_id"]),
+                                   payload: [UInt8](payload))
+            }
+        }
+    }
+
+    public func acknowledgeBuffered(pipeline: String, sink: String, keys: [String]) throws {
+        guard !keys.isEmpty else { return }
+        try queue.write { db in
+            let move = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition)
+                SELECT pipeline, sink, record_key, partition FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key = ?
+                """)
+            let delete = try db.cachedStatement(sql: "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key = ?")
+            for key in keys {
+                try move.execute(arguments: [pipeline, sink, key])
+                try delete.execute(arguments: [pipeline, sink, key])
+            }
+        }
+    }
+
+    public func rejectBuffered(pipeline: String, sink: String, runID: Int64, partition: String, _ rows: [(key: String, letter: DeadLetter)]) throws {
+        guard !rows.isEmpty else { return }
+        try queue.write { db in
+            let delete = try db.cachedStatement(sql: "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key = ?")
+            // The same statement as addDeadLetters: one dead letter per source position.
+            let letter = try db.cachedStatement(sql: """
+                INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id, file_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (pipeline, file, line) DO UPDATE SET
+                    partition = excluded.partition, byte_offset = excluded.byte_offset, kind = excluded.kind,
+                    message = excluded.message, raw = excluded.raw, run_id = excluded.run_id, file_id = excluded.file_id
+                """)
+            for (key, d) in rows {
+                try delete.execute(arguments: [pipeline, sink, key])
+                try letter.execute(arguments: [pipeline, partition, d.position.file, d.position.line, d.position.offset,
+                                               d.kind.rawValue, d.message, d.raw.map { Data($0) }, runID, d.position.fileID])
+            }
+        }
+    }
+
+    public func bufferDepths(pipeline: String?) throws -> [(pipeline: String, sink: String, partition: String, rows: Int)] {
+        try queue.read { db in
+            try GRDB.Row.fetchAll(db, sql: """
+                SELECT pipeline, sink, partition, COUNT(*) AS n FROM stream_buffer WHERE ?1 IS NULL OR pipeline = ?1
+                GROUP BY pipeline, sink, partition ORDER BY pipeline, sink, partition
+                """, arguments: [pipeline]).map { (pipeline: $0["pipeline"], sink: $0["sink"], partition: $0["partition"], rows: $0["n"]) }
+        }
+    }
+}
