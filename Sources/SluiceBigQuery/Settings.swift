@@ -36,11 +36,6 @@ public struct BigQuerySettings: Sendable {
 
     public static let defaultEndpoint = "https://bigquery.googleapis.com"
 
-    /// Every key a `bigquery` target accepts (validated by `ProjectSpec`).
-    public static let keys: [String] = ["project", "dataset", "location", "credentials", "endpoint", "allow_new_columns",
-                                        "max_rows", "max_bytes", "flush_ms", "max_in_flight", "buffer_rows",
-                                        "drain_timeout_s", "retry_max_ms", "request_timeout_s"]
-
     public init(project: String, dataset: String, endpoint: String? = nil) {
         self.project = project
         self.dataset = dataset
@@ -66,23 +61,26 @@ public struct BigQuerySettings: Sendable {
         if !out.isEmulator, out.credentials == nil {
             throw fail("needs `credentials` (a service-account JSON key file) or GOOGLE_APPLICATION_CREDENTIALS")
         }
-        func int(_ key: String, _ range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+        // ProjectSpec checked these (types and ranges, at their line and column); a target built
+        // in code is checked again here.
+        func int(_ key: String) throws(ConfigurationError) -> Int? {
             guard let text = s[key] else { return nil }
-            guard let n = Int(text), range.contains(n) else { throw fail("`\(key)` must be a whole number in \(range.lowerBound)...\(range.upperBound)") }
+            let range = ProjectSpec.bigQueryNumbers[key]!
+            guard let n = Int(text), range.contains(n) else { throw fail("`\(key)` must be between \(range.lowerBound) and \(range.upperBound)") }
             return n
         }
         if let v = s["allow_new_columns"] {
             guard v == "true" || v == "false" else { throw fail("`allow_new_columns` must be true or false") }
             out.allowNewColumns = v == "true"
         }
-        if let n = try int("max_rows", 1...50_000) { out.maxRows = n }
-        if let n = try int("max_bytes", 1_000...10_000_000) { out.maxBytes = n }
-        if let n = try int("flush_ms", 1...1_000) { out.flushInterval = .milliseconds(n) }
-        if let n = try int("max_in_flight", 1...64) { out.maxInFlight = n }
-        if let n = try int("buffer_rows", 1...100_000_000) { out.bufferRows = n }
-        if let n = try int("drain_timeout_s", 0...86_400) { out.drainTimeout = .seconds(n) }
-        if let n = try int("retry_max_ms", 10...600_000) { out.retryMax = .milliseconds(n); out.retryBase = min(out.retryBase, out.retryMax) }
-        if let n = try int("request_timeout_s", 1...3_600) { out.requestTimeout = Double(n) }
+        if let n = try int("max_rows") { out.maxRows = n }
+        if let n = try int("max_bytes") { out.maxBytes = n }
+        if let n = try int("flush_ms") { out.flushInterval = .milliseconds(n) }
+        if let n = try int("max_in_flight") { out.maxInFlight = n }
+        if let n = try int("buffer_rows") { out.bufferRows = n }
+        if let n = try int("drain_timeout_s") { out.drainTimeout = .seconds(n) }
+        if let n = try int("retry_max_ms") { out.retryMax = .milliseconds(n); out.retryBase = min(out.retryBase, out.retryMax) }
+        if let n = try int("request_timeout_s") { out.requestTimeout = Double(n) }
         return out
     }
 }

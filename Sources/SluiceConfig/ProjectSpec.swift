@@ -44,10 +44,19 @@ public struct ProjectSpec: Sendable {
         return parse(text: text, file: displayPath, diagnostics: diagnostics)
     }
 
-    /// What a `bigquery` target accepts (SluiceBigQuery's `BigQuerySettings` reads them; numbers are checked there).
-    static let bigQueryKeys: Set<String> = ["project", "dataset", "location", "credentials", "endpoint", "allow_new_columns",
-                                            "max_rows", "max_bytes", "flush_ms", "max_in_flight", "buffer_rows",
-                                            "drain_timeout_s", "retry_max_ms", "request_timeout_s"]
+    /// The text settings of a `bigquery` target (SluiceBigQuery's `BigQuerySettings` reads them).
+    public static let bigQueryTextKeys: [String] = ["project", "dataset", "location", "credentials", "endpoint"]
+    /// The numeric streaming knobs of a `bigquery` target and their ranges, checked here (at the
+    /// key's line and column) so that `validate` reports a bad value before any run.
+    public static let bigQueryNumbers: [String: ClosedRange<Int>] = [
+        "max_rows": 1...50_000, "max_bytes": 1_000...10_000_000, "flush_ms": 1...1_000, "max_in_flight": 1...64,
+        "buffer_rows": 1...100_000_000, "drain_timeout_s": 0...86_400, "retry_max_ms": 10...600_000,
+        "request_timeout_s": 1...3_600,
+    ]
+    /// Every key a `bigquery` target accepts.
+    public static var bigQueryKeys: Set<String> {
+        Set(bigQueryTextKeys).union(bigQueryNumbers.keys).union(["allow_new_columns"])
+    }
 
     public static func parse(text: String, file: String, diagnostics: DiagnosticCollector) -> ProjectSpec? {
         let root: ConfigNode
@@ -77,7 +86,11 @@ public struct ProjectSpec: Sendable {
                         target.path = to.string("path", required: true)
                         to.finish()
                     case .bigquery:
-                        for key in bigQueryKeys { if let v = to.string(key) { target.settings[key] = v } }
+                        for key in bigQueryTextKeys { if let v = to.string(key) { target.settings[key] = v } }
+                        for (key, range) in bigQueryNumbers.sorted(by: { $0.key < $1.key }) {
+                            if let n = to.int(key, range: range) { target.settings[key] = String(n) }
+                        }
+                        if let b = to.bool("allow_new_columns") { target.settings["allow_new_columns"] = String(b) }
                         for key in ["project", "dataset"] where target.settings[key] == nil {
                             diagnostics.error(entry.value.location, "bigquery target `\(entry.key)` needs `\(key)`")
                         }

@@ -151,6 +151,15 @@ import Testing
         Case(name: "unknown target kind", file: "sluice.yml",
              text: replacing(project, "kind: sqlite", "kind: duckdb"), line: 4, marker: "duckdb",
              message: "`kind` must be one of `sqlite`, `bigquery`, found `duckdb`"),
+        Case(name: "bigquery request size out of range", file: "sluice.yml",
+             text: project + "  bq:\n    kind: bigquery\n    project: p\n    dataset: d\n    max_rows: 60000\n", line: 10, marker: "60000",
+             message: "`max_rows` must be between 1 and 50000"),
+        Case(name: "bigquery knob that is not a number", file: "sluice.yml",
+             text: project + "  bq:\n    kind: bigquery\n    project: p\n    dataset: d\n    flush_ms: soon\n", line: 10, marker: "soon",
+             message: "`flush_ms` must be an integer, found `soon`"),
+        Case(name: "bigquery allow_new_columns not a boolean", file: "sluice.yml",
+             text: project + "  bq:\n    kind: bigquery\n    project: p\n    dataset: d\n    allow_new_columns: maybe\n", line: 10, marker: "maybe",
+             message: "`allow_new_columns` must be true or false"),
     ]
 
     static func makeProject(_ overrides: [String: String]) throws -> String {
