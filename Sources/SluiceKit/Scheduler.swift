@@ -11,7 +11,9 @@ import SluiceSQLite
 /// skipped with a message), and claims them with a compare-and-set on the state store, so
 /// that of several schedulers sharing one store exactly one runs a given fire. A fire
 /// runs the partition it falls in, and first the partition of the previous fire when that
-/// was another one (so a day's last minutes are read after midnight). Partition leases
+/// was another one (so a day's last minutes are read after midnight), and the partitions
+/// whose rows still wait in a streaming sink's buffer (so they drain once the warehouse
+/// is back, without a manual backfill). Partition leases
 /// keep a backfill and the scheduler off the same partition at the same time.
 public struct Scheduler: Sendable {
     public var pipelines: [String]
@@ -90,6 +92,12 @@ public struct Scheduler: Sendable {
                     }
                     previous = fire
                 }
+                // Rows of earlier partitions still waiting for a streaming sink (BigQuery was
+                // down when their run ended) are sent by a run of their own partition: the
+                // fire runs those partitions too, so no row waits for a manual backfill.
+                for p in try partitionsWithBufferedRows(pipeline, state: state) where !partitions.contains(p) {
+                    partitions.append(p)
+                }
                 for partition in partitions.sorted() {
                     if stop.isStopped { break }
                     do {
@@ -109,6 +117,16 @@ public struct Scheduler: Sendable {
             }
         }
         return ok
+    }
+
+    /// The partitions whose rows wait in the durable buffer of one of this pipeline's sinks.
+    func partitionsWithBufferedRows(_ pipeline: Pipeline, state: SQLiteStateStore) throws -> [Partition] {
+        let sinks = Set(pipeline.loaders.map(\.loader.label))
+        var out: [Partition] = []
+        for depth in try state.bufferDepths(pipeline: pipeline.name) where depth.rows > 0 && sinks.contains(depth.sink) {
+            if let p = Partition(depth.partition, granularity: pipeline.granularity), !out.contains(p) { out.append(p) }
+        }
+        return out
     }
 
     func pipelineFiles(_ project: Project) -> [String] {

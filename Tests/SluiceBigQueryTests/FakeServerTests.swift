@@ -157,6 +157,40 @@ import Testing
         #expect(!status.output.contains("rows waiting"), "\(status.output)")
     }
 
+    /// BigQuery was down when a day's run ended: its rows stay in the buffer. The pipeline's
+    /// next scheduled fire (a later day) runs that day too, so the rows are sent once
+    /// BigQuery is back, without a backfill.
+    @Test func theSchedulerDrainsBufferedRowsOfEarlierPartitions() async throws {
+        let dir = try TestSupport.scratchDirectory("bq-fake")
+        let down = try FakeBigQuery(dir: dir, arguments: ["--fail", Array(repeating: "503", count: 400).joined(separator: ",")])
+        defer { down.stop() }
+        let root = try Self.project(endpoint: down.endpoint, settings: "    retry_max_ms: 50\n    drain_timeout_s: 1\n    max_rows: 20\n")
+        let first = try Self.sluice(root, Self.run)
+        #expect(first.output.contains("buffered \(Self.rowCount)"), "\(first.output)\n\(first.stderr)")
+        #expect(down.stored.isEmpty)
+        let waiting = try Self.sluice(root, ["status", "events"])
+        #expect(waiting.output.contains("2026-11-18"), "\(waiting.output)")
+
+        // BigQuery is back (at another address), the pipeline gets a schedule, bq becomes the default target.
+        down.stop()
+        let dir2 = try TestSupport.scratchDirectory("bq-fake")
+        let back = try FakeBigQuery(dir: dir2)
+        defer { back.stop() }
+        let yml = try String(contentsOfFile: root + "/sluice.yml", encoding: .utf8)
+            .replacingOccurrences(of: down.endpoint, with: back.endpoint)
+            .replacingOccurrences(of: "default_target: local", with: "default_target: bq")
+        try yml.write(toFile: root + "/sluice.yml", atomically: true, encoding: .utf8)
+        let pipeline = try String(contentsOfFile: root + "/Pipelines/events.yml", encoding: .utf8)
+        try ("schedule: \"0 0 * * *\"\n" + pipeline).write(toFile: root + "/Pipelines/events.yml", atomically: true, encoding: .utf8)
+
+        let r = try Self.sluice(root, ["schedule", "--once"], environment: ["SLUICE_NOW": "2026-11-21T00:00:30Z"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.output.contains("2026-11-18"), "the buffered day was not run: \(r.output)")
+        Self.checkStoredOnce(back, expected: Self.rowCount)
+        let status = try Self.sluice(root, ["status", "events"])
+        #expect(!status.output.contains("rows waiting"), "\(status.output)")
+    }
+
     @Test func serviceAccountTokenIsUsedForEveryCall() async throws {
         let dir = try TestSupport.scratchDirectory("bq-fake")
         let server = try FakeBigQuery(dir: dir, arguments: ["--public-key", dir + "/pub.pem"])
