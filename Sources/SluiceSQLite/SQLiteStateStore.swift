@@ -46,8 +46,23 @@ public final class SQLiteStateStore: StateStore {
     /// A lease not renewed for this long is taken over (a holder on another machine died).
     public static let leaseTimeout: TimeInterval = 600
 
-    public init(path: String) throws {
+    /// The 8-byte hash a window key is stored under (see `WindowKeys`); a parameter so
+    /// that tests can make every key collide.
+    let windowKeyHash: @Sendable (String) -> Int64
+    /// Scope and window-key ids known to be in the store; guarded by `idsLock`. Rows of
+    /// `window_scopes` and `window_keys` are never changed or deleted, so an id once read
+    /// stays right, also when other processes write the store.
+    nonisolated(unsafe) private var ids = WindowIDCache()
+    private let idsLock = Lock()
+
+    public convenience init(path: String) throws {
+        try self.init(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil)
+    }
+
+    /// `migratingUpTo` stops the migrations at that one (tests of later migrations).
+    init(path: String, windowKeyHash: @escaping @Sendable (String) -> Int64, migratingUpTo: String?) throws {
         self.path = path
+        self.windowKeyHash = windowKeyHash
         var name = [UInt8](repeating: 0, count: 256)
         gethostname(&name, 255)
         host = String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
@@ -170,6 +185,62 @@ public final class SQLiteStateStore: StateStore {
                 ALTER TABLE checkpoints_new RENAME TO checkpoints;
                 """)
         }
+        // Window events compact (issue #7): an integer scope id, an 8-byte hash of the window
+        // key and the record key's 16 bytes instead of three texts repeated in the table and
+        // both indexes (~260 bytes per event before). Existing events are converted in order,
+        // with their sequence numbers, so replays find them and count as before.
+        migrator.registerMigration("v7-compact-window-events") { db in
+            try db.execute(sql: """
+                CREATE TABLE window_scopes (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE
+                );
+                CREATE TABLE window_keys (
+                    scope_id INTEGER NOT NULL,
+                    key_hash INTEGER NOT NULL,
+                    key TEXT NOT NULL,
+                    PRIMARY KEY (scope_id, key_hash)
+                ) WITHOUT ROWID;
+                CREATE TABLE window_events_v7 (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    scope_id INTEGER NOT NULL,
+                    key_hash INTEGER NOT NULL,
+                    event_time INTEGER NOT NULL,
+                    record_key BLOB NOT NULL,
+                    UNIQUE (scope_id, record_key)
+                );
+                """)
+            var scopes: [String: Int64] = [:]
+            var keys: [Int64: [String: Int64]] = [:]
+            let insert = try db.makeStatement(sql: "INSERT INTO window_events_v7 (seq, scope_id, key_hash, event_time, record_key) VALUES (?, ?, ?, ?, ?)")
+            let rows = try GRDB.Row.fetchCursor(db, sql: "SELECT seq, scope, window_key, event_time, record_key FROM window_events ORDER BY seq")
+            while let row = try rows.next() {
+                let scope: String = row[1], key: String = row[2], recordKey: String = row[4]
+                let scopeID: Int64
+                if let id = scopes[scope] { scopeID = id } else {
+                    scopeID = try WindowKeys.scopeID(db, scope, create: true)!
+                    scopes[scope] = scopeID
+                }
+                let keyHash: Int64
+                if let h = keys[scopeID]?[key] { keyHash = h } else {
+                    keyHash = try WindowKeys.ids(db, scopeID: scopeID, [key], hash: windowKeyHash, create: true)[key]!
+                    keys[scopeID, default: [:]][key] = keyHash
+                }
+                try insert.execute(arguments: [row[0] as Int64, scopeID, keyHash, row[3] as Int64, WindowKeys.recordKey(recordKey)])
+            }
+            let high = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'window_events'")
+            try db.execute(sql: """
+                DROP TABLE window_events;
+                ALTER TABLE window_events_v7 RENAME TO window_events;
+                CREATE INDEX window_events_by_key ON window_events(scope_id, key_hash, event_time);
+                """)
+            // New events keep numbers above every old one (deleted ones included).
+            if let high {
+                try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'window_events'")
+                try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('window_events', max(?, (SELECT coalesce(max(seq), 0) FROM window_events)))",
+                               arguments: [high])
+            }
+        }
         do {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
@@ -178,7 +249,9 @@ public final class SQLiteStateStore: StateStore {
             let lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             if lockFD >= 0 { flock(lockFD, LOCK_EX) }
             defer { if lockFD >= 0 { flock(lockFD, LOCK_UN); close(lockFD) } }
-            try retryingWhileBusy { try migrator.migrate(queue) }
+            try retryingWhileBusy {
+                if let migratingUpTo { try migrator.migrate(queue, upTo: migratingUpTo) } else { try migrator.migrate(queue) }
+            }
         } catch let error as SQLiteStoreError {
             throw error
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
@@ -391,7 +464,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func commit(_ segment: SegmentCommit) throws {
-        try pendingLock.withLock { try queue.write { db in
+        try pendingLock.withLock { try writeForgettingIDsOnFailure { db in
             try writePendingWindowEvents(db)
             if segment.finishesReplace {
                 try db.execute(sql: "DELETE FROM checkpoints WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
@@ -449,6 +522,7 @@ public final class SQLiteStateStore: StateStore {
         guard !recordKeys.isEmpty else { return [:] }
         return try pendingLock.withLock {
             var out: [String: Int64] = try queue.read { db in
+                guard let scopeID = try cachedScopeID(db, scope, create: false) else { return [:] }
                 let before = pending.pruneBefore[scope] ?? .min
                 var out: [String: Int64] = [:]
                 var start = 0
@@ -457,13 +531,20 @@ public final class SQLiteStateStore: StateStore {
                     start += chunk.count
                     let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
                     let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
-                        SELECT record_key, seq FROM window_events WHERE scope = ? AND event_time >= ? AND record_key IN (\(marks))
+                        SELECT record_key, seq FROM window_events WHERE scope_id = ? AND event_time >= ? AND record_key IN (\(marks))
                         """)
-                    var arguments: [(any DatabaseValueConvertible)?] = [scope, before]
+                    var arguments: [(any DatabaseValueConvertible)?] = [scopeID, before]
                     arguments.reserveCapacity(chunk.count + 2)
-                    for key in chunk { arguments.append(key) }
+                    var original: [DatabaseValue: String] = [:]
+                    for key in chunk {
+                        let stored = WindowKeys.recordKey(key).databaseValue
+                        original[stored] = key
+                        arguments.append(stored)
+                    }
                     let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
-                    while let row = try rows.next() { out[row[0]] = row[1] as Int64 }
+                    while let row = try rows.next() {
+                        if let key = original[row[0] as DatabaseValue] { out[key] = row[1] as Int64 }
+                    }
                 }
                 return out
             }
@@ -476,6 +557,52 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
+    /// The id of a scope (created in a write transaction when `create`), through the cache.
+    func cachedScopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
+        if let id = idsLock.withLock({ ids.scopes[scope] }) { return id }
+        guard let id = try WindowKeys.scopeID(db, scope, create: create) else { return nil }
+        idsLock.withLock { ids.scopes[scope] = id }
+        return id
+    }
+
+    /// The stored hashes of window keys (created in a write transaction when `create`;
+    /// missing keys have no events), through the cache.
+    func cachedKeyIDs(_ db: Database, scopeID: Int64, _ keys: some Sequence<String>, create: Bool) throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        var missing: [String] = []
+        idsLock.withLock {
+            let known = ids.keys[scopeID] ?? [:]
+            for key in keys where out[key] == nil {
+                if let id = known[key] { out[key] = id } else { missing.append(key) }
+            }
+        }
+        guard !missing.isEmpty else { return out }
+        let found = try WindowKeys.ids(db, scopeID: scopeID, missing, hash: windowKeyHash, create: create)
+        idsLock.withLock {
+            if ids.count > WindowIDCache.maxKeys { ids = WindowIDCache(scopes: ids.scopes) }
+            for (key, id) in found {
+                out[key] = id
+                ids.keys[scopeID, default: [:]][key] = id
+                ids.count += 1
+            }
+        }
+        return out
+    }
+
+    /// Forgets cached ids after a failed write (ids created in it were rolled back).
+    func forgetCachedIDs() {
+        idsLock.withLock { ids = WindowIDCache() }
+    }
+
+    /// `queue.write` for the writes that add window keys: on failure, the ids they cached
+    /// are forgotten.
+    func writeForgettingIDsOnFailure<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try queue.write(body) } catch {
+            forgetCachedIDs()
+            throw error
+        }
+    }
+
     public func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int {
         try windowCounts(scope: scope, [WindowQuery(key: key, after: from, upTo: to, maxSequence: maxSequence)])[0]
     }
@@ -484,29 +611,33 @@ public final class SQLiteStateStore: StateStore {
         guard !queries.isEmpty else { return [] }
         return try pendingLock.withLock {
             var counts: [Int] = try queue.read { db in
+                var counts = [Int](repeating: 0, count: queries.count)
+                guard let scopeID = try cachedScopeID(db, scope, create: false) else { return counts }
+                let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, queries.lazy.map(\.key), create: false)
+                // Only keys the store holds have stored events.
+                let asked = queries.indices.filter { keyIDs[queries[$0].key] != nil }
                 // Events a pending prune forgets are not counted (event_time >= before).
                 let before = pending.pruneBefore[scope] ?? .min
-                var counts = [Int](repeating: 0, count: queries.count)
                 // Up to 200 counts per statement: a list of (index, key, after, upTo, maxSequence)
                 // and one correlated count each, on the (scope, window_key, event_time) index.
                 let perStatement = 200
                 var start = 0
-                while start < queries.count {
-                    let end = min(queries.count, start + perStatement)
+                while start < asked.count {
+                    let end = min(asked.count, start + perStatement)
                     let rows = (0..<(end - start)).map { i in
                         "(" + (0..<5).map { "?\(i * 5 + $0 + 2)" }.joined(separator: ",") + ")"
                     }.joined(separator: ",")
                     let statement = try (end - start == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
                         WITH q(n, k, a, b, m) AS (VALUES \(rows))
-                        SELECT q.n, (SELECT count(*) FROM window_events w WHERE w.scope = ?1 AND w.window_key = q.k
+                        SELECT q.n, (SELECT count(*) FROM window_events w WHERE w.scope_id = ?1 AND w.key_hash = q.k
                                      AND w.event_time > q.a AND w.event_time <= q.b AND (q.m IS NULL OR w.seq <= q.m)) FROM q
                         """)
-                    var arguments: [(any DatabaseValueConvertible)?] = [scope]
+                    var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
                     arguments.reserveCapacity((end - start) * 5 + 1)
-                    for n in start..<end {
+                    for n in asked[start..<end] {
                         let q = queries[n]
                         arguments.append(n)
-                        arguments.append(q.key)
+                        arguments.append(keyIDs[q.key]!)
                         arguments.append(before == .min ? q.after : max(q.after, before - 1))
                         arguments.append(q.upTo)
                         arguments.append(q.maxSequence)
@@ -538,7 +669,7 @@ public final class SQLiteStateStore: StateStore {
             }
             // A bound on memory when segments are long: write them in a transaction of their own.
             if pending.count >= Self.maxPendingWindowEvents {
-                try queue.write { db in try writePendingWindowEvents(db) }
+                try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
             }
         }
     }
@@ -557,26 +688,29 @@ public final class SQLiteStateStore: StateStore {
     /// inside a write transaction.
     func writePendingWindowEvents(_ db: Database) throws {
         let perStatement = 300
-        for (scope, p) in pending.scopes {
+        for (scope, p) in pending.scopes where !p.events.isEmpty {
+            let scopeID = try cachedScopeID(db, scope, create: true)!
+            let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, p.byKey.keys, create: true)
             var start = 0
             while start < p.events.count {
                 // In the order added: sequence numbers follow the order records were seen.
                 let chunk = p.events[start..<min(p.events.count, start + perStatement)]
                 start += chunk.count
                 let rows = (0..<chunk.count).map { "(?1, ?\($0 * 3 + 2), ?\($0 * 3 + 3), ?\($0 * 3 + 4))" }.joined(separator: ",")
-                let statement = try (chunk.count == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("INSERT OR IGNORE INTO window_events (scope, window_key, event_time, record_key) VALUES \(rows)")
-                var arguments: [(any DatabaseValueConvertible)?] = [scope]
+                let statement = try (chunk.count == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("INSERT OR IGNORE INTO window_events (scope_id, key_hash, event_time, record_key) VALUES \(rows)")
+                var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
                 arguments.reserveCapacity(chunk.count * 3 + 1)
                 for e in chunk {
-                    arguments.append(e.key)
+                    arguments.append(keyIDs[e.key]!)
                     arguments.append(e.time)
-                    arguments.append(e.recordKey)
+                    arguments.append(WindowKeys.recordKey(e.recordKey))
                 }
                 try statement.execute(arguments: StatementArguments(arguments))
             }
         }
         for (scope, before) in pending.pruneBefore {
-            try db.execute(sql: "DELETE FROM window_events WHERE scope = ? AND event_time < ?", arguments: [scope, before])
+            guard let scopeID = try cachedScopeID(db, scope, create: false) else { continue }
+            try db.execute(sql: "DELETE FROM window_events WHERE scope_id = ? AND event_time < ?", arguments: [scopeID, before])
         }
         pending.scopes = [:]
         pending.pruneBefore = [:]
@@ -587,7 +721,7 @@ public final class SQLiteStateStore: StateStore {
     public func flushWindowEvents() throws {
         try pendingLock.withLock {
             guard pending.count > 0 || !pending.scopes.isEmpty || !pending.pruneBefore.isEmpty else { return }
-            try queue.write { db in try writePendingWindowEvents(db) }
+            try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
         }
     }
 
@@ -626,6 +760,106 @@ public final class SQLiteStateStore: StateStore {
             return true
         }
     }
+}
+
+/// How window events are stored compactly (migration v7): scopes by an integer id,
+/// window keys by an 8-byte hash, record keys by their 16 bytes.
+///
+/// Hash collisions are harmless: `window_keys` holds each key's text under its hash,
+/// and a key whose hash another key of the scope holds already takes the next free
+/// value (hash + 1, + 2, ...: open addressing). Rows of `window_keys` are never deleted,
+/// so a key's chain has no gaps: a lookup walks from its hash until it finds the key's
+/// text (its id) or a free value (the key has no events). Two keys never share an id.
+enum WindowKeys {
+    /// FNV-1a, 64 bits, of the key's UTF-8 bytes.
+    @Sendable static func hash(_ key: String) -> Int64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key.utf8 {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01b3
+        }
+        return Int64(bitPattern: h)
+    }
+
+    /// A record key as stored: the 16 bytes of sluice's own keys (32 lowercase hex
+    /// digits), the text of any other (a BLOB and a TEXT never compare equal in SQLite).
+    static func recordKey(_ key: String) -> any DatabaseValueConvertible {
+        let utf8 = key.utf8
+        guard utf8.count == 32 else { return key }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var i = 0
+        for c in utf8 {
+            let v: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c - UInt8(ascii: "a") + 10
+            default: return key
+            }
+            bytes[i >> 1] |= (i & 1 == 0) ? v << 4 : v
+            i += 1
+        }
+        return Data(bytes)
+    }
+
+    static func scopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
+        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM window_scopes WHERE name = ?", arguments: [scope]) { return id }
+        guard create else { return nil }
+        try db.execute(sql: "INSERT INTO window_scopes (name) VALUES (?)", arguments: [scope])
+        return db.lastInsertedRowID
+    }
+
+    /// The stored hashes of these keys; with `create` (in a write transaction), keys not
+    /// stored yet are added, else left out.
+    static func ids(_ db: Database, scopeID: Int64, _ keys: [String], hash: (String) -> Int64, create: Bool) throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        // First the keys' own hashes, 500 per statement; then, for the rare key whose
+        // hash holds another key, its chain one value at a time.
+        var holder: [Int64: String] = [:]
+        let hashes = keys.map(hash)
+        var start = 0
+        while start < keys.count {
+            let end = min(keys.count, start + 500)
+            let marks = repeatElement("?", count: end - start).joined(separator: ",")
+            var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
+            for h in hashes[start..<end] { arguments.append(h) }
+            let rows = try GRDB.Row.fetchCursor(db, sql: "SELECT key_hash, key FROM window_keys WHERE scope_id = ? AND key_hash IN (\(marks))",
+                                                arguments: StatementArguments(arguments))
+            while let row = try rows.next() { holder[row[0]] = row[1] }
+            start = end
+        }
+        for (key, first) in zip(keys, hashes) where out[key] == nil {
+            var h = first
+            while true {
+                let text: String?
+                if let t = holder[h] { text = t } else if h == first {
+                    text = nil // looked up above
+                } else {
+                    text = try String.fetchOne(db, sql: "SELECT key FROM window_keys WHERE scope_id = ? AND key_hash = ?", arguments: [scopeID, h])
+                    if let text { holder[h] = text }
+                }
+                if text == key { out[key] = h; break }
+                if text == nil {
+                    if create {
+                        try db.execute(sql: "INSERT INTO window_keys (scope_id, key_hash, key) VALUES (?, ?, ?)", arguments: [scopeID, h, key])
+                        holder[h] = key
+                        out[key] = h
+                    }
+                    break
+                }
+                h &+= 1
+            }
+        }
+        return out
+    }
+}
+
+/// Ids of scopes and window keys read from or written to the store.
+struct WindowIDCache {
+    /// Past this many keys the cache starts over (memory).
+    static let maxKeys = 1 << 20
+    var scopes: [String: Int64] = [:]
+    var keys: [Int64: [String: Int64]] = [:]
+    var count = 0
 }
 
 /// Window events added since the last commit, per scope. Their sequence numbers are
