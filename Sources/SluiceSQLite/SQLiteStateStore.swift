@@ -54,6 +54,10 @@ public final class SQLiteStateStore: StateStore {
     /// stays right, also when other processes write the store.
     nonisolated(unsafe) private var ids = WindowIDCache()
     private let idsLock = Lock()
+    /// What the store knows of the ledger without reading it; guarded by `ledgerLock`
+    /// (taken inside the database queue's closures, never around them).
+    nonisolated(unsafe) private var ledgerKnown = LedgerKnowledge()
+    private let ledgerLock = Lock()
 
     public convenience init(path: String) throws {
         try self.init(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil)
@@ -266,7 +270,7 @@ public final class SQLiteStateStore: StateStore {
     // MARK: runs and dead letters
 
     public func beginRun(pipeline: String, partition: String, mode: LoadMode) throws -> Int64 {
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: "INSERT INTO runs (pipeline, partition, started_at, status, mode) VALUES (?, ?, ?, 'running', ?)",
                            arguments: [pipeline, partition, Self.now(), mode.rawValue])
             return db.lastInsertedRowID
@@ -274,7 +278,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func addDeadLetters(runID: Int64, pipeline: String, partition: String, _ letters: [DeadLetter]) throws {
-        try queue.write { db in
+        try write { db in
             let statement = try db.cachedStatement(sql: """
                 INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id, file_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -291,7 +295,7 @@ public final class SQLiteStateStore: StateStore {
 
     public func finishRun(runID: Int64, summary: RunSummary, failure: String?) throws {
         try flushWindowEvents()
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: """
                 UPDATE runs SET finished_at = ?, status = ?, read = ?, loaded = ?, filtered = ?, rejected = ?, buffered = ?,
                 summary = ?, failure = ? WHERE id = ?
@@ -358,7 +362,7 @@ public final class SQLiteStateStore: StateStore {
     /// Removes the dead letters at these positions that run `runID` did not write again
     /// (they loaded this time).
     public func removeDeadLetters(pipeline: String, positions: [SourcePosition], exceptRun runID: Int64) throws -> Int {
-        try queue.write { db in
+        try write { db in
             var removed = 0
             let statement = try db.cachedStatement(sql: "DELETE FROM dead_letters WHERE pipeline = ? AND file = ? AND line = ? AND run_id != ?")
             for p in positions {
@@ -373,7 +377,7 @@ public final class SQLiteStateStore: StateStore {
 
     public func acquireLease(pipeline: String, partition: String) throws {
         let host = self.host, pid = self.pid
-        try queue.write { db in
+        try write { db in
             if let row = try GRDB.Row.fetchOne(db, sql: "SELECT host, pid, renewed_at FROM leases WHERE pipeline = ? AND partition = ?",
                                                arguments: [pipeline, partition]) {
                 let holderHost: String = row["host"], holderPid: Int32 = row["pid"], renewed: Double = row["renewed_at"]
@@ -392,14 +396,14 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func renewLease(pipeline: String, partition: String) throws {
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: "UPDATE leases SET renewed_at = ? WHERE pipeline = ? AND partition = ? AND host = ? AND pid = ?",
                            arguments: [Date().timeIntervalSince1970, pipeline, partition, host, pid])
         }
     }
 
     public func releaseLease(pipeline: String, partition: String) throws {
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: "DELETE FROM leases WHERE pipeline = ? AND partition = ? AND host = ? AND pid = ?",
                            arguments: [pipeline, partition, host, pid])
         }
@@ -440,13 +444,31 @@ public final class SQLiteStateStore: StateStore {
     /// parameters): one statement per chunk instead of one per key.
     static let keysPerStatement = 500
 
+    /// Keys are looked up in the ledger only when they may be in it: while the store
+    /// knows every key the ledger holds for a sink (see `LedgerKnowledge`), a key its
+    /// filter has never seen cannot be there.
     public func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String> {
         guard !keys.isEmpty else { return [] }
         return try queue.read { db in
+            let name = pipeline + "\u{0}" + sink
+            let epoch = try LedgerKnowledge.Epoch(db)
+            var filter = ledgerLock.withLock { () -> LedgerKnowledge.Filter? in
+                if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
+                return ledgerKnown.filters[name]
+            }
+            if filter == nil {
+                // First asked (or after a write the store did not see): an empty ledger is known.
+                let empty = try Int.fetchOne(db, sql: "SELECT 1 FROM ledger WHERE pipeline = ? AND sink = ? LIMIT 1",
+                                             arguments: [pipeline, sink]) == nil
+                filter = empty ? .keys(BloomFilter()) : .unknown
+                ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = filter } }
+            }
+            var candidates = keys
+            if case .keys(let bloom)? = filter { candidates = keys.filter { bloom.mayContain($0) } }
             var found: Set<String> = []
             var start = 0
-            while start < keys.count {
-                let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
+            while start < candidates.count {
+                let chunk = candidates[start..<min(candidates.count, start + Self.keysPerStatement)]
                 start += chunk.count
                 let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
                 let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("SELECT record_key, partition FROM ledger WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))")
@@ -460,6 +482,30 @@ public final class SQLiteStateStore: StateStore {
                 }
             }
             return found
+        }
+    }
+
+    /// `queue.write` for every write of the store. It keeps `ledgerKnown` true: if
+    /// anything wrote the database since the store last looked (another connection: the
+    /// data version moved; this connection outside this method: the change count moved),
+    /// what it knew is forgotten; otherwise the body's own ledger inserts (in `commit`,
+    /// the only writer of the ledger here) were added to the filters, and the new
+    /// epoch is noted. A ledger delete (a replace) leaves keys in a filter: that costs a
+    /// lookup, never a duplicate.
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        try queue.write { db in
+            let before = try LedgerKnowledge.Epoch(db)
+            ledgerLock.withLock { if ledgerKnown.epoch != before { ledgerKnown = LedgerKnowledge(epoch: nil) } }
+            let result = try body(db)
+            let after = try LedgerKnowledge.Epoch(db)
+            ledgerLock.withLock {
+                if ledgerKnown.epoch == before, after.dataVersion == before.dataVersion {
+                    ledgerKnown.epoch = after
+                } else {
+                    ledgerKnown = LedgerKnowledge(epoch: nil)
+                }
+            }
+            return result
         }
     }
 
@@ -482,6 +528,13 @@ public final class SQLiteStateStore: StateStore {
                 try cp.execute(arguments: [segment.pipeline, c.fileID, segment.partition, c.path, c.offset, c.line, c.complete, now])
             }
             for (sink, unsorted) in segment.delivered {
+                ledgerLock.withLock {
+                    if case .keys(var bloom)? = ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] {
+                        ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] = nil // one copy while inserting
+                        for key in unsorted { bloom.insert(key) }
+                        ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] = .keys(bloom)
+                    }
+                }
                 // In key order, the inserts walk the primary key's pages once, in order.
                 let keys = unsorted.sorted()
                 var start = 0
@@ -597,7 +650,7 @@ public final class SQLiteStateStore: StateStore {
     /// `queue.write` for the writes that add window keys: on failure, the ids they cached
     /// are forgotten.
     func writeForgettingIDsOnFailure<T>(_ body: (Database) throws -> T) throws -> T {
-        do { return try queue.write(body) } catch {
+        do { return try write(body) } catch {
             forgetCachedIDs()
             throw error
         }
@@ -734,7 +787,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func beginReplace(pipeline: String, partition: String) throws {
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: "INSERT OR IGNORE INTO replaces (pipeline, partition, started_at) VALUES (?, ?, ?)",
                            arguments: [pipeline, partition, Self.now()])
         }
@@ -750,7 +803,7 @@ public final class SQLiteStateStore: StateStore {
     /// Claims the fire times up to `to` if the last claimed one is still `from`
     /// (compare-and-set): of several schedulers on one store, exactly one wins.
     public func claimFires(pipeline: String, from: Int64?, to: Int64) throws -> Bool {
-        try queue.write { db in
+        try write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT last_fire FROM schedules WHERE pipeline = ?", arguments: [pipeline])
             guard current == from else { return false }
             try db.execute(sql: """
@@ -850,6 +903,86 @@ enum WindowKeys {
             }
         }
         return out
+    }
+}
+
+/// What the store knows of the ledger without reading it: per (pipeline, sink), either
+/// a Bloom filter of every key the ledger holds (it was empty when first asked, and
+/// every insert since went through this store's `commit`), or nothing. Valid only at
+/// `epoch`: the database's data version (which moves when another connection commits)
+/// and this connection's change count (which moves with every row this connection
+/// changes) as they were after the store's last own write.
+struct LedgerKnowledge {
+    struct Epoch: Equatable {
+        var dataVersion: Int
+        var changes: Int
+        init(_ db: Database) throws {
+            dataVersion = try Int.fetchOne(db, sql: "PRAGMA data_version") ?? -1
+            changes = db.totalChangesCount
+        }
+    }
+    enum Filter {
+        case keys(BloomFilter)
+        /// The ledger held keys of the sink when first asked: every key is looked up.
+        case unknown
+    }
+    var epoch: Epoch?
+    var filters: [String: Filter] = [:]
+}
+
+/// A Bloom filter of strings that grows: a new block of 2^24 bits per 2^20 keys
+/// (7 hashes: under 1% false positives per block).
+struct BloomFilter {
+    static let blockBits = 1 << 24
+    static let keysPerBlock = 1 << 20
+    static let hashes = 7
+    private var blocks: [[UInt64]] = []
+    private var inLast = 0
+
+    mutating func insert(_ key: String) {
+        if blocks.isEmpty || inLast >= Self.keysPerBlock {
+            blocks.append([UInt64](repeating: 0, count: Self.blockBits / 64))
+            inLast = 0
+        }
+        var (h, step) = Self.hash(key)
+        let last = blocks.count - 1
+        blocks[last].withUnsafeMutableBufferPointer { bits in
+            for _ in 0..<Self.hashes {
+                let bit = Int(truncatingIfNeeded: h) & (Self.blockBits - 1)
+                bits[bit >> 6] |= 1 << UInt64(bit & 63)
+                h &+= step
+            }
+        }
+        inLast += 1
+    }
+
+    func mayContain(_ key: String) -> Bool {
+        let (first, step) = Self.hash(key)
+        for block in blocks {
+            var h = first
+            var all = true
+            for _ in 0..<Self.hashes {
+                let bit = Int(truncatingIfNeeded: h) & (Self.blockBits - 1)
+                if block[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { all = false; break }
+                h &+= step
+            }
+            if all { return true }
+        }
+        return false
+    }
+
+    /// FNV-1a of the UTF-8 bytes, and an odd step from its SplitMix64 mix (double hashing).
+    static func hash(_ key: String) -> (UInt64, UInt64) {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key.utf8 {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01b3
+        }
+        var z = h &+ 0x9e37_79b9_7f4a_7c15
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        z ^= z >> 31
+        return (z, (h >> 17 | h << 47) | 1)
     }
 }
 

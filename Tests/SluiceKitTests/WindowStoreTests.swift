@@ -133,3 +133,50 @@ import Testing
         #expect(newSequence > sequences["deleted"]!)
     }
 }
+
+/// The ledger lookups a store skips (keys its filter never saw, while it knows every key
+/// the ledger holds): a key in the ledger is found however it got there.
+@Suite struct LedgerFilterTests {
+    static func commit(_ state: SQLiteStateStore, _ keys: [String], partition: String = "2026-11-18", sink: String = "csv") throws {
+        try state.commit(SegmentCommit(pipeline: "p", partition: partition, checkpoints: [], delivered: [sink: keys], receipts: [],
+                                       finishesReplace: false))
+    }
+
+    @Test(arguments: ["this store's commit", "another store on the file", "this connection, outside the store",
+                      "a store before this one", "a replace of the partition"])
+    func keysInTheLedgerAreFound(how: String) throws {
+        let dir = try TestSupport.scratchDirectory("ledger")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        if how == "a store before this one" { try Self.commit(SQLiteStateStore(path: path), ["k2"]) }
+        let state = try SQLiteStateStore(path: path)
+        let keys = (0..<3000).map { "k\($0)" }
+        // The filter is made on the first lookup (an empty ledger, unless a store before this one wrote it).
+        let first = try state.delivered(pipeline: "p", sink: "csv", keys: keys, excludingPartition: nil)
+        #expect(first == (how == "a store before this one" ? ["k2"] : []))
+        try Self.commit(state, ["k0", "k1"])
+        switch how {
+        case "another store on the file": try Self.commit(SQLiteStateStore(path: path), ["k2"])
+        case "this connection, outside the store":
+            try state.queue.write { db in
+                try db.execute(sql: "INSERT INTO ledger (pipeline, sink, record_key, partition) VALUES ('p', 'csv', 'k2', '2026-11-18')")
+            }
+        case "a replace of the partition":
+            try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: ["csv": ["k2", "k1"]],
+                                           receipts: [], finishesReplace: true))
+        case "this store's commit": try Self.commit(state, ["k2"])
+        default: break
+        }
+        // Another sink and another pipeline hold none of them.
+        try Self.commit(state, ["k5"], sink: "other")
+        let expected: Set<String> = how == "a replace of the partition" ? ["k1", "k2"] : ["k0", "k1", "k2"]
+        #expect(try state.delivered(pipeline: "p", sink: "csv", keys: keys, excludingPartition: nil) == expected)
+        #expect(try state.delivered(pipeline: "p", sink: "csv", keys: keys, excludingPartition: "2026-11-18") == [])
+        #expect(try state.delivered(pipeline: "p", sink: "other", keys: keys, excludingPartition: nil) == ["k5"])
+        #expect(try state.delivered(pipeline: "q", sink: "csv", keys: keys, excludingPartition: nil) == [])
+        // Many keys over several segments: every committed one is found, no other.
+        for segment in 0..<3 { try Self.commit(state, (0..<50_000).map { "s\(segment)-\($0)" }) }
+        let probe = (0..<20_000).map { "s\($0 % 4)-\($0 * 7 % 50_000)" }
+        #expect(try state.delivered(pipeline: "p", sink: "csv", keys: probe, excludingPartition: nil) == Set(probe.filter { !$0.hasPrefix("s3") }))
+    }
+}
