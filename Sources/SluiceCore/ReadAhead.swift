@@ -18,7 +18,7 @@ final class ReadAhead: @unchecked Sendable {
     // `start`, the creating thread never touches them again, unless no thread could be
     // started); `thread` is used by the creating thread alone.
     private let source: any RecordSource
-    private let prepare: (inout RecordBatch) -> Int
+    private let prepare: (inout RecordBatch) throws -> Int
     private let limit: Int
     private let capacity: Int
     private var queue: [Result<(RecordBatch, Int), any Error>] = []
@@ -29,8 +29,9 @@ final class ReadAhead: @unchecked Sendable {
     private var thread: pthread_t?
 
     /// `prepare` runs on the reading thread on each batch and returns how many records
-    /// and dead letters it accounts for as read.
-    init(source: any RecordSource, limit: Int, capacity: Int = 2, prepare: @escaping (inout RecordBatch) -> Int) {
+    /// and dead letters it accounts for as read. An error it throws is rethrown by
+    /// `next()` in the batch's place, after the batches before it, like a source's.
+    init(source: any RecordSource, limit: Int, capacity: Int = 2, prepare: @escaping (inout RecordBatch) throws -> Int) {
         self.source = source
         self.limit = limit
         self.capacity = max(1, capacity)
@@ -72,7 +73,7 @@ final class ReadAhead: @unchecked Sendable {
             let item: Result<(RecordBatch, Int), any Error>?
             do {
                 if var batch = try source.next(limit: limit) {
-                    let read = prepare(&batch)
+                    let read = try prepare(&batch)
                     item = .success((batch, read))
                 } else {
                     item = nil
@@ -96,11 +97,12 @@ final class ReadAhead: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
-    /// The next prepared batch and its read count; nil at the end. Rethrows the source's error.
+    /// The next prepared batch and its read count; nil at the end. Rethrows the source's
+    /// or `prepare`'s error.
     func next() throws -> (RecordBatch, Int)? {
         if thread == nil {
             guard var batch = try source.next(limit: limit) else { return nil }
-            let read = prepare(&batch)
+            let read = try prepare(&batch)
             return (batch, read)
         }
         pthread_mutex_lock(mutex)

@@ -181,19 +181,36 @@ public struct Runner: Sendable {
             }
             // Segments end on batch boundaries: a batch is never larger than a segment.
             let limit = context.mode == .append ? max(1, min(batchSize, commitEvery)) : batchSize
-            // Reading, parsing, event times and keys on a thread of their own, a few batches
-            // ahead (the second core); transforming and loading here.
-            let readAhead = ReadAhead(source: source, limit: limit) { [self, pipeline, context, partition] batch in
+            // Reading, parsing, event times, keys and the leading batch-local stages on a
+            // thread of their own, a few batches ahead (the second core); the other stages
+            // and loading here, in order.
+            let ahead = pipeline.transformers.prefix { $0.isBatchLocal }
+            let behind = pipeline.transformers.dropFirst(ahead.count)
+            let readAhead = ReadAhead(source: source, limit: limit) { [self, pipeline, context, partition, ahead] batch in
                 var counted = RunSummary(pipeline: pipeline.name, partition: partition)
                 prepare(&batch, pipeline: pipeline, context: context, summary: &counted)
+                do {
+                    for transformer in ahead { try transformer.apply(&batch, context: context) }
+                } catch {
+                    throw FailedAfterReading(read: counted.read, error: error)
+                }
                 return counted.read
             }
             readAhead.start()
             defer { readAhead.stop() }
-            while !(stop?.isStopped ?? false), let prepared = try readAhead.next() {
+            while !(stop?.isStopped ?? false) {
+                let prepared: (RecordBatch, Int)
+                do {
+                    guard let next = try readAhead.next() else { break }
+                    prepared = next
+                } catch let failed as FailedAfterReading {
+                    // The batch was read (counted as before stages ran on the read-ahead thread).
+                    summary.read += failed.read
+                    throw failed.error
+                }
                 var batch = prepared.0
                 summary.read += prepared.1
-                for transformer in pipeline.transformers {
+                for transformer in behind {
                     try transformer.apply(&batch, context: context)
                 }
                 // Coerce: a record is loaded to every sink or, if any schema rejects it, to none.
@@ -271,6 +288,12 @@ public struct Runner: Sendable {
             batch.records[i].key = pipeline.keyer.key(for: batch.records[i])
         }
     }
+}
+
+/// A stage's error on the read-ahead thread, with the batch's read count.
+struct FailedAfterReading: Error {
+    var read: Int
+    var error: any Error
 }
 
 /// Event times: RFC 3339 text or epoch seconds.

@@ -186,10 +186,16 @@ public protocol Transformer: Sendable {
     func apply(_ batch: inout RecordBatch, context: RunContext) throws
     /// Lines for the run's report when the run ends (e.g. the most frequent unknown texts).
     func finish(context: RunContext) -> [String]
+    /// True when `apply` depends on nothing but the batch and the stage's own settings
+    /// (no state store, no sink): such stages at the head of a pipeline run on the
+    /// read-ahead thread, a batch or two ahead of loading (the second core). A batch
+    /// transformed ahead and never loaded (a stop, an error) left no trace but notes.
+    var isBatchLocal: Bool { get }
 }
 
 extension Transformer {
     public func finish(context: RunContext) -> [String] { [] }
+    public var isBatchLocal: Bool { false }
 }
 
 /// One row coerced to a table schema: values in schema column order.

@@ -6,6 +6,9 @@ import SluiceCore
 /// provider within two edits (a swap of neighbours counts as one). Known providers and
 /// addresses with no close provider get null.
 public struct EmailDomain: Transformer {
+    /// Depends on the batch alone: may run on the read-ahead thread.
+    public var isBatchLocal: Bool { true }
+
     public var field: FieldPath
     public var target: String
     public var providers: [String]

@@ -7,6 +7,9 @@ import SluiceI18n
 /// no entry get `UNKNOWN` (the text itself stays in its field), and the run reports the
 /// most frequent of them so that the catalogs can be extended.
 public struct ErrorCode: Transformer {
+    /// Depends on the batch alone: may run on the read-ahead thread.
+    public var isBatchLocal: Bool { true }
+
     public var text: FieldPath
     public var target: String
     public var valuesTarget: String?

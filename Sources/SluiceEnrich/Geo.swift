@@ -37,6 +37,9 @@ func cloudflareCountry(_ value: Value?) -> String? {
 /// `geoip`: fields from a MaxMind City or Country database for the record's IP. A valid
 /// Cloudflare country header in the record wins over the database for the country.
 public struct GeoIP: Transformer {
+    /// Depends on the batch alone: may run on the read-ahead thread.
+    public var isBatchLocal: Bool { true }
+
     public var database: String
     public var ip: FieldPath
     /// Target field → path in the database record (`geo: country.iso_code`).
@@ -110,6 +113,9 @@ public struct GeoIP: Transformer {
 /// (`tsv:` lines of range start, range end, AS number, country, description; AS 0 means
 /// not routed).
 public struct ASN: Transformer {
+    /// Depends on the batch alone: may run on the read-ahead thread.
+    public var isBatchLocal: Bool { true }
+
     public var database: String?
     public var tsv: String?
     public var ip: FieldPath

@@ -103,6 +103,9 @@ public struct Redact {
 
 /// The configured stage: the secret is read from the environment when the run starts.
 struct RedactStage: Transformer {
+    /// Depends on the batch alone: may run on the read-ahead thread.
+    var isBatchLocal: Bool { true }
+
     var paths: [[String]]
     var mode: Redact.Mode
     var secretVariable: String?

@@ -22,6 +22,9 @@ public struct FieldSource: Sendable {
 /// - `set`: `fields: {name: constant}` (YAML scalars: strings, numbers, booleans, null).
 /// - `drop`: `fields: [name, path.inside]`.
 public struct FieldStage: Transformer {
+    /// Depends on the batch alone: may run on the read-ahead thread.
+    public var isBatchLocal: Bool { true }
+
     public enum Operation: Sendable {
         case copy([(String, FieldSource)])
         case select([(String, FieldSource)])
@@ -186,6 +189,9 @@ extension Fields {
 /// `true`); a missing or null field equals nothing, so it is dropped by `equals` and `in`
 /// and kept by `not_in`.
 public struct FilterStage: Transformer {
+    /// Depends on the batch alone: may run on the read-ahead thread.
+    public var isBatchLocal: Bool { true }
+
     public enum Test: Sendable {
         case equals(String)
         case oneOf(Set<String>)

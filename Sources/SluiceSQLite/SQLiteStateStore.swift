@@ -46,8 +46,27 @@ public final class SQLiteStateStore: StateStore {
     /// A lease not renewed for this long is taken over (a holder on another machine died).
     public static let leaseTimeout: TimeInterval = 600
 
-    public init(path: String) throws {
+    /// The 8-byte hash a window key is stored under (see `WindowKeys`); a parameter so
+    /// that tests can make every key collide.
+    let windowKeyHash: @Sendable (String) -> Int64
+    /// Scope and window-key ids known to be in the store; guarded by `idsLock`. Rows of
+    /// `window_scopes` and `window_keys` are never changed or deleted, so an id once read
+    /// stays right, also when other processes write the store.
+    nonisolated(unsafe) private var ids = WindowIDCache()
+    private let idsLock = Lock()
+    /// What the store knows of the ledger without reading it; guarded by `ledgerLock`
+    /// (taken inside the database queue's closures, never around them).
+    nonisolated(unsafe) private var ledgerKnown = LedgerKnowledge()
+    private let ledgerLock = Lock()
+
+    public convenience init(path: String) throws {
+        try self.init(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil)
+    }
+
+    /// `migratingUpTo` stops the migrations at that one (tests of later migrations).
+    init(path: String, windowKeyHash: @escaping @Sendable (String) -> Int64, migratingUpTo: String?) throws {
         self.path = path
+        self.windowKeyHash = windowKeyHash
         var name = [UInt8](repeating: 0, count: 256)
         gethostname(&name, 255)
         host = String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
@@ -172,6 +191,62 @@ public final class SQLiteStateStore: StateStore {
         }
         // v6: the durable buffer of streaming sinks (SQLiteStreamBuffer.swift).
         Self.registerStreamBuffer(&migrator)
+        // Window events compact (issue #7): an integer scope id, an 8-byte hash of the window
+        // key and the record key's 16 bytes instead of three texts repeated in the table and
+        // both indexes (~260 bytes per event before). Existing events are converted in order,
+        // with their sequence numbers, so replays find them and count as before.
+        migrator.registerMigration("v7-compact-window-events") { db in
+            try db.execute(sql: """
+                CREATE TABLE window_scopes (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE
+                );
+                CREATE TABLE window_keys (
+                    scope_id INTEGER NOT NULL,
+                    key_hash INTEGER NOT NULL,
+                    key TEXT NOT NULL,
+                    PRIMARY KEY (scope_id, key_hash)
+                ) WITHOUT ROWID;
+                CREATE TABLE window_events_v7 (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    scope_id INTEGER NOT NULL,
+                    key_hash INTEGER NOT NULL,
+                    event_time INTEGER NOT NULL,
+                    record_key BLOB NOT NULL,
+                    UNIQUE (scope_id, record_key)
+                );
+                """)
+            var scopes: [String: Int64] = [:]
+            var keys: [Int64: [String: Int64]] = [:]
+            let insert = try db.makeStatement(sql: "INSERT INTO window_events_v7 (seq, scope_id, key_hash, event_time, record_key) VALUES (?, ?, ?, ?, ?)")
+            let rows = try GRDB.Row.fetchCursor(db, sql: "SELECT seq, scope, window_key, event_time, record_key FROM window_events ORDER BY seq")
+            while let row = try rows.next() {
+                let scope: String = row[1], key: String = row[2], recordKey: String = row[4]
+                let scopeID: Int64
+                if let id = scopes[scope] { scopeID = id } else {
+                    scopeID = try WindowKeys.scopeID(db, scope, create: true)!
+                    scopes[scope] = scopeID
+                }
+                let keyHash: Int64
+                if let h = keys[scopeID]?[key] { keyHash = h } else {
+                    keyHash = try WindowKeys.ids(db, scopeID: scopeID, [key], hash: windowKeyHash, create: true)[key]!
+                    keys[scopeID, default: [:]][key] = keyHash
+                }
+                try insert.execute(arguments: [row[0] as Int64, scopeID, keyHash, row[3] as Int64, WindowKeys.recordKey(recordKey)])
+            }
+            let high = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'window_events'")
+            try db.execute(sql: """
+                DROP TABLE window_events;
+                ALTER TABLE window_events_v7 RENAME TO window_events;
+                CREATE INDEX window_events_by_key ON window_events(scope_id, key_hash, event_time);
+                """)
+            // New events keep numbers above every old one (deleted ones included).
+            if let high {
+                try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'window_events'")
+                try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('window_events', max(?, (SELECT coalesce(max(seq), 0) FROM window_events)))",
+                               arguments: [high])
+            }
+        }
         do {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
@@ -180,7 +255,9 @@ public final class SQLiteStateStore: StateStore {
             let lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             if lockFD >= 0 { flock(lockFD, LOCK_EX) }
             defer { if lockFD >= 0 { flock(lockFD, LOCK_UN); close(lockFD) } }
-            try retryingWhileBusy { try migrator.migrate(queue) }
+            try retryingWhileBusy {
+                if let migratingUpTo { try migrator.migrate(queue, upTo: migratingUpTo) } else { try migrator.migrate(queue) }
+            }
         } catch let error as SQLiteStoreError {
             throw error
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
@@ -195,7 +272,7 @@ public final class SQLiteStateStore: StateStore {
     // MARK: runs and dead letters
 
     public func beginRun(pipeline: String, partition: String, mode: LoadMode) throws -> Int64 {
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: "INSERT INTO runs (pipeline, partition, started_at, status, mode) VALUES (?, ?, ?, 'running', ?)",
                            arguments: [pipeline, partition, Self.now(), mode.rawValue])
             return db.lastInsertedRowID
@@ -203,7 +280,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func addDeadLetters(runID: Int64, pipeline: String, partition: String, _ letters: [DeadLetter]) throws {
-        try queue.write { db in
+        try write { db in
             let statement = try db.cachedStatement(sql: """
                 INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id, file_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -220,7 +297,7 @@ public final class SQLiteStateStore: StateStore {
 
     public func finishRun(runID: Int64, summary: RunSummary, failure: String?) throws {
         try flushWindowEvents()
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: """
                 UPDATE runs SET finished_at = ?, status = ?, read = ?, loaded = ?, filtered = ?, rejected = ?, buffered = ?,
                 summary = ?, failure = ? WHERE id = ?
@@ -287,7 +364,7 @@ public final class SQLiteStateStore: StateStore {
     /// Removes the dead letters at these positions that run `runID` did not write again
     /// (they loaded this time).
     public func removeDeadLetters(pipeline: String, positions: [SourcePosition], exceptRun runID: Int64) throws -> Int {
-        try queue.write { db in
+        try write { db in
             var removed = 0
             let statement = try db.cachedStatement(sql: "DELETE FROM dead_letters WHERE pipeline = ? AND file = ? AND line = ? AND run_id != ?")
             for p in positions {
@@ -302,7 +379,7 @@ public final class SQLiteStateStore: StateStore {
 
     public func acquireLease(pipeline: String, partition: String) throws {
         let host = self.host, pid = self.pid
-        try queue.write { db in
+        try write { db in
             if let row = try GRDB.Row.fetchOne(db, sql: "SELECT host, pid, renewed_at FROM leases WHERE pipeline = ? AND partition = ?",
                                                arguments: [pipeline, partition]) {
                 let holderHost: String = row["host"], holderPid: Int32 = row["pid"], renewed: Double = row["renewed_at"]
@@ -321,14 +398,14 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func renewLease(pipeline: String, partition: String) throws {
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: "UPDATE leases SET renewed_at = ? WHERE pipeline = ? AND partition = ? AND host = ? AND pid = ?",
                            arguments: [Date().timeIntervalSince1970, pipeline, partition, host, pid])
         }
     }
 
     public func releaseLease(pipeline: String, partition: String) throws {
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: "DELETE FROM leases WHERE pipeline = ? AND partition = ? AND host = ? AND pid = ?",
                            arguments: [pipeline, partition, host, pid])
         }
@@ -369,13 +446,31 @@ public final class SQLiteStateStore: StateStore {
     /// parameters): one statement per chunk instead of one per key.
     static let keysPerStatement = 500
 
+    /// Keys are looked up in the ledger only when they may be in it: while the store
+    /// knows every key the ledger holds for a sink (see `LedgerKnowledge`), a key its
+    /// filter has never seen cannot be there.
     public func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String> {
         guard !keys.isEmpty else { return [] }
         return try queue.read { db in
+            let name = pipeline + "\u{0}" + sink
+            let epoch = try LedgerKnowledge.Epoch(db)
+            var filter = ledgerLock.withLock { () -> LedgerKnowledge.Filter? in
+                if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
+                return ledgerKnown.filters[name]
+            }
+            if filter == nil {
+                // First asked (or after a write the store did not see): an empty ledger is known.
+                let empty = try Int.fetchOne(db, sql: "SELECT 1 FROM ledger WHERE pipeline = ? AND sink = ? LIMIT 1",
+                                             arguments: [pipeline, sink]) == nil
+                filter = empty ? .keys(BloomFilter()) : .unknown
+                ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = filter } }
+            }
+            var candidates = keys
+            if case .keys(let bloom)? = filter { candidates = keys.filter { bloom.mayContain($0) } }
             var found: Set<String> = []
             var start = 0
-            while start < keys.count {
-                let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
+            while start < candidates.count {
+                let chunk = candidates[start..<min(candidates.count, start + Self.keysPerStatement)]
                 start += chunk.count
                 let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
                 let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("SELECT record_key, partition FROM ledger WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))")
@@ -392,8 +487,32 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
+    /// `queue.write` for every write of the store. It keeps `ledgerKnown` true: if
+    /// anything wrote the database since the store last looked (another connection: the
+    /// data version moved; this connection outside this method: the change count moved),
+    /// what it knew is forgotten; otherwise the body's own ledger inserts (in `commit`,
+    /// the only writer of the ledger here) were added to the filters, and the new
+    /// epoch is noted. A ledger delete (a replace) leaves keys in a filter: that costs a
+    /// lookup, never a duplicate.
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        try queue.write { db in
+            let before = try LedgerKnowledge.Epoch(db)
+            ledgerLock.withLock { if ledgerKnown.epoch != before { ledgerKnown = LedgerKnowledge(epoch: nil) } }
+            let result = try body(db)
+            let after = try LedgerKnowledge.Epoch(db)
+            ledgerLock.withLock {
+                if ledgerKnown.epoch == before, after.dataVersion == before.dataVersion {
+                    ledgerKnown.epoch = after
+                } else {
+                    ledgerKnown = LedgerKnowledge(epoch: nil)
+                }
+            }
+            return result
+        }
+    }
+
     public func commit(_ segment: SegmentCommit) throws {
-        try pendingLock.withLock { try queue.write { db in
+        try pendingLock.withLock { try writeForgettingIDsOnFailure { db in
             try writePendingWindowEvents(db)
             if segment.finishesReplace {
                 try db.execute(sql: "DELETE FROM checkpoints WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
@@ -411,6 +530,13 @@ public final class SQLiteStateStore: StateStore {
                 try cp.execute(arguments: [segment.pipeline, c.fileID, segment.partition, c.path, c.offset, c.line, c.complete, now])
             }
             for (sink, unsorted) in segment.delivered {
+                ledgerLock.withLock {
+                    if case .keys(var bloom)? = ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] {
+                        ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] = nil // one copy while inserting
+                        for key in unsorted { bloom.insert(key) }
+                        ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] = .keys(bloom)
+                    }
+                }
                 // In key order, the inserts walk the primary key's pages once, in order.
                 let keys = unsorted.sorted()
                 var start = 0
@@ -451,6 +577,7 @@ public final class SQLiteStateStore: StateStore {
         guard !recordKeys.isEmpty else { return [:] }
         return try pendingLock.withLock {
             var out: [String: Int64] = try queue.read { db in
+                guard let scopeID = try cachedScopeID(db, scope, create: false) else { return [:] }
                 let before = pending.pruneBefore[scope] ?? .min
                 var out: [String: Int64] = [:]
                 var start = 0
@@ -459,13 +586,20 @@ public final class SQLiteStateStore: StateStore {
                     start += chunk.count
                     let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
                     let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
-                        SELECT record_key, seq FROM window_events WHERE scope = ? AND event_time >= ? AND record_key IN (\(marks))
+                        SELECT record_key, seq FROM window_events WHERE scope_id = ? AND event_time >= ? AND record_key IN (\(marks))
                         """)
-                    var arguments: [(any DatabaseValueConvertible)?] = [scope, before]
+                    var arguments: [(any DatabaseValueConvertible)?] = [scopeID, before]
                     arguments.reserveCapacity(chunk.count + 2)
-                    for key in chunk { arguments.append(key) }
+                    var original: [DatabaseValue: String] = [:]
+                    for key in chunk {
+                        let stored = WindowKeys.recordKey(key).databaseValue
+                        original[stored] = key
+                        arguments.append(stored)
+                    }
                     let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
-                    while let row = try rows.next() { out[row[0]] = row[1] as Int64 }
+                    while let row = try rows.next() {
+                        if let key = original[row[0] as DatabaseValue] { out[key] = row[1] as Int64 }
+                    }
                 }
                 return out
             }
@@ -478,6 +612,52 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
+    /// The id of a scope (created in a write transaction when `create`), through the cache.
+    func cachedScopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
+        if let id = idsLock.withLock({ ids.scopes[scope] }) { return id }
+        guard let id = try WindowKeys.scopeID(db, scope, create: create) else { return nil }
+        idsLock.withLock { ids.scopes[scope] = id }
+        return id
+    }
+
+    /// The stored hashes of window keys (created in a write transaction when `create`;
+    /// missing keys have no events), through the cache.
+    func cachedKeyIDs(_ db: Database, scopeID: Int64, _ keys: some Sequence<String>, create: Bool) throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        var missing: [String] = []
+        idsLock.withLock {
+            let known = ids.keys[scopeID] ?? [:]
+            for key in keys where out[key] == nil {
+                if let id = known[key] { out[key] = id } else { missing.append(key) }
+            }
+        }
+        guard !missing.isEmpty else { return out }
+        let found = try WindowKeys.ids(db, scopeID: scopeID, missing, hash: windowKeyHash, create: create)
+        idsLock.withLock {
+            if ids.count > WindowIDCache.maxKeys { ids = WindowIDCache(scopes: ids.scopes) }
+            for (key, id) in found {
+                out[key] = id
+                ids.keys[scopeID, default: [:]][key] = id
+                ids.count += 1
+            }
+        }
+        return out
+    }
+
+    /// Forgets cached ids after a failed write (ids created in it were rolled back).
+    func forgetCachedIDs() {
+        idsLock.withLock { ids = WindowIDCache() }
+    }
+
+    /// `queue.write` for the writes that add window keys: on failure, the ids they cached
+    /// are forgotten.
+    func writeForgettingIDsOnFailure<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try write(body) } catch {
+            forgetCachedIDs()
+            throw error
+        }
+    }
+
     public func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int {
         try windowCounts(scope: scope, [WindowQuery(key: key, after: from, upTo: to, maxSequence: maxSequence)])[0]
     }
@@ -486,29 +666,33 @@ public final class SQLiteStateStore: StateStore {
         guard !queries.isEmpty else { return [] }
         return try pendingLock.withLock {
             var counts: [Int] = try queue.read { db in
+                var counts = [Int](repeating: 0, count: queries.count)
+                guard let scopeID = try cachedScopeID(db, scope, create: false) else { return counts }
+                let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, queries.lazy.map(\.key), create: false)
+                // Only keys the store holds have stored events.
+                let asked = queries.indices.filter { keyIDs[queries[$0].key] != nil }
                 // Events a pending prune forgets are not counted (event_time >= before).
                 let before = pending.pruneBefore[scope] ?? .min
-                var counts = [Int](repeating: 0, count: queries.count)
                 // Up to 200 counts per statement: a list of (index, key, after, upTo, maxSequence)
                 // and one correlated count each, on the (scope, window_key, event_time) index.
                 let perStatement = 200
                 var start = 0
-                while start < queries.count {
-                    let end = min(queries.count, start + perStatement)
+                while start < asked.count {
+                    let end = min(asked.count, start + perStatement)
                     let rows = (0..<(end - start)).map { i in
                         "(" + (0..<5).map { "?\(i * 5 + $0 + 2)" }.joined(separator: ",") + ")"
                     }.joined(separator: ",")
                     let statement = try (end - start == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
                         WITH q(n, k, a, b, m) AS (VALUES \(rows))
-                        SELECT q.n, (SELECT count(*) FROM window_events w WHERE w.scope = ?1 AND w.window_key = q.k
+                        SELECT q.n, (SELECT count(*) FROM window_events w WHERE w.scope_id = ?1 AND w.key_hash = q.k
                                      AND w.event_time > q.a AND w.event_time <= q.b AND (q.m IS NULL OR w.seq <= q.m)) FROM q
                         """)
-                    var arguments: [(any DatabaseValueConvertible)?] = [scope]
+                    var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
                     arguments.reserveCapacity((end - start) * 5 + 1)
-                    for n in start..<end {
+                    for n in asked[start..<end] {
                         let q = queries[n]
                         arguments.append(n)
-                        arguments.append(q.key)
+                        arguments.append(keyIDs[q.key]!)
                         arguments.append(before == .min ? q.after : max(q.after, before - 1))
                         arguments.append(q.upTo)
                         arguments.append(q.maxSequence)
@@ -540,7 +724,7 @@ public final class SQLiteStateStore: StateStore {
             }
             // A bound on memory when segments are long: write them in a transaction of their own.
             if pending.count >= Self.maxPendingWindowEvents {
-                try queue.write { db in try writePendingWindowEvents(db) }
+                try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
             }
         }
     }
@@ -559,26 +743,29 @@ public final class SQLiteStateStore: StateStore {
     /// inside a write transaction.
     func writePendingWindowEvents(_ db: Database) throws {
         let perStatement = 300
-        for (scope, p) in pending.scopes {
+        for (scope, p) in pending.scopes where !p.events.isEmpty {
+            let scopeID = try cachedScopeID(db, scope, create: true)!
+            let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, p.byKey.keys, create: true)
             var start = 0
             while start < p.events.count {
                 // In the order added: sequence numbers follow the order records were seen.
                 let chunk = p.events[start..<min(p.events.count, start + perStatement)]
                 start += chunk.count
                 let rows = (0..<chunk.count).map { "(?1, ?\($0 * 3 + 2), ?\($0 * 3 + 3), ?\($0 * 3 + 4))" }.joined(separator: ",")
-                let statement = try (chunk.count == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("INSERT OR IGNORE INTO window_events (scope, window_key, event_time, record_key) VALUES \(rows)")
-                var arguments: [(any DatabaseValueConvertible)?] = [scope]
+                let statement = try (chunk.count == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("INSERT OR IGNORE INTO window_events (scope_id, key_hash, event_time, record_key) VALUES \(rows)")
+                var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
                 arguments.reserveCapacity(chunk.count * 3 + 1)
                 for e in chunk {
-                    arguments.append(e.key)
+                    arguments.append(keyIDs[e.key]!)
                     arguments.append(e.time)
-                    arguments.append(e.recordKey)
+                    arguments.append(WindowKeys.recordKey(e.recordKey))
                 }
                 try statement.execute(arguments: StatementArguments(arguments))
             }
         }
         for (scope, before) in pending.pruneBefore {
-            try db.execute(sql: "DELETE FROM window_events WHERE scope = ? AND event_time < ?", arguments: [scope, before])
+            guard let scopeID = try cachedScopeID(db, scope, create: false) else { continue }
+            try db.execute(sql: "DELETE FROM window_events WHERE scope_id = ? AND event_time < ?", arguments: [scopeID, before])
         }
         pending.scopes = [:]
         pending.pruneBefore = [:]
@@ -589,7 +776,7 @@ public final class SQLiteStateStore: StateStore {
     public func flushWindowEvents() throws {
         try pendingLock.withLock {
             guard pending.count > 0 || !pending.scopes.isEmpty || !pending.pruneBefore.isEmpty else { return }
-            try queue.write { db in try writePendingWindowEvents(db) }
+            try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
         }
     }
 
@@ -602,7 +789,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func beginReplace(pipeline: String, partition: String) throws {
-        try queue.write { db in
+        try write { db in
             try db.execute(sql: "INSERT OR IGNORE INTO replaces (pipeline, partition, started_at) VALUES (?, ?, ?)",
                            arguments: [pipeline, partition, Self.now()])
         }
@@ -618,7 +805,7 @@ public final class SQLiteStateStore: StateStore {
     /// Claims the fire times up to `to` if the last claimed one is still `from`
     /// (compare-and-set): of several schedulers on one store, exactly one wins.
     public func claimFires(pipeline: String, from: Int64?, to: Int64) throws -> Bool {
-        try queue.write { db in
+        try write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT last_fire FROM schedules WHERE pipeline = ?", arguments: [pipeline])
             guard current == from else { return false }
             try db.execute(sql: """
@@ -628,6 +815,186 @@ public final class SQLiteStateStore: StateStore {
             return true
         }
     }
+}
+
+/// How window events are stored compactly (migration v7): scopes by an integer id,
+/// window keys by an 8-byte hash, record keys by their 16 bytes.
+///
+/// Hash collisions are harmless: `window_keys` holds each key's text under its hash,
+/// and a key whose hash another key of the scope holds already takes the next free
+/// value (hash + 1, + 2, ...: open addressing). Rows of `window_keys` are never deleted,
+/// so a key's chain has no gaps: a lookup walks from its hash until it finds the key's
+/// text (its id) or a free value (the key has no events). Two keys never share an id.
+enum WindowKeys {
+    /// FNV-1a, 64 bits, of the key's UTF-8 bytes.
+    @Sendable static func hash(_ key: String) -> Int64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key.utf8 {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01b3
+        }
+        return Int64(bitPattern: h)
+    }
+
+    /// A record key as stored: the 16 bytes of sluice's own keys (32 lowercase hex
+    /// digits), the text of any other (a BLOB and a TEXT never compare equal in SQLite).
+    static func recordKey(_ key: String) -> any DatabaseValueConvertible {
+        let utf8 = key.utf8
+        guard utf8.count == 32 else { return key }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var i = 0
+        for c in utf8 {
+            let v: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c - UInt8(ascii: "a") + 10
+            default: return key
+            }
+            bytes[i >> 1] |= (i & 1 == 0) ? v << 4 : v
+            i += 1
+        }
+        return Data(bytes)
+    }
+
+    static func scopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
+        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM window_scopes WHERE name = ?", arguments: [scope]) { return id }
+        guard create else { return nil }
+        try db.execute(sql: "INSERT INTO window_scopes (name) VALUES (?)", arguments: [scope])
+        return db.lastInsertedRowID
+    }
+
+    /// The stored hashes of these keys; with `create` (in a write transaction), keys not
+    /// stored yet are added, else left out.
+    static func ids(_ db: Database, scopeID: Int64, _ keys: [String], hash: (String) -> Int64, create: Bool) throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        // First the keys' own hashes, 500 per statement; then, for the rare key whose
+        // hash holds another key, its chain one value at a time.
+        var holder: [Int64: String] = [:]
+        let hashes = keys.map(hash)
+        var start = 0
+        while start < keys.count {
+            let end = min(keys.count, start + 500)
+            let marks = repeatElement("?", count: end - start).joined(separator: ",")
+            var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
+            for h in hashes[start..<end] { arguments.append(h) }
+            let rows = try GRDB.Row.fetchCursor(db, sql: "SELECT key_hash, key FROM window_keys WHERE scope_id = ? AND key_hash IN (\(marks))",
+                                                arguments: StatementArguments(arguments))
+            while let row = try rows.next() { holder[row[0]] = row[1] }
+            start = end
+        }
+        for (key, first) in zip(keys, hashes) where out[key] == nil {
+            var h = first
+            while true {
+                let text: String?
+                if let t = holder[h] { text = t } else if h == first {
+                    text = nil // looked up above
+                } else {
+                    text = try String.fetchOne(db, sql: "SELECT key FROM window_keys WHERE scope_id = ? AND key_hash = ?", arguments: [scopeID, h])
+                    if let text { holder[h] = text }
+                }
+                if text == key { out[key] = h; break }
+                if text == nil {
+                    if create {
+                        try db.execute(sql: "INSERT INTO window_keys (scope_id, key_hash, key) VALUES (?, ?, ?)", arguments: [scopeID, h, key])
+                        holder[h] = key
+                        out[key] = h
+                    }
+                    break
+                }
+                h &+= 1
+            }
+        }
+        return out
+    }
+}
+
+/// What the store knows of the ledger without reading it: per (pipeline, sink), either
+/// a Bloom filter of every key the ledger holds (it was empty when first asked, and
+/// every insert since went through this store's `commit`), or nothing. Valid only at
+/// `epoch`: the database's data version (which moves when another connection commits)
+/// and this connection's change count (which moves with every row this connection
+/// changes) as they were after the store's last own write.
+struct LedgerKnowledge {
+    struct Epoch: Equatable {
+        var dataVersion: Int
+        var changes: Int
+        init(_ db: Database) throws {
+            dataVersion = try Int.fetchOne(db, sql: "PRAGMA data_version") ?? -1
+            changes = db.totalChangesCount
+        }
+    }
+    enum Filter {
+        case keys(BloomFilter)
+        /// The ledger held keys of the sink when first asked: every key is looked up.
+        case unknown
+    }
+    var epoch: Epoch?
+    var filters: [String: Filter] = [:]
+}
+
+/// A Bloom filter of strings that grows: a new block of 2^24 bits per 2^20 keys
+/// (7 hashes: under 1% false positives per block).
+struct BloomFilter {
+    static let blockBits = 1 << 24
+    static let keysPerBlock = 1 << 20
+    static let hashes = 7
+    private var blocks: [[UInt64]] = []
+    private var inLast = 0
+
+    mutating func insert(_ key: String) {
+        if blocks.isEmpty || inLast >= Self.keysPerBlock {
+            blocks.append([UInt64](repeating: 0, count: Self.blockBits / 64))
+            inLast = 0
+        }
+        var (h, step) = Self.hash(key)
+        let last = blocks.count - 1
+        blocks[last].withUnsafeMutableBufferPointer { bits in
+            for _ in 0..<Self.hashes {
+                let bit = Int(truncatingIfNeeded: h) & (Self.blockBits - 1)
+                bits[bit >> 6] |= 1 << UInt64(bit & 63)
+                h &+= step
+            }
+        }
+        inLast += 1
+    }
+
+    func mayContain(_ key: String) -> Bool {
+        let (first, step) = Self.hash(key)
+        for block in blocks {
+            var h = first
+            var all = true
+            for _ in 0..<Self.hashes {
+                let bit = Int(truncatingIfNeeded: h) & (Self.blockBits - 1)
+                if block[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { all = false; break }
+                h &+= step
+            }
+            if all { return true }
+        }
+        return false
+    }
+
+    /// FNV-1a of the UTF-8 bytes, and an odd step from its SplitMix64 mix (double hashing).
+    static func hash(_ key: String) -> (UInt64, UInt64) {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key.utf8 {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01b3
+        }
+        var z = h &+ 0x9e37_79b9_7f4a_7c15
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        z ^= z >> 31
+        return (z, (h >> 17 | h << 47) | 1)
+    }
+}
+
+/// Ids of scopes and window keys read from or written to the store.
+struct WindowIDCache {
+    /// Past this many keys the cache starts over (memory).
+    static let maxKeys = 1 << 20
+    var scopes: [String: Int64] = [:]
+    var keys: [Int64: [String: Int64]] = [:]
+    var count = 0
 }
 
 /// Window events added since the last commit, per scope. Their sequence numbers are

@@ -54,6 +54,24 @@ import Testing
         #expect(batches == 4)
     }
 
+    /// The batch-local stages run in `prepare` on the reading thread: an error of a stage
+    /// comes out in its batch's place too, after the batches before it, on either thread.
+    @Test(arguments: [true, false])
+    func aPrepareErrorComesAfterTheBatchesBeforeIt(threaded: Bool) throws {
+        struct StageFailed: Error {}
+        let reader = ReadAhead(source: Counting(total: 10), limit: 2) { batch in
+            if batch.records.first?.position.line == 7 { throw StageFailed() }
+            return Self.prepareKeys(&batch)
+        }
+        if threaded { reader.start() }
+        defer { reader.stop() }
+        var lines: [Int] = []
+        #expect(throws: StageFailed.self) {
+            while let item = try reader.next() { lines += item.0.records.map(\.position.line) }
+        }
+        #expect(lines == [1, 2, 3, 4, 5, 6])
+    }
+
     @Test func stoppingEarlyEndsTheReader() throws {
         let source = Counting(total: 1_000_000)
         let reader = ReadAhead(source: source, limit: 1, capacity: 2, prepare: Self.prepareKeys)

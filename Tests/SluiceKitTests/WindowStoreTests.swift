@@ -1,0 +1,182 @@
+import Foundation
+import GRDB
+import SluiceCore
+@testable import SluiceSQLite
+import SluiceTestSupport
+import Testing
+
+/// The compact window events of migration v7: scope ids, 8-byte hashes of window keys
+/// (collisions resolved by open addressing), record keys as 16 bytes.
+@Suite struct WindowStoreTests {
+    struct Event: Hashable { var scope: String; var key: String; var time: Int64; var recordKey: String }
+
+    /// The definition, written plainly: events of the scope and key with times in (after, upTo].
+    static func count(_ events: [Event], scope: String, key: String, after: Int64, upTo: Int64) -> Int {
+        events.filter { $0.scope == scope && $0.key == key && $0.time > after && $0.time <= upTo }.count
+    }
+
+    /// A record key as sluice makes them (32 lowercase hex digits) or any other text.
+    static func recordKey(_ n: Int) -> String {
+        n % 3 == 0 ? "r\(n)" : String(repeating: "0", count: 24) + String(format: "%08x", n * 2_654_435_761 % 4_294_967_291)
+    }
+
+    static func events(scopes: [String], keys: Int, count: Int, seed: UInt64) -> [Event] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { n in
+            Event(scope: scopes[Int(rng.next() % UInt64(scopes.count))], key: "fp\(rng.next() % UInt64(keys))",
+                  time: 1_000_000 + Int64(rng.next() % 10_000), recordKey: recordKey(n))
+        }
+    }
+
+    static let commit = SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [:], receipts: [], finishesReplace: false)
+
+    /// Every count the store answers equals the definition's, for every key of both scopes
+    /// and a few windows; replayed record keys are all found.
+    static func expectCounts(_ state: SQLiteStateStore, _ events: [Event], scopes: [String], keys: Int) throws {
+        for scope in scopes {
+            let windows: [(Int64, Int64)] = [(0, 2_000_000), (1_002_000, 1_005_000), (1_009_000, 1_009_999)]
+            var queries: [WindowQuery] = []
+            var expected: [Int] = []
+            for k in 0..<keys + 1 { // one key more, never seen
+                for (a, b) in windows {
+                    queries.append(WindowQuery(key: "fp\(k)", after: a, upTo: b, maxSequence: nil))
+                    expected.append(count(events, scope: scope, key: "fp\(k)", after: a, upTo: b))
+                }
+            }
+            #expect(try state.windowCounts(scope: scope, queries) == expected, "scope \(scope)")
+            let mine = events.filter { $0.scope == scope }.map(\.recordKey)
+            #expect(try Set(state.windowSequences(scope: scope, recordKeys: mine + ["never-seen"]).keys) == Set(mine))
+        }
+    }
+
+    /// Hashes that make keys collide (all of them, some of them, at the top of the range
+    /// where the probe wraps) give the counts of the definition, before and after the
+    /// events are written, and in a store opened anew (ids looked up, not cached).
+    @Test(arguments: ["default", "all collide", "by length", "top of the range"])
+    func hashCollisionsAreHarmless(hashing: String) throws {
+        let hash: @Sendable (String) -> Int64 = switch hashing {
+        case "all collide": { _ in 42 }
+        case "by length": { Int64($0.count) }
+        case "top of the range": { _ in .max - 1 }
+        default: WindowKeys.hash
+        }
+        let dir = try TestSupport.scratchDirectory("windows")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let scopes = ["p/rate_limit/fp", "q/rate_limit/ip"]
+        let events = Self.events(scopes: scopes, keys: 12, count: 600, seed: 7)
+        let state = try SQLiteStateStore(path: path, windowKeyHash: hash, migratingUpTo: nil)
+        for (n, e) in events.enumerated() {
+            try state.addWindowEvents(scope: e.scope, [WindowEvent(key: e.key, time: e.time, recordKey: e.recordKey)])
+            if n == 250 {
+                try Self.expectCounts(state, Array(events[...n]), scopes: scopes, keys: 12)
+                try state.commit(Self.commit)
+            }
+        }
+        try Self.expectCounts(state, events, scopes: scopes, keys: 12)
+        try state.commit(Self.commit)
+        try Self.expectCounts(state, events, scopes: scopes, keys: 12)
+        let reopened = try SQLiteStateStore(path: path, windowKeyHash: hash, migratingUpTo: nil)
+        try Self.expectCounts(reopened, events, scopes: scopes, keys: 12)
+        // Twelve distinct keys per scope, twelve distinct stored hashes.
+        let stored = try reopened.queue.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(DISTINCT scope_id || '/' || key_hash) FROM window_keys")
+        }
+        #expect(stored == 24)
+    }
+
+    /// A store written before v7 (text scopes, window keys and record keys) keeps its
+    /// events through the migration: same counts, same sequence numbers (replays find
+    /// their records and count what came before them), and new events number after
+    /// every old one, deleted ones included.
+    @Test func migrationConvertsExistingEvents() throws {
+        let dir = try TestSupport.scratchDirectory("windows")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let scopes = ["p/rate_limit/fp", "q/rate_limit/ip"]
+        let events = Self.events(scopes: scopes, keys: 9, count: 500, seed: 11)
+        var sequences: [String: Int64] = [:]
+        do {
+            let old = try SQLiteStateStore(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: "v5-checkpoints-by-partition")
+            try old.queue.write { db in
+                for e in events + [Event(scope: scopes[0], key: "gone", time: 5, recordKey: "deleted")] {
+                    try db.execute(sql: "INSERT INTO window_events (scope, window_key, event_time, record_key) VALUES (?, ?, ?, ?)",
+                                   arguments: [e.scope, e.key, e.time, e.recordKey])
+                    sequences[e.recordKey] = db.lastInsertedRowID
+                }
+                try db.execute(sql: "DELETE FROM window_events WHERE record_key = 'deleted'")
+            }
+        }
+        let state = try SQLiteStateStore(path: path)
+        try Self.expectCounts(state, events, scopes: scopes, keys: 9)
+        for scope in scopes {
+            let mine = events.filter { $0.scope == scope }.map(\.recordKey)
+            let expected = Dictionary(uniqueKeysWithValues: mine.map { ($0, sequences[$0]!) })
+            #expect(try state.windowSequences(scope: scope, recordKeys: mine) == expected)
+        }
+        // A replayed record counts only the events stored before it.
+        let replayed = events[300]
+        let before = events[...300].filter { $0.scope == replayed.scope && $0.key == replayed.key && $0.time > replayed.time - 500 && $0.time <= replayed.time }.count
+        #expect(try state.windowCount(scope: replayed.scope, key: replayed.key, after: replayed.time - 500, upTo: replayed.time,
+                                      maxSequence: sequences[replayed.recordKey]) == before)
+        // The old text columns are gone; sluice's own record keys are 16 bytes.
+        let (columns, blobs) = try state.queue.read { db in
+            (try db.columns(in: "window_events").map(\.name),
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM window_events WHERE typeof(record_key) = 'blob' AND length(record_key) = 16")!)
+        }
+        #expect(columns == ["seq", "scope_id", "key_hash", "event_time", "record_key"])
+        #expect(blobs == events.filter { !$0.recordKey.hasPrefix("r") }.count)
+        // New events number after every old one.
+        try state.addWindowEvents(scope: scopes[0], [WindowEvent(key: "fp1", time: 1_000_000, recordKey: "new")])
+        try state.flushWindowEvents()
+        let newSequence = try #require(try state.windowSequences(scope: scopes[0], recordKeys: ["new"])["new"])
+        #expect(newSequence > sequences["deleted"]!)
+    }
+}
+
+/// The ledger lookups a store skips (keys its filter never saw, while it knows every key
+/// the ledger holds): a key in the ledger is found however it got there.
+@Suite struct LedgerFilterTests {
+    static func commit(_ state: SQLiteStateStore, _ keys: [String], partition: String = "2026-11-18", sink: String = "csv") throws {
+        try state.commit(SegmentCommit(pipeline: "p", partition: partition, checkpoints: [], delivered: [sink: keys], receipts: [],
+                                       finishesReplace: false))
+    }
+
+    @Test(arguments: ["this store's commit", "another store on the file", "this connection, outside the store",
+                      "a store before this one", "a replace of the partition"])
+    func keysInTheLedgerAreFound(how: String) throws {
+        let dir = try TestSupport.scratchDirectory("ledger")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        if how == "a store before this one" { try Self.commit(SQLiteStateStore(path: path), ["k2"]) }
+        let state = try SQLiteStateStore(path: path)
+        let keys = (0..<3000).map { "k\($0)" }
+        // The filter is made on the first lookup (an empty ledger, unless a store before this one wrote it).
+        let first = try state.delivered(pipeline: "p", sink: "csv", keys: keys, excludingPartition: nil)
+        #expect(first == (how == "a store before this one" ? ["k2"] : []))
+        try Self.commit(state, ["k0", "k1"])
+        switch how {
+        case "another store on the file": try Self.commit(SQLiteStateStore(path: path), ["k2"])
+        case "this connection, outside the store":
+            try state.queue.write { db in
+                try db.execute(sql: "INSERT INTO ledger (pipeline, sink, record_key, partition) VALUES ('p', 'csv', 'k2', '2026-11-18')")
+            }
+        case "a replace of the partition":
+            try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: ["csv": ["k2", "k1"]],
+                                           receipts: [], finishesReplace: true))
+        case "this store's commit": try Self.commit(state, ["k2"])
+        default: break
+        }
+        // Another sink and another pipeline hold none of them.
+        try Self.commit(state, ["k5"], sink: "other")
+        let expected: Set<String> = how == "a replace of the partition" ? ["k1", "k2"] : ["k0", "k1", "k2"]
+        #expect(try state.delivered(pipeline: "p", sink: "csv", keys: keys, excludingPartition: nil) == expected)
+        #expect(try state.delivered(pipeline: "p", sink: "csv", keys: keys, excludingPartition: "2026-11-18") == [])
+        #expect(try state.delivered(pipeline: "p", sink: "other", keys: keys, excludingPartition: nil) == ["k5"])
+        #expect(try state.delivered(pipeline: "q", sink: "csv", keys: keys, excludingPartition: nil) == [])
+        // Many keys over several segments: every committed one is found, no other.
+        for segment in 0..<3 { try Self.commit(state, (0..<50_000).map { "s\(segment)-\($0)" }) }
+        let probe = (0..<20_000).map { "s\($0 % 4)-\($0 * 7 % 50_000)" }
+        #expect(try state.delivered(pipeline: "p", sink: "csv", keys: probe, excludingPartition: nil) == Set(probe.filter { !$0.hasPrefix("s3") }))
+    }
+}
