@@ -19,12 +19,6 @@ public struct BigQueryError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-extension BigQueryError {
-    static func from(_ error: any Error) -> BigQueryError {
-        (error as? BigQueryError) ?? BigQueryError(String(describing: error))
-    }
-}
-
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var body: [UInt8]

@@ -66,18 +66,7 @@ actor Streamer {
         guard pump == nil else { return }
         pump = Task {
             var attempt = 0
-            while !self.isAbandoned {
-                do {
-                    try await prepare()
-                    break
-                } catch {
-                    let error = BigQueryError.from(error)
-                    guard error.retryable else { self.fail(error); return }
-                    attempt += 1
-                    self.warn("preparing the table", error)
-                    await self.backoff(attempt)
-                }
-            }
+            if await self.untilDone("preparing the table", attempt: &attempt, prepare) == nil, self.failure != nil { return }
             self.ready = true
             await self.pumpLoop()
         }
@@ -131,21 +120,12 @@ actor Streamer {
             var i = 0
             while i < rows.count {
                 let part = Array(rows[i..<min(rows.count, i + chunk)])
+                let (api, table, keys) = (self.api, self.table, part.map(\.key))
                 var attempt = 0
-                var found: Set<String>?
-                while found == nil {
-                    if self.isAbandoned { return }
-                    do {
-                        found = try await self.api.existingKeys(self.table, column: keyColumn, keys: part.map(\.key))
-                    } catch {
-                        let error = BigQueryError.from(error)
-                        guard error.retryable else { self.fail(error); return }
-                        attempt += 1
-                        self.warn("checking buffered rows of an earlier run", error)
-                        await self.backoff(attempt)
-                    }
-                }
-                self.recovered(part, found: found ?? [])
+                guard let found = await self.untilDone("checking buffered rows of an earlier run", attempt: &attempt, { () async throws(BigQueryError) -> Set<String> in
+                    try await api.existingKeys(table, column: keyColumn, keys: keys)
+                }) else { return }
+                self.recovered(part, found: found)
                 i += chunk
             }
         }
@@ -179,6 +159,24 @@ actor Streamer {
         if let last = lastWarning, ContinuousClock.now - last < .seconds(10) { return }
         lastWarning = .now
         logger.warning("\(sink): \(what): \(error.description); retrying, \(waiting) rows wait in the buffer")
+    }
+
+    /// Runs `body` until it succeeds: a failure worth retrying is logged as `what` and
+    /// tried again after a backoff (`attempt` counts them), one that is not stops the
+    /// stream. nil when the stream was abandoned or failed.
+    private nonisolated func untilDone<T: Sendable>(_ what: String, attempt: inout Int,
+                                                    _ body: @Sendable () async throws(BigQueryError) -> T) async -> T? {
+        while true {
+            if await isAbandoned { return nil }
+            do {
+                return try await body()
+            } catch {
+                guard error.retryable else { await fail(error); return nil }
+                attempt += 1
+                await warn(what, error)
+                await backoff(attempt)
+            }
+        }
     }
 
     nonisolated func backoff(_ attempt: Int) async {
@@ -247,21 +245,16 @@ actor Streamer {
         while !rows.isEmpty {
             if await isAbandoned { return }
             if mustCheck {
-                do {
-                    let found = try await api.existingKeys(table, column: keyColumn, keys: rows.map(\.key))
-                    if !found.isEmpty {
-                        await settle(acknowledged: rows.filter { found.contains($0.key) }, refused: [])
-                        rows = rows.filter { !found.contains($0.key) }
-                    }
-                    mustCheck = false
-                    continue
-                } catch {
-                    guard error.retryable else { await fail(error); return }
-                    attempt += 1
-                    await warn("checking keys after a failed insertAll", error)
-                    await backoff(attempt)
-                    continue
+                let (api, table, keyColumn, keys) = (api, table, keyColumn, rows.map(\.key))
+                guard let found = await untilDone("checking keys after a failed insertAll", attempt: &attempt, { () async throws(BigQueryError) -> Set<String> in
+                    try await api.existingKeys(table, column: keyColumn, keys: keys)
+                }) else { return }
+                if !found.isEmpty {
+                    await settle(acknowledged: rows.filter { found.contains($0.key) }, refused: [])
+                    rows = rows.filter { !found.contains($0.key) }
                 }
+                mustCheck = false
+                continue
             }
             let outcome: BigQueryAPI.InsertOutcome
             do {

@@ -164,9 +164,6 @@ public struct Runner: Sendable {
                     // count of any sink, as a record counts once however many sinks it reaches).
                     rejectedOfRun = max(rejectedOfRun, result.rejectedOfRun)
                     buffered = max(buffered, result.buffered)
-                    if let runID, !result.rejected.isEmpty {
-                        try state?.addDeadLetters(runID: runID, pipeline: pipeline.name, partition: partition, result.rejected)
-                    }
                 }
                 summary.loaded -= rejectedOfRun + buffered
                 summary.rejected += rejectedOfRun

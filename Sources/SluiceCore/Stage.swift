@@ -228,16 +228,13 @@ public struct SegmentResult: Sendable {
     /// A streaming sink: rows of this run that the sink has not acknowledged yet (they wait
     /// in the state store's durable buffer), counted once, by the final commit.
     public var buffered: Int
-    /// Rows the sink refused for good since the last commit, as dead letters.
-    public var rejected: [DeadLetter]
-    /// How many of `rejected` are rows of this run (the rest were buffered by an earlier run).
+    /// Rows of this run the sink refused for good since the last commit (the sink kept
+    /// their dead letters in the state store itself, with the rows leaving its buffer).
     public var rejectedOfRun: Int
-    public init(deliveredKeys: [String] = [], receipts: [SinkReceipt] = [], buffered: Int = 0, rejected: [DeadLetter] = [],
-                rejectedOfRun: Int = 0) {
+    public init(deliveredKeys: [String] = [], receipts: [SinkReceipt] = [], buffered: Int = 0, rejectedOfRun: Int = 0) {
         self.deliveredKeys = deliveredKeys
         self.receipts = receipts
         self.buffered = buffered
-        self.rejected = rejected
         self.rejectedOfRun = rejectedOfRun
     }
 }

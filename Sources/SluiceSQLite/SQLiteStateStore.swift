@@ -281,18 +281,21 @@ public final class SQLiteStateStore: StateStore {
 
     public func addDeadLetters(runID: Int64, pipeline: String, partition: String, _ letters: [DeadLetter]) throws {
         try write { db in
-            let statement = try db.cachedStatement(sql: """
-                INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id, file_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (pipeline, file, line) DO UPDATE SET
-                    partition = excluded.partition, byte_offset = excluded.byte_offset, kind = excluded.kind,
-                    message = excluded.message, raw = excluded.raw, run_id = excluded.run_id, file_id = excluded.file_id
-                """)
-            for d in letters {
-                try statement.execute(arguments: [pipeline, partition, d.position.file, d.position.line, d.position.offset,
-                                                  d.kind.rawValue, d.message, d.raw.map { Data($0) }, runID, d.position.fileID])
-            }
+            for d in letters { try Self.insertDeadLetter(db, runID: runID, pipeline: pipeline, partition: partition, d) }
         }
+    }
+
+    /// One dead letter per source position: a later one for the same position replaces it.
+    static func insertDeadLetter(_ db: Database, runID: Int64, pipeline: String, partition: String, _ d: DeadLetter) throws {
+        let statement = try db.cachedStatement(sql: """
+            INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id, file_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (pipeline, file, line) DO UPDATE SET
+                partition = excluded.partition, byte_offset = excluded.byte_offset, kind = excluded.kind,
+                message = excluded.message, raw = excluded.raw, run_id = excluded.run_id, file_id = excluded.file_id
+            """)
+        try statement.execute(arguments: [pipeline, partition, d.position.file, d.position.line, d.position.offset,
+                                          d.kind.rawValue, d.message, d.raw.map { Data($0) }, runID, d.position.fileID])
     }
 
     public func finishRun(runID: Int64, summary: RunSummary, failure: String?) throws {

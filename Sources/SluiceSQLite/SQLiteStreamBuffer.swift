@@ -81,18 +81,9 @@ extension SQLiteStateStore: StreamBufferStore {
         guard !rows.isEmpty else { return }
         try queue.write { db in
             let delete = try db.cachedStatement(sql: "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key = ?")
-            // The same statement as addDeadLetters: one dead letter per source position.
-            let letter = try db.cachedStatement(sql: """
-                INSERT INTO dead_letters (pipeline, partition, file, line, byte_offset, kind, message, raw, run_id, file_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (pipeline, file, line) DO UPDATE SET
-                    partition = excluded.partition, byte_offset = excluded.byte_offset, kind = excluded.kind,
-                    message = excluded.message, raw = excluded.raw, run_id = excluded.run_id, file_id = excluded.file_id
-                """)
             for (key, d) in rows {
                 try delete.execute(arguments: [pipeline, sink, key])
-                try letter.execute(arguments: [pipeline, partition, d.position.file, d.position.line, d.position.offset,
-                                               d.kind.rawValue, d.message, d.raw.map { Data($0) }, runID, d.position.fileID])
+                try Self.insertDeadLetter(db, runID: runID, pipeline: pipeline, partition: partition, d)
             }
         }
     }
