@@ -48,19 +48,8 @@ final class ReadAhead: @unchecked Sendable {
     }
 
     func start() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var t = pthread_t()
-        let rc = pthread_create(&t, nil, { arg in
-            let me = Unmanaged<ReadAhead>.fromOpaque(arg!).takeRetainedValue()
-            me.produce()
-            return nil
-        }, box)
-        if rc == 0 {
-            thread = t
-        } else {
-            // No thread: read on the caller's thread instead (next() finds nothing queued).
-            Unmanaged<ReadAhead>.fromOpaque(box).release()
-        }
+        // No thread: read on the caller's thread instead (next() finds nothing queued).
+        thread = startThread { [self] in produce() }
     }
 
     private func produce() {
@@ -124,4 +113,122 @@ final class ReadAhead: @unchecked Sendable {
             self.thread = nil
         }
     }
+}
+
+/// A thread that does one step of the run's work on batches handed to it, in order, a
+/// bounded number at a time: the runner submits a batch, goes on with the next, and takes
+/// the finished batches back in the order it submitted them (the third core's worth of
+/// work of a run: the stages after the last stateful one, coercion and row encoding).
+///
+/// Work the runner never takes back (a stop, an error) was never loaded nor
+/// checkpointed: the next run reads it again.
+final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable {
+    // `@unchecked`: `inbox`, `outbox`, `cancelled` and `idle` are only read and written
+    // with `mutex` held; `work` is called by the worker thread alone (or, when no thread
+    // could be started, by the submitting thread alone); `thread` and `submitted` are
+    // used by the submitting thread alone.
+    private let work: @Sendable (Input) throws -> Output
+    private let capacity: Int
+    private var inbox: [Input] = []
+    private var outbox: [Result<Output, any Error>] = []
+    private var cancelled = false
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var thread: pthread_t?
+    /// Submitted and not yet taken back.
+    private(set) var pending = 0
+
+    init(capacity: Int = 2, work: @escaping @Sendable (Input) throws -> Output) {
+        self.capacity = max(1, capacity)
+        self.work = work
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(changed, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(changed)
+        pthread_mutex_destroy(mutex)
+        changed.deallocate()
+        mutex.deallocate()
+    }
+
+    /// How many batches may be submitted and not yet taken back before `submit` is
+    /// better left for later (the runner keeps this many in flight).
+    var isFull: Bool { pending >= capacity }
+
+    func start() {
+        // No thread: `submit` does the work on the caller's thread instead.
+        thread = startThread { [self] in serve() }
+    }
+
+    private func serve() {
+        while true {
+            pthread_mutex_lock(mutex)
+            while inbox.isEmpty && !cancelled { pthread_cond_wait(changed, mutex) }
+            if cancelled { pthread_mutex_unlock(mutex); return }
+            let input = inbox.removeFirst()
+            pthread_mutex_unlock(mutex)
+            let result = Result { try work(input) }
+            pthread_mutex_lock(mutex)
+            outbox.append(result)
+            pthread_cond_broadcast(changed)
+            pthread_mutex_unlock(mutex)
+        }
+    }
+
+    /// Hands a batch to the worker (does it here when there is no worker thread).
+    func submit(_ input: Input) {
+        pending += 1
+        if thread == nil {
+            outbox.append(Result { try work(input) })
+            return
+        }
+        pthread_mutex_lock(mutex)
+        inbox.append(input)
+        pthread_cond_broadcast(changed)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// The oldest submitted batch, finished (waiting for it); nil when none is pending.
+    /// Rethrows the error its work threw.
+    func take() throws -> Output? {
+        guard pending > 0 else { return nil }
+        pending -= 1
+        if thread == nil { return try outbox.removeFirst().get() }
+        pthread_mutex_lock(mutex)
+        while outbox.isEmpty { pthread_cond_wait(changed, mutex) }
+        let result = outbox.removeFirst()
+        pthread_mutex_unlock(mutex)
+        return try result.get()
+    }
+
+    /// Stops the worker (dropping what it was not done with) and waits for its thread.
+    func stop() {
+        pthread_mutex_lock(mutex)
+        cancelled = true
+        inbox.removeAll()
+        pthread_cond_broadcast(changed)
+        pthread_mutex_unlock(mutex)
+        if let thread {
+            pthread_join(thread, nil)
+            self.thread = nil
+        }
+    }
+}
+
+/// Runs `body` on a new thread; nil if no thread could be started.
+private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
+    final class Box: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var t = pthread_t()
+    let rc = pthread_create(&t, nil, { arg in
+        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
+        return nil
+    }, box)
+    if rc == 0 { return t }
+    Unmanaged<Box>.fromOpaque(box).release()
+    return nil
 }

@@ -178,11 +178,15 @@ public struct Runner: Sendable {
             }
             // Segments end on batch boundaries: a batch is never larger than a segment.
             let limit = context.mode == .append ? max(1, min(batchSize, commitEvery)) : batchSize
-            // Reading, parsing, event times, keys and the leading batch-local stages on a
-            // thread of their own, a few batches ahead (the second core); the other stages
-            // and loading here, in order.
+            // Three threads, each a step of the batches in order: reading, parsing, event
+            // times, keys and the leading batch-local stages a batch or two ahead (`ReadAhead`);
+            // the stateful stages here; the batch-local stages after the last stateful one,
+            // coercion and the sinks' row encoding on a worker (`BatchWorker`); then
+            // writing and committing here again.
             let ahead = pipeline.transformers.prefix { $0.isBatchLocal }
-            let behind = pipeline.transformers.dropFirst(ahead.count)
+            let rest = Array(pipeline.transformers.dropFirst(ahead.count))
+            let stateful = rest.lastIndex { !$0.isBatchLocal }.map { rest[...$0] } ?? []
+            let after = rest.dropFirst(stateful.count)
             let readAhead = ReadAhead(source: source, limit: limit) { [self, pipeline, context, partition, ahead] batch in
                 var counted = RunSummary(pipeline: pipeline.name, partition: partition)
                 prepare(&batch, pipeline: pipeline, context: context, summary: &counted)
@@ -193,47 +197,42 @@ public struct Runner: Sendable {
                 }
                 return counted.read
             }
+            let encoders = sessions.map(\.encoder)
+            let worker = BatchWorker<RecordBatch, FinishedBatch> { [after, context, coercers, coercerOf, encoders] batch in
+                try Self.finish(batch, after: after, context: context, coercers: coercers, coercerOf: coercerOf, encoders: encoders)
+            }
             readAhead.start()
             defer { readAhead.stop() }
-            while !(stop?.isStopped ?? false) {
-                let prepared: (RecordBatch, Int)
-                do {
-                    guard let next = try readAhead.next() else { break }
-                    prepared = next
-                } catch let failed as FailedAfterReading {
-                    // The batch was read (counted as before stages ran on the read-ahead thread).
-                    summary.read += failed.read
-                    throw failed.error
-                }
-                var batch = prepared.0
-                summary.read += prepared.1
-                for transformer in behind {
-                    try transformer.apply(&batch, context: context)
-                }
-                // Coerce: a record is loaded to every sink or, if any schema rejects it, to none.
-                var rows = [[Row]](repeating: [], count: coercers.count)
-                for record in batch.records {
-                    var coerced: [Row] = []
-                    var failure: CoercionError?
-                    for coercer in coercers {
-                        switch coercer.row(for: record) {
-                        case .success(let row): coerced.append(row)
-                        case .failure(let e): failure = e
-                        }
-                        if failure != nil { break }
+            worker.start()
+            defer { worker.stop() }
+            var endOfInput = false
+            while true {
+                // Keep the worker busy: the stateful stages of the next batches while it finishes earlier ones.
+                while !endOfInput, !worker.isFull {
+                    if stop?.isStopped ?? false { endOfInput = true; break }
+                    let prepared: (RecordBatch, Int)
+                    do {
+                        guard let next = try readAhead.next() else { endOfInput = true; break }
+                        prepared = next
+                    } catch let failed as FailedAfterReading {
+                        // The batch was read (counted as before stages ran on the read-ahead thread).
+                        summary.read += failed.read
+                        throw failed.error
                     }
-                    if let failure {
-                        batch.deadLetters.append(DeadLetter(kind: .schema, position: record.position, message: failure.description, raw: record.raw))
-                    } else {
-                        for (i, row) in coerced.enumerated() { rows[i].append(row) }
+                    var batch = prepared.0
+                    summary.read += prepared.1
+                    for transformer in stateful {
+                        try transformer.apply(&batch, context: context)
                     }
+                    worker.submit(batch)
                 }
-                let loadedCount = rows.first?.count ?? batch.records.count
+                guard let finished = try worker.take() else { break }
                 for (i, session) in sessions.enumerated() {
-                    newRows[i] += try await session.write(rows[coercerOf[i]])
+                    newRows[i] += try await session.write(finished.rows[coercerOf[i]], encoded: finished.encoded[i])
                 }
                 CrashPoints.reach("batch.written")
-                summary.loaded += loadedCount
+                let batch = finished.batch
+                summary.loaded += finished.loaded
                 summary.filtered += batch.filtered
                 summary.rejected += batch.deadLetters.count
                 progress?.update(summary, elapsed: (clock.now - started).seconds)
@@ -241,7 +240,7 @@ public struct Runner: Sendable {
                     try state?.addDeadLetters(runID: runID, pipeline: pipeline.name, partition: partition, batch.deadLetters)
                 }
                 for c in batch.checkpoints { checkpoints[c.fileID] = c }
-                sinceCommit += loadedCount + batch.deadLetters.count + batch.filtered
+                sinceCommit += finished.loaded + batch.deadLetters.count + batch.filtered
                 if context.mode == .append, sinceCommit >= commitEvery { try await commitSegment(final: false) }
             }
             try await commitSegment(final: true)
@@ -256,6 +255,38 @@ public struct Runner: Sendable {
         summary.seconds = (clock.now - started).seconds
         if let runID { try state?.finishRun(runID: runID, summary: summary, failure: nil) }
         return (summary, runID)
+    }
+
+    /// The worker's step: the trailing batch-local stages, coercion (a record is loaded to
+    /// every sink or, if any schema rejects it, to none) and the sinks' row encoding. The
+    /// batch comes back without its records (their rows replace them).
+    static func finish(_ input: RecordBatch, after: ArraySlice<any Transformer>, context: RunContext, coercers: [SchemaCoercer],
+                       coercerOf: [Int], encoders: [(any RowEncoder)?]) throws -> FinishedBatch {
+        var batch = input
+        for transformer in after { try transformer.apply(&batch, context: context) }
+        var rows = [[Row]](repeating: [], count: coercers.count)
+        for i in rows.indices { rows[i].reserveCapacity(batch.records.count) }
+        var coerced: [Row] = []
+        for record in batch.records {
+            coerced.removeAll(keepingCapacity: true)
+            var failure: CoercionError?
+            for coercer in coercers {
+                switch coercer.row(for: record) {
+                case .success(let row): coerced.append(row)
+                case .failure(let e): failure = e
+                }
+                if failure != nil { break }
+            }
+            if let failure {
+                batch.deadLetters.append(DeadLetter(kind: .schema, position: record.position, message: failure.description, raw: record.raw))
+            } else {
+                for (i, row) in coerced.enumerated() { rows[i].append(row) }
+            }
+        }
+        let loaded = rows.first?.count ?? batch.records.count
+        batch.records = []
+        let encoded = encoders.indices.map { i in encoders[i]?.encode(rows[coercerOf[i]]) }
+        return FinishedBatch(batch: batch, rows: rows, encoded: encoded, loaded: loaded)
     }
 
     /// Counts what was read, assigns record keys and checks event times.
@@ -285,6 +316,15 @@ public struct Runner: Sendable {
             batch.records[i].key = pipeline.keyer.key(for: batch.records[i])
         }
     }
+}
+
+/// A batch as the worker hands it back: its dead letters, counts and checkpoints, the rows
+/// of each coercer and each sink's encoded rows (nil for a sink without an encoder).
+struct FinishedBatch: Sendable {
+    var batch: RecordBatch
+    var rows: [[Row]]
+    var encoded: [EncodedRows?]
+    var loaded: Int
 }
 
 /// A stage's error on the read-ahead thread, with the batch's read count.

@@ -250,8 +250,37 @@ public protocol LoadSession: AnyObject {
     /// Writes rows; returns how many were new to the sink (rows whose key the sink held
     /// already are not written again).
     func write(_ rows: [Row]) async throws -> Int
+    /// Encodes rows in the sink's format away from the session (on the runner's worker
+    /// thread), if the sink has such a format; `write(_:encoded:)` then gets the bytes.
+    var encoder: (any RowEncoder)? { get }
+    /// `write(_:)` with the rows already encoded by `encoder` (nil: not encoded).
+    func write(_ rows: [Row], encoded: EncodedRows?) async throws -> Int
     /// Makes everything written so far durable. With `final`, the session ends (a
     /// replace makes its new output visible only then).
     func commitSegment(final: Bool) async throws -> SegmentResult
     func rollback() async
+}
+
+extension LoadSession {
+    public var encoder: (any RowEncoder)? { nil }
+    public func write(_ rows: [Row], encoded: EncodedRows?) async throws -> Int { try await write(rows) }
+}
+
+/// Rows encoded in a sink's format, in one buffer: row `i` is `bytes[ends[i - 1]..<ends[i]]`
+/// (from 0 for the first).
+public struct EncodedRows: Sendable {
+    public var bytes: [UInt8]
+    public var ends: [Int]
+
+    public init(bytes: [UInt8] = [], ends: [Int] = []) {
+        self.bytes = bytes
+        self.ends = ends
+    }
+
+    public func row(_ i: Int) -> ArraySlice<UInt8> { bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]] }
+}
+
+/// Encodes rows in a sink's format; pure, so it runs on any thread.
+public protocol RowEncoder: Sendable {
+    func encode(_ rows: [Row]) -> EncodedRows
 }

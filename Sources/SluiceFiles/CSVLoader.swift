@@ -121,6 +121,24 @@ public struct CSVFormat: Sendable {
 /// Replacing (`backfill --replace`): the partition's rows go to a temporary file beside
 /// the target, which is synced and renamed over it at the end: readers see the old file
 /// or the new one, never a mix.
+/// CSV rows as `CSVSession.write` would append them, encoded off the session.
+public struct CSVRowEncoder: RowEncoder {
+    public var format: CSVFormat
+
+    public init(format: CSVFormat) { self.format = format }
+
+    public func encode(_ rows: [Row]) -> EncodedRows {
+        var out = EncodedRows()
+        out.ends.reserveCapacity(rows.count)
+        out.bytes.reserveCapacity(rows.count * 256)
+        for row in rows {
+            format.appendRecord(row.values, to: &out.bytes)
+            out.ends.append(out.bytes.count)
+        }
+        return out
+    }
+}
+
 public struct CSVLoader: Loader {
     public var schema: TableSchema
     public var pathPattern: String
@@ -261,6 +279,33 @@ final class CSVSession: LoadSession {
             pending.append(row.key)
             pendingSet.insert(row.key)
             written += 1
+        }
+        if buffer.count >= 1 << 20 { try flush() }
+        return written
+    }
+
+    var encoder: (any RowEncoder)? { CSVRowEncoder(format: format) }
+
+    func write(_ rows: [Row], encoded: EncodedRows?) async throws -> Int {
+        guard let encoded, encoded.ends.count == rows.count else { return try await write(rows) }
+        guard !rows.isEmpty else { return 0 }
+        let rebuilding = mode == .replace ? context.partition.description : nil
+        let delivered = try context.state?.delivered(pipeline: context.pipeline, sink: sink, keys: rows.map(\.key),
+                                                     excludingPartition: rebuilding) ?? []
+        var written = 0
+        if delivered.isEmpty, pendingSet.isEmpty || !rows.contains(where: { pendingSet.contains($0.key) }),
+           Set(rows.lazy.map(\.key)).count == rows.count {
+            // Every row is new (the usual case): the encoded rows as they are.
+            buffer.append(contentsOf: encoded.bytes)
+            for row in rows { pending.append(row.key); pendingSet.insert(row.key) }
+            written = rows.count
+        } else {
+            for (i, row) in rows.enumerated() where !delivered.contains(row.key) && !pendingSet.contains(row.key) {
+                buffer.append(contentsOf: encoded.row(i))
+                pending.append(row.key)
+                pendingSet.insert(row.key)
+                written += 1
+            }
         }
         if buffer.count >= 1 << 20 { try flush() }
         return written

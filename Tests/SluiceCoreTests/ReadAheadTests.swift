@@ -1,5 +1,6 @@
 @testable import SluiceCore
 import Testing
+import Foundation
 
 /// The runner's read-ahead: batches come out in order, prepared on the reading thread;
 /// a source's error comes out after the batches before it; stopping early ends the
@@ -80,5 +81,57 @@ import Testing
         reader.stop()
         // Taken 1, at most `capacity` queued, and at most one more in hand when stopped.
         #expect(source.sent <= 4)
+    }
+}
+
+/// The runner's worker thread (the stages after the last stateful one, coercion, row
+/// encoding): batches come back in the order submitted, each done once; an error comes
+/// back in its batch's place, after the batches before it; with or without a thread.
+@Suite struct BatchWorkerTests {
+    struct Failed: Error, Equatable { var n: Int }
+
+    @Test(arguments: [(true, 1), (true, 2), (true, 5), (false, 2)])
+    func batchesComeBackInOrder(threaded: Bool, capacity: Int) throws {
+        let worker = BatchWorker<Int, Int>(capacity: capacity) { n in
+            if n % 7 == 0 { usleep(200) } // some take longer: the order must not change
+            return n * n
+        }
+        if threaded { worker.start() }
+        defer { worker.stop() }
+        var out: [Int] = []
+        var next = 1
+        while next <= 100 || worker.pending > 0 {
+            while next <= 100, !worker.isFull { worker.submit(next); next += 1 }
+            guard let r = try worker.take() else { break }
+            out.append(r)
+        }
+        #expect(out == (1...100).map { $0 * $0 })
+        #expect(try worker.take() == nil)
+    }
+
+    @Test(arguments: [true, false])
+    func anErrorComesBackInItsBatchsPlace(threaded: Bool) throws {
+        let worker = BatchWorker<Int, Int>(capacity: 3) { n in
+            if n == 4 { throw Failed(n: n) }
+            return n
+        }
+        if threaded { worker.start() }
+        defer { worker.stop() }
+        for n in 1...3 { worker.submit(n) }
+        #expect(try worker.take() == 1)
+        worker.submit(4)
+        #expect(try worker.take() == 2)
+        worker.submit(5)
+        #expect(try worker.take() == 3)
+        #expect(throws: Failed(n: 4)) { try worker.take() }
+        #expect(try worker.take() == 5)
+    }
+
+    @Test func stoppingDropsWhatWasNotDone() throws {
+        let worker = BatchWorker<Int, Int>(capacity: 4) { n in usleep(20_000); return n }
+        worker.start()
+        for n in 1...4 { worker.submit(n) }
+        worker.stop() // returns once the thread ended, without finishing all four
+        #expect(worker.pending == 4)
     }
 }
