@@ -41,6 +41,21 @@ try measure("JSON parse (API log lines)", units: "lines", count: jsonCount, byte
     precondition(fields > 0)
 }
 
+// Field access: the signup pipeline's paths (the select stage's, rate_limit's, error_code's).
+let parsed = try JSONParser.parse(sample)
+guard case .object(let record) = parsed else { fatalError("sample is not an object") }
+let paths = ["timestamp", "headers.user-agent", "ip", "host", "path", "query", "action", "headers.x-fingerprint", "headers.referer",
+             "body.email", "body.country", "body.currency", "body.phone", "response.status", "body.affiliate_data", "body.extra",
+             "response", "duration_ns", "request_id", "response.error.message"].map { FieldPath($0)! }
+let accessCount = 1_000_000
+measure("field access (20 paths per record)", units: "records", count: accessCount) {
+    var found = 0
+    for _ in 0..<accessCount {
+        for path in paths where record.value(at: path) != nil { found += 1 }
+    }
+    precondition(found > 0)
+}
+
 // CSV writing.
 let row: [Value] = [.string("2026-11-18T00:03:12.123456Z"), .string("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"), .string("81.2.69.142"),
                     .null, .string("signup"), .string(#"{"locale":"tr","note":"comma, inside"}"#), .int(123456789), .bool(true)]

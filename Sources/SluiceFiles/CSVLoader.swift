@@ -269,44 +269,30 @@ final class CSVSession: LoadSession {
     }
 
     func write(_ rows: [Row]) async throws -> Int {
-        guard !rows.isEmpty else { return 0 }
-        let rebuilding = mode == .replace ? context.partition.description : nil
-        let delivered = try context.state?.delivered(pipeline: context.pipeline, sink: sink, keys: rows.map(\.key),
-                                                     excludingPartition: rebuilding) ?? []
-        var written = 0
-        for row in rows where !delivered.contains(row.key) && !pendingSet.contains(row.key) {
-            format.appendRecord(row.values, to: &buffer)
-            pending.append(row.key)
-            pendingSet.insert(row.key)
-            written += 1
-        }
-        if buffer.count >= 1 << 20 { try flush() }
-        return written
+        try await write(rows, encoded: nil)
     }
 
     var encoder: (any RowEncoder)? { CSVRowEncoder(format: format) }
 
     func write(_ rows: [Row], encoded: EncodedRows?) async throws -> Int {
-        guard let encoded, encoded.ends.count == rows.count else { return try await write(rows) }
         guard !rows.isEmpty else { return 0 }
+        let encoded = encoded.flatMap { $0.ends.count == rows.count ? $0 : nil } ?? CSVRowEncoder(format: format).encode(rows)
         let rebuilding = mode == .replace ? context.partition.description : nil
         let delivered = try context.state?.delivered(pipeline: context.pipeline, sink: sink, keys: rows.map(\.key),
                                                      excludingPartition: rebuilding) ?? []
-        var written = 0
-        if delivered.isEmpty, pendingSet.isEmpty || !rows.contains(where: { pendingSet.contains($0.key) }),
-           Set(rows.lazy.map(\.key)).count == rows.count {
-            // Every row is new (the usual case): the encoded rows as they are.
-            buffer.append(contentsOf: encoded.bytes)
-            for row in rows { pending.append(row.key); pendingSet.insert(row.key) }
-            written = rows.count
-        } else {
-            for (i, row) in rows.enumerated() where !delivered.contains(row.key) && !pendingSet.contains(row.key) {
-                buffer.append(contentsOf: encoded.row(i))
-                pending.append(row.key)
-                pendingSet.insert(row.key)
-                written += 1
-            }
+        // A row is written unless the ledger or this segment holds its key already.
+        var kept: [Int] = []
+        kept.reserveCapacity(rows.count)
+        for (i, row) in rows.enumerated() where !delivered.contains(row.key) && pendingSet.insert(row.key).inserted {
+            pending.append(row.key)
+            kept.append(i)
         }
+        if kept.count == rows.count {
+            buffer.append(contentsOf: encoded.bytes) // every row new (the usual case): the bytes as they are
+        } else {
+            for i in kept { buffer.append(contentsOf: encoded.row(i)) }
+        }
+        let written = kept.count
         if buffer.count >= 1 << 20 { try flush() }
         return written
     }
