@@ -580,12 +580,28 @@ public final class SQLiteStateStore: StateStore {
         guard !recordKeys.isEmpty else { return [:] }
         return try pendingLock.withLock {
             var out: [String: Int64] = try queue.read { db in
-                guard let scopeID = try cachedScopeID(db, scope, create: false) else { return [:] }
+                // Like the ledger's lookups: while the store knows every record key of the
+                // scope's stored events, a key its filter has never seen is not there.
+                let epoch = try LedgerKnowledge.Epoch(db)
+                var filter = ledgerLock.withLock { () -> LedgerKnowledge.Filter? in
+                    if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
+                    return ledgerKnown.windowFilters[scope]
+                }
+                let scopeID = try cachedScopeID(db, scope, create: false)
+                if filter == nil {
+                    // First asked (or after a write the store did not see): no events is known.
+                    let empty = try scopeID.map { try Int.fetchOne(db, sql: "SELECT 1 FROM window_events WHERE scope_id = ? LIMIT 1", arguments: [$0]) == nil } ?? true
+                    filter = empty ? .keys(BloomFilter()) : .unknown
+                    ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.windowFilters[scope] = filter } }
+                }
+                guard let scopeID else { return [:] }
+                var candidates = recordKeys
+                if case .keys(let bloom)? = filter { candidates = recordKeys.filter { bloom.mayContain($0) } }
                 let before = pending.pruneBefore[scope] ?? .min
                 var out: [String: Int64] = [:]
                 var start = 0
-                while start < recordKeys.count {
-                    let chunk = recordKeys[start..<min(recordKeys.count, start + Self.keysPerStatement)]
+                while start < candidates.count {
+                    let chunk = candidates[start..<min(candidates.count, start + Self.keysPerStatement)]
                     start += chunk.count
                     let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
                     let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
@@ -747,6 +763,13 @@ public final class SQLiteStateStore: StateStore {
     func writePendingWindowEvents(_ db: Database) throws {
         let perStatement = 300
         for (scope, p) in pending.scopes where !p.events.isEmpty {
+            ledgerLock.withLock {
+                if case .keys(var bloom)? = ledgerKnown.windowFilters[scope] {
+                    ledgerKnown.windowFilters[scope] = nil // one copy while inserting
+                    for e in p.events { bloom.insert(e.recordKey) }
+                    ledgerKnown.windowFilters[scope] = .keys(bloom)
+                }
+            }
             let scopeID = try cachedScopeID(db, scope, create: true)!
             let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, p.byKey.keys, create: true)
             var start = 0
@@ -933,6 +956,9 @@ struct LedgerKnowledge {
     }
     var epoch: Epoch?
     var filters: [String: Filter] = [:]
+    /// The same for the record keys of each rate-limit scope's window events (`window_events`
+    /// is written by `writePendingWindowEvents` alone, inside `write`).
+    var windowFilters: [String: Filter] = [:]
 }
 
 /// A Bloom filter of strings that grows: a new block of 2^24 bits per 2^20 keys

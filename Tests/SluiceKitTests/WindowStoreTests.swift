@@ -180,3 +180,47 @@ import Testing
         #expect(try state.delivered(pipeline: "p", sink: "csv", keys: probe, excludingPartition: nil) == Set(probe.filter { !$0.hasPrefix("s3") }))
     }
 }
+
+/// The window-event lookups a store skips (record keys its filter never saw, while it
+/// knows every record key of a scope's stored events): a replayed record is found
+/// however its event got into the store, so it is never counted twice.
+@Suite struct WindowFilterTests {
+    static let scope = "p/rate_limit/fp"
+
+    static func add(_ state: SQLiteStateStore, _ keys: [String], commit: Bool = true) throws {
+        try state.addWindowEvents(scope: scope, keys.enumerated().map { WindowEvent(key: "fp\($0.offset % 5)", time: 1_000_000 + Int64($0.offset), recordKey: $0.element) })
+        if commit { try state.commit(WindowStoreTests.commit) }
+    }
+
+    @Test(arguments: ["this store's commit", "another store on the file", "this connection, outside the store",
+                      "a store before this one", "pending, not yet written"])
+    func replayedRecordsAreFound(how: String) throws {
+        let dir = try TestSupport.scratchDirectory("windowfilter")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        if how == "a store before this one" { try Self.add(SQLiteStateStore(path: path), ["r2"]) }
+        let state = try SQLiteStateStore(path: path)
+        let keys = (0..<3000).map { String(format: "%032x", $0) } + ["r0", "r1", "r2"]
+        // The filter is made on the first lookup (no events, unless a store before this one wrote some).
+        #expect(try Set(state.windowSequences(scope: Self.scope, recordKeys: keys).keys) == (how == "a store before this one" ? ["r2"] : []))
+        try Self.add(state, ["r0", "r1"])
+        switch how {
+        case "another store on the file": try Self.add(SQLiteStateStore(path: path), ["r2"])
+        case "this connection, outside the store":
+            try state.queue.write { db in
+                let scopeID = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM window_scopes WHERE name = ?", arguments: [Self.scope]))
+                let keyHash = try #require(try Int64.fetchOne(db, sql: "SELECT key_hash FROM window_keys WHERE scope_id = ? LIMIT 1", arguments: [scopeID]))
+                try db.execute(sql: "INSERT INTO window_events (scope_id, key_hash, event_time, record_key) VALUES (?, ?, 1000000, 'r2')",
+                               arguments: [scopeID, keyHash])
+            }
+        case "pending, not yet written": try Self.add(state, ["r2"], commit: false)
+        case "this store's commit": try Self.add(state, ["r2"])
+        default: break
+        }
+        #expect(try Set(state.windowSequences(scope: Self.scope, recordKeys: keys).keys) == ["r0", "r1", "r2"])
+        // Many events over several segments: every one is found, no other.
+        for segment in 0..<3 { try Self.add(state, (0..<20_000).map { "s\(segment)-\($0)" }) }
+        let probe = (0..<10_000).map { "s\($0 % 4)-\($0 * 7 % 20_000)" }
+        #expect(try Set(state.windowSequences(scope: Self.scope, recordKeys: probe).keys) == Set(probe.filter { !$0.hasPrefix("s3") }))
+    }
+}
