@@ -286,6 +286,11 @@ public struct Runner: Sendable {
         let loaded = rows.first?.count ?? batch.records.count
         batch.records = []
         let encoded = encoders.indices.map { i in encoders[i]?.encode(rows[coercerOf[i]]) }
+        // Rows that only encoding sinks take need no values any more: they are freed here,
+        // not on the loading thread.
+        for c in rows.indices where coercerOf.indices.allSatisfy({ coercerOf[$0] != c || encoders[$0] != nil }) {
+            rows[c] = rows[c].map { Row(key: $0.key, position: $0.position, values: []) }
+        }
         return FinishedBatch(batch: batch, rows: rows, encoded: encoded, loaded: loaded)
     }
 

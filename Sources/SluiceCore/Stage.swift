@@ -253,7 +253,8 @@ public protocol LoadSession: AnyObject {
     /// Encodes rows in the sink's format away from the session (on the runner's worker
     /// thread), if the sink has such a format; `write(_:encoded:)` then gets the bytes.
     var encoder: (any RowEncoder)? { get }
-    /// `write(_:)` with the rows already encoded by `encoder` (nil: not encoded).
+    /// `write(_:)` with the rows already encoded by `encoder` (nil: not encoded). With
+    /// encoded rows, the rows carry their keys and positions but no values.
     func write(_ rows: [Row], encoded: EncodedRows?) async throws -> Int
     /// Makes everything written so far durable. With `final`, the session ends (a
     /// replace makes its new output visible only then).
