@@ -36,13 +36,21 @@ public struct SchemaCoercer: Sendable {
     public func row(for record: Record) -> Result<Row, CoercionError> {
         var values: [Value] = []
         values.reserveCapacity(schema.fields.count)
+        // Records usually hold their fields in the schema's order (a select before the
+        // load): each name is looked for where the previous one was found first.
+        var next = 0
         for (index, field) in schema.fields.enumerated() {
             if index == keyColumn {
                 values.append(.string(record.key))
                 continue
             }
+            var value: Value?
+            if let i = record.fields.index(of: field.name, from: next) {
+                value = record.fields.storage[i].value
+                next = i + 1
+            }
             do {
-                values.append(try Self.coerce(record.fields[field.name], to: field, path: field.name))
+                values.append(try Self.coerce(value, to: field, path: field.name))
             } catch {
                 return .failure(error)
             }

@@ -267,18 +267,19 @@ public struct Runner: Sendable {
         var rows = [[Row]](repeating: [], count: coercers.count)
         for i in rows.indices { rows[i].reserveCapacity(batch.records.count) }
         var coerced: [Row] = []
-        for record in batch.records {
+        for r in batch.records.indices { // by index: a record is borrowed, not copied
             coerced.removeAll(keepingCapacity: true)
             var failure: CoercionError?
             for coercer in coercers {
-                switch coercer.row(for: record) {
+                switch coercer.row(for: batch.records[r]) {
                 case .success(let row): coerced.append(row)
                 case .failure(let e): failure = e
                 }
                 if failure != nil { break }
             }
             if let failure {
-                batch.deadLetters.append(DeadLetter(kind: .schema, position: record.position, message: failure.description, raw: record.raw))
+                batch.deadLetters.append(DeadLetter(kind: .schema, position: batch.records[r].position, message: failure.description,
+                                                    raw: batch.records[r].raw))
             } else {
                 for (i, row) in coerced.enumerated() { rows[i].append(row) }
             }

@@ -90,6 +90,14 @@ public struct Fields: Sendable, Hashable, Sequence {
         storage.firstIndex { $0.name == name }
     }
 
+    /// `index(of:)`, looking at `from` and after first, then before it.
+    public func index(of name: String, from start: Int) -> Int? {
+        let start = Swift.min(Swift.max(0, start), storage.count)
+        for i in start..<storage.count where storage[i].name == name { return i }
+        for i in 0..<start where storage[i].name == name { return i }
+        return nil
+    }
+
     /// The value of a field; setting `nil` removes it, setting a value replaces it in
     /// place or appends it.
     public subscript(name: String) -> Value? {

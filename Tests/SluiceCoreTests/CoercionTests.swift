@@ -115,6 +115,26 @@ import Testing
         #expect(row.values == [.int(1), .string("k1")])
     }
 
+    /// Rows take each column's value by name whatever the order of the record's fields
+    /// (the coercer looks where the previous column was found first): the same row as
+    /// the plain definition, for the schema's order, its reverse, a shuffle, and fields missing.
+    @Test(arguments: ["schema order", "reversed", "shuffled", "some missing", "extra fields between"])
+    func rowsTakeValuesByNameInAnyFieldOrder(order: String) throws {
+        let names = (0..<12).map { "c\($0)" }
+        let schema = TableSchema(fields: names.map { SchemaField(name: $0, type: .integer) })
+        var present: [(String, Value)] = names.enumerated().map { ($0.element, .int(Int64($0.offset))) }
+        switch order {
+        case "reversed": present.reverse()
+        case "shuffled": present = [5, 0, 11, 1, 2, 3, 10, 4, 6, 9, 7, 8].map { present[$0] }
+        case "some missing": present = present.enumerated().filter { $0.offset % 3 != 1 }.map(\.element)
+        case "extra fields between": present = present.flatMap { [("x_" + $0.0, .string("no")), $0] }
+        default: break
+        }
+        let record = Record(fields: Fields(present.map { Fields.Field($0.0, $0.1) }), position: SourcePosition(file: "f", line: 1), key: "k")
+        let expected = names.map { name in present.first { $0.0 == name }?.1 ?? .null }
+        #expect(try SchemaCoercer(schema: schema, keyColumn: nil).row(for: record).get().values == expected)
+    }
+
     @Test(arguments: [(1.0, "1.0"), (0.1, "0.1"), (1e-05, "1e-05"), (1e16, "1e+16"), (123456789012.0, "123456789012.0"),
                       (1.5e300, "1.5e+300"), (-2.5, "-2.5"), (0.0001, "0.0001"), (1e15, "1000000000000000.0"), (Double.leastNonzeroMagnitude, "5e-324")])
     func doublesAreWrittenAsPythonReprDoes(value: Double, text: String) {
