@@ -233,7 +233,7 @@ final class CSVSession: LoadSession {
         try Self.makeDirectories(Self.directory(of: path))
         let temp = path + ".sluice-tmp"
         unlink(temp) // a replace that died before its rename
-        buffer.reserveCapacity(1 << 20)
+        buffer.reserveCapacity(Self.bufferBytes)
         switch mode {
         case .replace:
             writePath = temp
@@ -288,27 +288,43 @@ final class CSVSession: LoadSession {
             kept.append(i)
         }
         if kept.count == rows.count {
-            buffer.append(contentsOf: encoded.bytes) // every row new (the usual case): the bytes as they are
+            try append(encoded.bytes[...]) // every row new (the usual case): the bytes as they are
         } else {
-            for i in kept { buffer.append(contentsOf: encoded.row(i)) }
+            for i in kept { try append(encoded.row(i)) }
         }
-        let written = kept.count
-        if buffer.count >= 1 << 20 { try flush() }
-        return written
+        return kept.count
+    }
+
+    /// The output buffer's size: it is written out before it would grow past this.
+    static let bufferBytes = 1 << 20
+
+    /// Appends to the output buffer, writing it out first if the bytes would not fit;
+    /// bytes as large as the buffer are written at once, not copied.
+    func append(_ bytes: ArraySlice<UInt8>) throws {
+        if buffer.count + bytes.count > Self.bufferBytes { try flush() }
+        if bytes.count >= Self.bufferBytes {
+            try bytes.withUnsafeBytes { try writeAll($0) }
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
     }
 
     func flush() throws {
+        try buffer.withUnsafeBytes { try writeAll($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
         var done = 0
-        while done < buffer.count {
-            let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw OutputError(path: target, detail: "write failed: \(String(cString: strerror(errno)))")
             }
             done += n
         }
-        length += Int64(buffer.count)
-        buffer.removeAll(keepingCapacity: true)
+        length += Int64(bytes.count)
     }
 
     func commitSegment(final: Bool) async throws -> SegmentResult {
