@@ -8,7 +8,8 @@ import Darwin
 
 /// A read-only view of one data section (the data section, or the metadata, which is
 /// encoded the same way) and its decoder. Offsets, and the targets of pointers, are
-/// relative to the section's start; every read is checked against `size`.
+/// relative to the section's start; every read is checked against `size`. Reads go
+/// through the file's page cache: the caller holds its lock.
 ///
 /// Limits, as MaxMind's readers apply them, keep a crafted file from costing more
 /// than a bounded amount of work or memory per decode: container nesting (which
@@ -19,7 +20,9 @@ struct DataSection {
     static let maxValues = 1 << 16
     static let maxPayloadBytes = 1 << 21
 
-    let base: UnsafeRawPointer
+    let file: PagedFile
+    /// The section's first byte in the file.
+    let start: Int
     let size: Int
 
     /// A field's control information.
@@ -40,7 +43,7 @@ struct DataSection {
 
     @inline(__always)
     func byte(_ offset: Int) -> UInt8 {
-        base.load(fromByteOffset: offset, as: UInt8.self)
+        file.byte(start + offset)
     }
 
     /// `count` (0...8) bytes at `offset` as a big-endian unsigned integer; unchecked.
@@ -162,7 +165,7 @@ struct DataSection {
             for _ in 0..<c.size {
                 let k = try key(at: pos)
                 if k.count == component.count,
-                   k.count == 0 || memcmp(base + k.start, component.baseAddress!, k.count) == 0 {
+                   k.count == 0 || memcmp(file.bytes(at: start + k.start, count: k.count), component.baseAddress!, k.count) == 0 {
                     return k.next
                 }
                 pos = try skip(at: k.next)
@@ -311,7 +314,7 @@ struct DataSection {
         case 4:
             budget.payloadBytes -= n
             guard budget.payloadBytes >= 0 else { throw .payloadTooLarge(offset: offset) }
-            return .bytes(Array(UnsafeRawBufferPointer(start: base + p, count: n)))
+            return .bytes(n == 0 ? [] : Array(UnsafeRawBufferPointer(start: file.bytes(at: start + p, count: n), count: n)))
         case 5:
             guard n <= 2 else { throw .badSize(offset: offset, type: 5, size: n) }
             return .uint16(UInt16(uint(at: p, count: n)))
@@ -341,8 +344,8 @@ struct DataSection {
 
     /// Validated UTF-8 at an in-bounds range; nil when invalid.
     @inline(__always)
-    func string(start: Int, count: Int) -> String? {
+    func string(start offset: Int, count: Int) -> String? {
         if count == 0 { return "" }
-        return String(validating: UnsafeRawBufferPointer(start: base + start, count: count), as: UTF8.self)
+        return String(validating: UnsafeRawBufferPointer(start: file.bytes(at: start + offset, count: count), count: count), as: UTF8.self)
     }
 }

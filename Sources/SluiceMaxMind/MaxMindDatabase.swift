@@ -14,7 +14,7 @@ public struct MaxMindEntry: Sendable, Hashable {
     }
 }
 
-/// A MaxMind DB (`.mmdb`) file, memory-mapped and read per the MaxMind DB format 2.0.
+/// A MaxMind DB (`.mmdb`) file, read per the MaxMind DB format 2.0.
 ///
 /// Opening reads and checks the metadata and the search tree's bounds; a lookup walks
 /// the tree (no allocation) and returns where the record is; `decode` turns the record
@@ -22,15 +22,22 @@ public struct MaxMindEntry: Sendable, Hashable {
 /// rest. IPv4 addresses, and IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`), are looked
 /// up in the IPv4 part of an IPv6 tree (`::/96`, whose start node is found at open).
 ///
-/// Immutable after `init`, so it may be shared between threads and tasks. Every
+/// Immutable after `init` but for its page cache, which a lock guards (one lock per
+/// `lookup`, `value` or `decode`), so it may be shared between threads and tasks. Every
 /// problem in the file is a thrown `MaxMindError`, never a crash or an endless loop.
+///
+/// Memory: the file is read with `pread` through a cache of at most `cacheBytes` of its
+/// 4 KiB pages, not mapped (issue #7). A mapping's pages count in the process's RSS as
+/// soon as lookups touch them, and the kernel maps 64 KiB around each fault: addresses
+/// from everywhere made the whole City database (~60 MB) resident. The file's pages stay
+/// in the OS page cache, so a cache miss costs a system call and a 4 KiB copy.
 public final class MaxMindDatabase: Sendable {
     /// The file's path, as given.
     public let path: String
     /// The metadata.
     public let metadata: MaxMindMetadata
 
-    private let file: MappedFile
+    private let file: PagedFile
     private let nodeCount: Int
     private let recordSize: Int
     private let treeSize: Int
@@ -42,21 +49,28 @@ public final class MaxMindDatabase: Sendable {
     static let marker: [UInt8] = [0xAB, 0xCD, 0xEF] + Array("MaxMind.com".utf8)
     static let maxMetadataSize = 128 * 1024
 
+    /// The page cache's size unless the caller says otherwise: on the benchmark's log
+    /// (22,000 networks of the full City database) nearly every lookup hits it
+    /// (docs/benchmarks.md).
+    public static let defaultCacheBytes = 8 << 20
+
     /// Opens and checks a database file.
+    /// - Parameter cacheBytes: the most bytes of the file held in memory at a time
+    ///   (whole 4 KiB pages, 16 KiB at least).
     /// - Throws: `MaxMindError` when the file cannot be read or is not a valid database.
-    public init(path: String) throws {
+    public init(path: String, cacheBytes: Int = MaxMindDatabase.defaultCacheBytes) throws {
         self.path = path
-        let file = try MappedFile(path: path)
+        let file = try PagedFile(path: path, cacheBytes: cacheBytes)
         self.file = file
-        guard file.count > 0, let markerStart = Self.lastMarker(in: file) else {
+        guard file.count > 0, let markerStart = file.withLock({ Self.lastMarker(in: file) }) else {
             throw MaxMindError(path: path, kind: .missingMetadataMarker)
         }
         let metadataStart = markerStart + Self.marker.count
-        let section = DataSection(base: file.base + metadataStart, size: file.count - metadataStart)
+        let section = DataSection(file: file, start: metadataStart, size: file.count - metadataStart)
         var budget = DataSection.Budget()
         let raw: MMDBValue
         do throws(DataFault) {
-            raw = try section.decode(at: 0, budget: &budget).0
+            raw = try file.withLock { () throws(DataFault) -> MMDBValue in try section.decode(at: 0, budget: &budget).0 }
         } catch {
             throw error.error(path: path, section: .metadata)
         }
@@ -90,27 +104,39 @@ public final class MaxMindDatabase: Sendable {
         dataSize = markerStart - dataStart
         var node = 0
         if metadata.ipVersion == 6 {
-            var depth = 0
-            while depth < 96, node < nodeCount {
-                node = Self.record(file.base, recordSize, node, 0)
-                depth += 1
+            let (count, size) = (nodeCount, recordSize)
+            node = file.withLock {
+                var node = 0, depth = 0
+                while depth < 96, node < count {
+                    node = Self.record(file, size, node, 0)
+                    depth += 1
+                }
+                return node
             }
         }
         ipv4Start = node
     }
 
-    /// The start of the last metadata marker, searched in the last 128 KiB.
-    private static func lastMarker(in file: MappedFile) -> Int? {
+    /// The most bytes of the file held in memory at a time.
+    public var cacheBytes: Int { file.capacityBytes }
+
+    /// The bytes of the file held in memory now.
+    public var cachedBytes: Int { file.cachedBytes }
+
+    /// Pages read from the file so far (cache misses).
+    public var pageReads: Int { file.withLock { file.misses } }
+
+    /// The start of the last metadata marker, searched in the last 128 KiB. Under the lock.
+    private static func lastMarker(in file: PagedFile) -> Int? {
         let count = file.count
-        let base = file.base
         let m = marker
         guard count >= m.count else { return nil }
         let lowest = max(0, count - maxMetadataSize)
         var i = count - m.count
         while i >= lowest {
-            if base.load(fromByteOffset: i, as: UInt8.self) == 0xAB {
+            if file.byte(i) == 0xAB {
                 var j = 1
-                while j < m.count, base.load(fromByteOffset: i + j, as: UInt8.self) == m[j] { j += 1 }
+                while j < m.count, file.byte(i + j) == m[j] { j += 1 }
                 if j == m.count { return i }
             }
             i -= 1
@@ -121,24 +147,22 @@ public final class MaxMindDatabase: Sendable {
     // MARK: - Search tree
 
     /// Record `side` (0 left, 1 right) of `node`; the node must be below node_count (its
-    /// bytes are then inside the file, checked at open).
+    /// bytes are then inside the file, checked at open). Under the lock.
     @inline(__always)
-    private static func record(_ base: UnsafeRawPointer, _ recordSize: Int, _ node: Int, _ side: Int) -> Int {
+    private static func record(_ file: PagedFile, _ recordSize: Int, _ node: Int, _ side: Int) -> Int {
         switch recordSize {
         case 24:
             let offset = node * 6 + side * 3
-            return Int(base.load(fromByteOffset: offset, as: UInt8.self)) << 16
-                | Int(base.load(fromByteOffset: offset + 1, as: UInt8.self)) << 8
-                | Int(base.load(fromByteOffset: offset + 2, as: UInt8.self))
+            return Int(file.uint32(at: offset) >> 8)
         case 28:
             let offset = node * 7
             if side == 0 {
-                let v = Int(UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                let v = Int(file.uint32(at: offset))
                 return (v >> 8) | ((v & 0xF0) << 20)
             }
-            return Int(UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset + 3, as: UInt32.self))) & 0x0FFF_FFFF
+            return Int(file.uint32(at: offset + 3)) & 0x0FFF_FFFF
         default:
-            return Int(UInt32(bigEndian: base.loadUnaligned(fromByteOffset: node * 8 + side * 4, as: UInt32.self)))
+            return Int(file.uint32(at: node * 8 + side * 4))
         }
     }
 
@@ -146,7 +170,12 @@ public final class MaxMindDatabase: Sendable {
     /// the record value reached and the number of bits used.
     @inline(__always)
     private func walk(from start: Int, high: UInt64, low: UInt64, bitCount: Int) -> (Int, Int) {
-        let base = file.base
+        file.withLock { walkLocked(from: start, high: high, low: low, bitCount: bitCount) }
+    }
+
+    @inline(__always)
+    private func walkLocked(from start: Int, high: UInt64, low: UInt64, bitCount: Int) -> (Int, Int) {
+        let pages = file
         let nodeCount = self.nodeCount
         var node = start
         var depth = 0
@@ -155,21 +184,21 @@ public final class MaxMindDatabase: Sendable {
             while depth < bitCount, node < nodeCount {
                 let word = depth < 64 ? high : low
                 let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
-                node = Self.record(base, 24, node, bit)
+                node = Self.record(pages, 24, node, bit)
                 depth += 1
             }
         case 28:
             while depth < bitCount, node < nodeCount {
                 let word = depth < 64 ? high : low
                 let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
-                node = Self.record(base, 28, node, bit)
+                node = Self.record(pages, 28, node, bit)
                 depth += 1
             }
         default:
             while depth < bitCount, node < nodeCount {
                 let word = depth < 64 ? high : low
                 let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
-                node = Self.record(base, 32, node, bit)
+                node = Self.record(pages, 32, node, bit)
                 depth += 1
             }
         }
@@ -221,15 +250,16 @@ public final class MaxMindDatabase: Sendable {
 
     @inline(__always)
     private var dataSection: DataSection {
-        DataSection(base: file.base + dataStart, size: dataSize)
+        DataSection(file: file, start: dataStart, size: dataSize)
     }
 
     /// Decodes the whole record of an entry.
     /// - Throws: `MaxMindError` when the data is corrupt or exceeds the decoder's limits.
     public func decode(_ entry: MaxMindEntry) throws -> MMDBValue {
         var budget = DataSection.Budget()
+        let section = dataSection
         do throws(DataFault) {
-            return try dataSection.decode(at: entry.offset, budget: &budget).0
+            return try file.withLock { () throws(DataFault) -> MMDBValue in try section.decode(at: entry.offset, budget: &budget).0 }
         } catch {
             throw error.error(path: path, section: .data)
         }
@@ -247,6 +277,7 @@ public final class MaxMindDatabase: Sendable {
         let section = dataSection
         var pos = entry.offset
         do throws(DataFault) {
+            return try file.withLock { () throws(DataFault) -> MMDBValue? in
             for component in path {
                 let found: Int?
                 if let result = component.utf8.withContiguousStorageIfAvailable({ bytes in
@@ -264,6 +295,7 @@ public final class MaxMindDatabase: Sendable {
             }
             var budget = DataSection.Budget()
             return try section.decode(at: pos, budget: &budget).0
+            }
         } catch {
             throw error.error(path: self.path, section: .data)
         }
@@ -288,8 +320,8 @@ public final class MaxMindDatabase: Sendable {
     /// Work is bounded by the node count and the decoder's per-record limits.
     /// - Throws: `MaxMindError` describing the first problem found.
     public func verify() throws {
-        let base = file.base
-        for i in 0..<16 where base.load(fromByteOffset: treeSize + i, as: UInt8.self) != 0 {
+        let pages = file
+        for i in 0..<16 where file.withLock({ pages.byte(treeSize + i) }) != 0 {
             throw MaxMindError(path: path, kind: .corruptSearchTree("byte \(i) of the data section separator is not zero"))
         }
         guard nodeCount > 0 else { return }
@@ -301,7 +333,7 @@ public final class MaxMindDatabase: Sendable {
         var offsets = Set<Int>()
         while let (node, depth) = stack.popLast() {
             for side in 0...1 {
-                let r = Self.record(base, recordSize, node, side)
+                let r = file.withLock { Self.record(pages, recordSize, node, side) }
                 if r < nodeCount {
                     guard depth + 1 < bitCount else {
                         throw MaxMindError(path: path, kind: .corruptSearchTree(

@@ -222,8 +222,8 @@ import Testing
         #expect(r.status == 1)
         #expect(r.stderr.contains("BigQuery took no rows for 2.0 seconds while"), "\(r.stderr)")
         let status = try Self.sluice(root, ["status", "events"])
-        // The extract stopped at the limit: the first batch (2048 records, the runner's batch) entered the buffer, no more.
-        #expect(status.output.contains("buffer events 2026-11-18 bigquery sluice-test.events_ds.events: 2048 rows waiting"), "\(status.output)")
+        // The extract stopped at the limit: the first batch (1,024 records, a run's batch: `Commands.batchSize`) entered the buffer, no more.
+        #expect(status.output.contains("buffer events 2026-11-18 bigquery sluice-test.events_ds.events: 1024 rows waiting"), "\(status.output)")
         #expect(down.stored.isEmpty)
 
         let dir2 = try TestSupport.scratchDirectory("bq-fake")
