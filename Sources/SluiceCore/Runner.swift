@@ -83,6 +83,10 @@ public final class StopFlag: Sendable {
 /// in segments. Each segment is made durable in every sink first, then its checkpoints
 /// and deliveries are recorded in the state store in one transaction.
 public struct Runner: Sendable {
+    /// Records per batch. Several batches are in flight (read ahead, in the stateful
+    /// stages, on the worker), each record a parsed tree with its key and raw line: 1,024
+    /// rather than 2,048 keeps ~11 MB less resident on the benchmark's log for no
+    /// measurable CPU (issue #7, docs/benchmarks.md).
     public var batchSize: Int
     /// Records per segment (a commit of sinks and state); a replace commits once, at the end.
     public var commitEvery: Int
@@ -90,7 +94,7 @@ public struct Runner: Sendable {
     /// Shown the counts after every batch (a terminal's progress line), if any.
     public var progress: (any RunProgress)?
 
-    public init(batchSize: Int = 2048, commitEvery: Int = 100_000, stop: StopFlag? = nil, progress: (any RunProgress)? = nil) {
+    public init(batchSize: Int = 1024, commitEvery: Int = 100_000, stop: StopFlag? = nil, progress: (any RunProgress)? = nil) {
         self.batchSize = batchSize
         self.commitEvery = commitEvery
         self.stop = stop

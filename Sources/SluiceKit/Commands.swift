@@ -205,18 +205,12 @@ public enum Commands {
         return failed.value == 0 ? ExitStatus.success : ExitStatus.failure
     }
 
-    /// Records per batch of a run. Up to four batches are in flight (two read ahead, one
-    /// being prepared, one in the runner), each record a parsed tree with its key and
-    /// raw line: 1,024 instead of the runner's default 2,048 keeps ~11 MB less resident
-    /// on the benchmark's log for no measurable CPU (issue #7, docs/benchmarks.md).
-    static let batchSize = 1_024
-
     static func runOne(_ pipeline: Pipeline, partition: Partition, project: Project, outputRoot: String,
                        state: SQLiteStateStore, environment: [String: String], mode: LoadMode = .append,
                        stop: StopFlag? = nil, progress: (any RunProgress)? = nil) async throws -> RunSummary {
         let context = RunContext(projectRoot: project.root, outputRoot: outputRoot, pipeline: pipeline.name,
                                  partition: partition, logger: project.logger(), environment: environment, mode: mode, state: state)
-        return try await Runner(batchSize: batchSize, commitEvery: pipeline.commitEvery, stop: stop, progress: progress).run(pipeline, context: context)
+        return try await Runner(commitEvery: pipeline.commitEvery, stop: stop, progress: progress).run(pipeline, context: context)
     }
 
     static func listDeadLetters(state: SQLiteStateStore, pipeline: String, partition: Partition, console: any Console) throws {
