@@ -31,7 +31,7 @@ final class ReadAhead: @unchecked Sendable {
     /// `prepare` runs on the reading thread on each batch and returns how many records
     /// and dead letters it accounts for as read. An error it throws is rethrown by
     /// `next()` in the batch's place, after the batches before it, like a source's.
-    init(source: any RecordSource, limit: Int, capacity: Int = 2, prepare: @escaping (inout RecordBatch) throws -> Int) {
+    init(source: any RecordSource, limit: Int, capacity: Int = 1, prepare: @escaping (inout RecordBatch) throws -> Int) {
         self.source = source
         self.limit = limit
         self.capacity = max(1, capacity)
