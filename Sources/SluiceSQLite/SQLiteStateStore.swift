@@ -53,11 +53,13 @@ public final class SQLiteStateStore: StateStore {
     /// `window_scopes` and `window_keys` are never changed or deleted, so an id once read
     /// stays right, also when other processes write the store.
     nonisolated(unsafe) private var ids = WindowIDCache()
-    private let idsLock = Lock()
+    /// Ids of the ledger's sinks and partitions (SQLiteLedger.swift); guarded by `idsLock`.
+    nonisolated(unsafe) var ledgerIDs = LedgerIDCache()
+    let idsLock = Lock()
     /// What the store knows of the ledger without reading it; guarded by `ledgerLock`
     /// (taken inside the database queue's closures, never around them).
-    nonisolated(unsafe) private var ledgerKnown = LedgerKnowledge()
-    private let ledgerLock = Lock()
+    nonisolated(unsafe) var ledgerKnown = LedgerKnowledge()
+    let ledgerLock = Lock()
 
     public convenience init(path: String) throws {
         try self.init(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil)
@@ -247,6 +249,8 @@ public final class SQLiteStateStore: StateStore {
                                arguments: [high])
             }
         }
+        // v8: the compact delivery ledger (SQLiteLedger.swift).
+        Self.registerCompactLedger(&migrator)
         do {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
@@ -455,36 +459,14 @@ public final class SQLiteStateStore: StateStore {
     public func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String> {
         guard !keys.isEmpty else { return [] }
         return try queue.read { db in
-            let name = pipeline + "\u{0}" + sink
             let epoch = try LedgerKnowledge.Epoch(db)
-            var filter = ledgerLock.withLock { () -> LedgerKnowledge.Filter? in
-                if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
-                return ledgerKnown.filters[name]
-            }
-            if filter == nil {
-                // First asked (or after a write the store did not see): an empty ledger is known.
-                let empty = try Int.fetchOne(db, sql: "SELECT 1 FROM ledger WHERE pipeline = ? AND sink = ? LIMIT 1",
-                                             arguments: [pipeline, sink]) == nil
-                filter = empty ? .keys(BloomFilter()) : .unknown
-                ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = filter } }
-            }
-            var candidates = keys
-            if case .keys(let bloom)? = filter { candidates = keys.filter { bloom.mayContain($0) } }
+            let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: false)
+            let candidates = try ledgerCandidates(db, pipeline: pipeline, sink: sink, sinkID: sinkID, keys: keys, epoch: epoch)
+            guard let sinkID, !candidates.isEmpty else { return [] }
+            let excluded = try excludingPartition.flatMap { try ledgerPartitionID(db, pipeline: pipeline, partition: $0, create: false) }
             var found: Set<String> = []
-            var start = 0
-            while start < candidates.count {
-                let chunk = candidates[start..<min(candidates.count, start + Self.keysPerStatement)]
-                start += chunk.count
-                let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
-                let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("SELECT record_key, partition FROM ledger WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))")
-                var arguments: [(any DatabaseValueConvertible)?] = [pipeline, sink]
-                arguments.reserveCapacity(chunk.count + 2)
-                for key in chunk { arguments.append(key) }
-                let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
-                while let row = try rows.next() {
-                    let partition: String = row[1]
-                    if partition != excludingPartition { found.insert(row[0]) }
-                }
+            for row in try ledgerRows(db, sinkID: sinkID, keys: candidates) where row.partitionID != excluded {
+                found.insert(row.key)
             }
             return found
         }
@@ -493,14 +475,16 @@ public final class SQLiteStateStore: StateStore {
     /// `queue.write` for every write of the store. It keeps `ledgerKnown` true: if
     /// anything wrote the database since the store last looked (another connection: the
     /// data version moved; this connection outside this method: the change count moved),
-    /// what it knew is forgotten; otherwise the body's own ledger inserts (in `commit`,
-    /// the only writer of the ledger here) were added to the filters, and the new
-    /// epoch is noted. A ledger delete (a replace) leaves keys in a filter: that costs a
-    /// lookup, never a duplicate.
+    /// what it knew is forgotten; otherwise the body's own ledger inserts (`insertLedger`,
+    /// from `commit` and the stream buffer's `acknowledgeBuffered`, the only writers of
+    /// the ledger here) were added to the filters, and the new epoch is noted. A ledger
+    /// delete (a replace) leaves keys in a filter: that costs a lookup, never a duplicate.
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         try queue.write { db in
             let before = try LedgerKnowledge.Epoch(db)
-            ledgerLock.withLock { if ledgerKnown.epoch != before { ledgerKnown = LedgerKnowledge(epoch: nil) } }
+            // Knowledge of an older epoch is forgotten; what the store learns in this
+            // transaction (filters made, keys inserted) holds from `before` on.
+            ledgerLock.withLock { if ledgerKnown.epoch != before { ledgerKnown = LedgerKnowledge(epoch: before) } }
             let result = try body(db)
             let after = try LedgerKnowledge.Epoch(db)
             ledgerLock.withLock {
@@ -519,7 +503,7 @@ public final class SQLiteStateStore: StateStore {
             try writePendingWindowEvents(db)
             if segment.finishesReplace {
                 try db.execute(sql: "DELETE FROM checkpoints WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
-                try db.execute(sql: "DELETE FROM ledger WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
+                try deleteLedgerPartition(db, pipeline: segment.pipeline, partition: segment.partition)
                 try db.execute(sql: "DELETE FROM replaces WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
             }
             let now = Self.now()
@@ -532,27 +516,8 @@ public final class SQLiteStateStore: StateStore {
             for c in segment.checkpoints {
                 try cp.execute(arguments: [segment.pipeline, c.fileID, segment.partition, c.path, c.offset, c.line, c.complete, now])
             }
-            for (sink, unsorted) in segment.delivered {
-                ledgerLock.withLock {
-                    if case .keys(var bloom)? = ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] {
-                        ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] = nil // one copy while inserting
-                        for key in unsorted { bloom.insert(key) }
-                        ledgerKnown.filters[segment.pipeline + "\u{0}" + sink] = .keys(bloom)
-                    }
-                }
-                // In key order, the inserts walk the primary key's pages once, in order.
-                let keys = unsorted.sorted()
-                var start = 0
-                while start < keys.count {
-                    let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
-                    start += chunk.count
-                    let rows = (0..<chunk.count).map { "(?1, ?2, ?\($0 + 4), ?3)" }.joined(separator: ",")
-                    let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition) VALUES \(rows)")
-                    var arguments: [(any DatabaseValueConvertible)?] = [segment.pipeline, sink, segment.partition]
-                    arguments.reserveCapacity(chunk.count + 3)
-                    for key in chunk { arguments.append(key) }
-                    try statement.execute(arguments: StatementArguments(arguments))
-                }
+            for (sink, keys) in segment.delivered.sorted(by: { $0.key < $1.key }) {
+                try insertLedger(db, pipeline: segment.pipeline, sink: sink, partition: segment.partition, keys: keys)
             }
             let receipt = try db.cachedStatement(sql: """
                 INSERT INTO receipts (pipeline, sink, target, partition, length) VALUES (?, ?, ?, ?, ?)
@@ -665,7 +630,10 @@ public final class SQLiteStateStore: StateStore {
 
     /// Forgets cached ids after a failed write (ids created in it were rolled back).
     func forgetCachedIDs() {
-        idsLock.withLock { ids = WindowIDCache() }
+        idsLock.withLock {
+            ids = WindowIDCache()
+            ledgerIDs = LedgerIDCache()
+        }
     }
 
     /// `queue.write` for the writes that add window keys: on failure, the ids they cached

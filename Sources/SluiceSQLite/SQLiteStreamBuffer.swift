@@ -27,18 +27,22 @@ extension SQLiteStateStore {
 }
 
 extension SQLiteStateStore: StreamBufferStore {
+    /// The ledger check is batched and, while the store knows the sink's whole ledger
+    /// (its Bloom filter), skipped for keys the filter never saw.
     public func bufferRows(pipeline: String, sink: String, _ rows: [BufferedRow]) throws -> [String] {
         guard !rows.isEmpty else { return [] }
-        return try queue.write { db in
+        return try writeForgettingIDsOnFailure { db in
             var seq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM stream_buffer") ?? 0
-            let inLedger = try db.cachedStatement(sql: "SELECT 1 FROM ledger WHERE pipeline = ? AND sink = ? AND record_key = ?")
+            let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: false)
+            let candidates = try ledgerCandidates(db, pipeline: pipeline, sink: sink, sinkID: sinkID, keys: rows.map(\.key), epoch: nil)
+            let inLedger = try sinkID.map { id in Set(try ledgerRows(db, sinkID: id, keys: candidates).map(\.key)) } ?? []
             let insert = try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO stream_buffer (pipeline, sink, record_key, partition, file, line, byte_offset, file_id, payload, seq)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             var added: [String] = []
             for row in rows {
-                if try Int.fetchOne(inLedger, arguments: [pipeline, sink, row.key]) != nil { continue }
+                if inLedger.contains(row.key) { continue }
                 seq += 1
                 try insert.execute(arguments: [pipeline, sink, row.key, row.partition, row.position.file, row.position.line,
                                                row.position.offset, row.position.fileID, Data(row.payload), seq])
@@ -62,24 +66,35 @@ extension SQLiteStateStore: StreamBufferStore {
         }
     }
 
+    /// Moves the buffered rows of these keys into the ledger (each under its own
+    /// partition) through the store's write path, so that the sink's Bloom filter learns
+    /// their keys instead of being forgotten.
     public func acknowledgeBuffered(pipeline: String, sink: String, keys: [String]) throws {
         guard !keys.isEmpty else { return }
-        try queue.write { db in
-            let move = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition)
-                SELECT pipeline, sink, record_key, partition FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key = ?
-                """)
-            let delete = try db.cachedStatement(sql: "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key = ?")
-            for key in keys {
-                try move.execute(arguments: [pipeline, sink, key])
-                try delete.execute(arguments: [pipeline, sink, key])
+        try writeForgettingIDsOnFailure { db in
+            var byPartition: [String: [String]] = [:]
+            var start = 0
+            while start < keys.count {
+                let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
+                start += chunk.count
+                let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
+                var arguments: [(any DatabaseValueConvertible)?] = [pipeline, sink]
+                for key in chunk { arguments.append(key) }
+                let rows = try GRDB.Row.fetchCursor(db, sql: "SELECT record_key, partition FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))",
+                                                    arguments: StatementArguments(arguments))
+                while let row = try rows.next() { byPartition[row[1], default: []].append(row[0]) }
+                try db.execute(sql: "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))",
+                               arguments: StatementArguments(arguments))
+            }
+            for (partition, moved) in byPartition.sorted(by: { $0.key < $1.key }) {
+                try insertLedger(db, pipeline: pipeline, sink: sink, partition: partition, keys: moved)
             }
         }
     }
 
     public func rejectBuffered(pipeline: String, sink: String, runID: Int64, partition: String, _ rows: [(key: String, letter: DeadLetter)]) throws {
         guard !rows.isEmpty else { return }
-        try queue.write { db in
+        try write { db in
             let delete = try db.cachedStatement(sql: "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key = ?")
             for (key, d) in rows {
                 try delete.execute(arguments: [pipeline, sink, key])

@@ -159,7 +159,11 @@ import Testing
         case "another store on the file": try Self.commit(SQLiteStateStore(path: path), ["k2"])
         case "this connection, outside the store":
             try state.queue.write { db in
-                try db.execute(sql: "INSERT INTO ledger (pipeline, sink, record_key, partition) VALUES ('p', 'csv', 'k2', '2026-11-18')")
+                try db.execute(sql: """
+                    INSERT INTO ledger (sink_id, key, partition_id, segment)
+                    SELECT s.id, 'k2', p.id, 1 FROM ledger_sinks s, ledger_partitions p
+                    WHERE s.pipeline = 'p' AND s.sink = 'csv' AND p.pipeline = 'p' AND p.partition = '2026-11-18'
+                    """)
             }
         case "a replace of the partition":
             try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: ["csv": ["k2", "k1"]],

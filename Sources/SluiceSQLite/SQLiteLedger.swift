@@ -1,0 +1,221 @@
+import Foundation
+import GRDB
+import SluiceCore
+
+// The delivery ledger, compact (migration v8-compact-ledger, issue #7):
+//
+//     ledger_sinks(id, pipeline, sink)                  one row per (pipeline, sink)
+//     ledger_partitions(id, pipeline, partition, segments)  one row per (pipeline, partition)
+//     ledger(sink_id, key, partition_id, segment) PRIMARY KEY (sink_id, key) WITHOUT ROWID
+//     INDEX ledger_by_partition(partition_id, segment)
+//
+// A record key is stored as its 16 bytes when it is one of sluice's own (32 lowercase hex
+// digits), as its text otherwise (a BLOB never equals a TEXT in SQLite, so the two
+// kinds cannot be confused); the `StateStore` seam still speaks hex strings. Before v8
+// every row repeated the pipeline, sink, key and partition as text in the table and
+// again in the partition index (~177 bytes per key).
+//
+// `segment` numbers the writes of a partition's keys (`ledger_partitions.segments`,
+// counted up by each commit or acknowledgement that adds keys to it): the partition
+// index is ordered by it, so a segment's keys go to the end of their partition's range
+// of the index, on new pages, instead of to random places all over it. The primary key
+// still takes them at random places (lookups need it by key); the index no longer does.
+//
+// Rows of `ledger_sinks` and `ledger_partitions` are never changed (but for the counter)
+// nor deleted, so an id once read stays right, also when other processes write the store.
+extension SQLiteStateStore {
+    static func registerCompactLedger(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v8-compact-ledger") { db in
+            try db.execute(sql: """
+                CREATE TABLE ledger_sinks (
+                    id INTEGER PRIMARY KEY,
+                    pipeline TEXT NOT NULL,
+                    sink TEXT NOT NULL,
+                    UNIQUE (pipeline, sink)
+                );
+                CREATE TABLE ledger_partitions (
+                    id INTEGER PRIMARY KEY,
+                    pipeline TEXT NOT NULL,
+                    partition TEXT NOT NULL,
+                    segments INTEGER NOT NULL DEFAULT 0,
+                    UNIQUE (pipeline, partition)
+                );
+                INSERT INTO ledger_sinks (pipeline, sink) SELECT DISTINCT pipeline, sink FROM ledger ORDER BY pipeline, sink;
+                INSERT INTO ledger_partitions (pipeline, partition) SELECT DISTINCT pipeline, partition FROM ledger ORDER BY pipeline, partition;
+                CREATE TABLE ledger_v8 (
+                    sink_id INTEGER NOT NULL,
+                    key BLOB NOT NULL,
+                    partition_id INTEGER NOT NULL,
+                    segment INTEGER NOT NULL,
+                    PRIMARY KEY (sink_id, key)
+                ) WITHOUT ROWID;
+                """)
+            // In the old primary key's order: sink ids follow (pipeline, sink), and hex
+            // text orders like its bytes, so the new table is written nearly in order.
+            // The key conversion is the store's own (`LedgerKeys.stored`), not SQL's.
+            let insert = try db.makeStatement(sql: "INSERT INTO ledger_v8 (sink_id, key, partition_id, segment) VALUES (?, ?, ?, 0)")
+            let rows = try GRDB.Row.fetchCursor(db, sql: """
+                SELECT s.id, l.record_key, p.id FROM ledger l
+                JOIN ledger_sinks s ON s.pipeline = l.pipeline AND s.sink = l.sink
+                JOIN ledger_partitions p ON p.pipeline = l.pipeline AND p.partition = l.partition
+                ORDER BY l.pipeline, l.sink, l.record_key
+                """)
+            while let row = try rows.next() {
+                try insert.execute(arguments: [row[0] as Int64, LedgerKeys.stored(row[1] as String), row[2] as Int64])
+            }
+            try db.execute(sql: """
+                DROP TABLE ledger;
+                ALTER TABLE ledger_v8 RENAME TO ledger;
+                CREATE INDEX ledger_by_partition ON ledger(partition_id, segment);
+                """)
+        }
+    }
+
+    // MARK: ids
+
+    /// The id of a (pipeline, sink) of the ledger (created in a write transaction when `create`).
+    func ledgerSinkID(_ db: Database, pipeline: String, sink: String, create: Bool) throws -> Int64? {
+        let name = pipeline + "\u{0}" + sink
+        if let id = idsLock.withLock({ ledgerIDs.sinks[name] }) { return id }
+        var id = try Int64.fetchOne(db, sql: "SELECT id FROM ledger_sinks WHERE pipeline = ? AND sink = ?", arguments: [pipeline, sink])
+        if id == nil, create {
+            try db.execute(sql: "INSERT INTO ledger_sinks (pipeline, sink) VALUES (?, ?)", arguments: [pipeline, sink])
+            id = db.lastInsertedRowID
+        }
+        if let id { idsLock.withLock { ledgerIDs.sinks[name] = id } }
+        return id
+    }
+
+    /// The id of a (pipeline, partition) of the ledger (created in a write transaction when `create`).
+    func ledgerPartitionID(_ db: Database, pipeline: String, partition: String, create: Bool) throws -> Int64? {
+        let name = pipeline + "\u{0}" + partition
+        if let id = idsLock.withLock({ ledgerIDs.partitions[name] }) { return id }
+        var id = try Int64.fetchOne(db, sql: "SELECT id FROM ledger_partitions WHERE pipeline = ? AND partition = ?", arguments: [pipeline, partition])
+        if id == nil, create {
+            try db.execute(sql: "INSERT INTO ledger_partitions (pipeline, partition) VALUES (?, ?)", arguments: [pipeline, partition])
+            id = db.lastInsertedRowID
+        }
+        if let id { idsLock.withLock { ledgerIDs.partitions[name] = id } }
+        return id
+    }
+
+    // MARK: rows
+
+    /// The keys among these that the sink's ledger holds, with their partition ids;
+    /// batched lookups, `keysPerStatement` keys per statement.
+    func ledgerRows(_ db: Database, sinkID: Int64, keys: some Collection<String>) throws -> [(key: String, partitionID: Int64)] {
+        var found: [(key: String, partitionID: Int64)] = []
+        let keys = Array(keys)
+        var start = 0
+        while start < keys.count {
+            let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
+            start += chunk.count
+            let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
+            let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))(
+                "SELECT key, partition_id FROM ledger WHERE sink_id = ? AND key IN (\(marks))")
+            var arguments: [(any DatabaseValueConvertible)?] = [sinkID]
+            arguments.reserveCapacity(chunk.count + 1)
+            var original: [DatabaseValue: String] = [:]
+            original.reserveCapacity(chunk.count)
+            for key in chunk {
+                let stored = LedgerKeys.stored(key)
+                original[stored] = key
+                arguments.append(stored)
+            }
+            let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
+            while let row = try rows.next() {
+                if let key = original[row[0] as DatabaseValue] { found.append((key, row[1] as Int64)) }
+            }
+        }
+        return found
+    }
+
+    /// Adds keys to the ledger of a pipeline's sink under a partition, as one new segment
+    /// of the partition, in key order (the primary key's pages walked once, in order).
+    /// Keys the sink's ledger holds already keep their row. Also adds them to the sink's
+    /// Bloom filter if the store keeps one. Inside a write transaction of `write`.
+    func insertLedger(_ db: Database, pipeline: String, sink: String, partition: String, keys unsorted: [String]) throws {
+        guard !unsorted.isEmpty else { return }
+        rememberLedgerKeys(pipeline: pipeline, sink: sink, unsorted)
+        let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: true)!
+        let partitionID = try ledgerPartitionID(db, pipeline: pipeline, partition: partition, create: true)!
+        try db.execute(sql: "UPDATE ledger_partitions SET segments = segments + 1 WHERE id = ?", arguments: [partitionID])
+        let segment = try Int64.fetchOne(db, sql: "SELECT segments FROM ledger_partitions WHERE id = ?", arguments: [partitionID])!
+        let keys = unsorted.sorted()
+        var start = 0
+        while start < keys.count {
+            let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
+            start += chunk.count
+            let rows = (0..<chunk.count).map { "(?1, ?\($0 + 4), ?2, ?3)" }.joined(separator: ",")
+            let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))(
+                "INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES \(rows)")
+            var arguments: [(any DatabaseValueConvertible)?] = [sinkID, partitionID, segment]
+            arguments.reserveCapacity(chunk.count + 3)
+            for key in chunk { arguments.append(LedgerKeys.stored(key)) }
+            try statement.execute(arguments: StatementArguments(arguments))
+        }
+    }
+
+    /// Forgets a partition's ledger rows, of every sink of the pipeline (a replace).
+    func deleteLedgerPartition(_ db: Database, pipeline: String, partition: String) throws {
+        guard let partitionID = try ledgerPartitionID(db, pipeline: pipeline, partition: partition, create: false) else { return }
+        try db.execute(sql: "DELETE FROM ledger WHERE partition_id = ?", arguments: [partitionID])
+    }
+
+    // MARK: the Bloom filters
+
+    /// Adds keys this write transaction inserts into a sink's ledger to its filter, if
+    /// the store keeps one (see `LedgerKnowledge`). Keys the insert then ignores, or a
+    /// transaction that fails, leave keys in a filter: a lookup more, never a duplicate.
+    func rememberLedgerKeys(pipeline: String, sink: String, _ keys: [String]) {
+        let name = pipeline + "\u{0}" + sink
+        ledgerLock.withLock {
+            if case .keys(var bloom)? = ledgerKnown.filters[name] {
+                ledgerKnown.filters[name] = nil // one copy while inserting
+                for key in keys { bloom.insert(key) }
+                ledgerKnown.filters[name] = .keys(bloom)
+            }
+        }
+    }
+
+    /// The keys among these that may be in the sink's ledger: all of them, unless the
+    /// store knows every key the ledger holds (a filter, made on the first question when
+    /// the sink's ledger is empty). `epoch` is the database's as the caller's read
+    /// began; nil in a write transaction of `write`, which checked it already.
+    func ledgerCandidates(_ db: Database, pipeline: String, sink: String, sinkID: Int64?, keys: [String],
+                          epoch: LedgerKnowledge.Epoch?) throws -> [String] {
+        let name = pipeline + "\u{0}" + sink
+        var filter = ledgerLock.withLock { () -> LedgerKnowledge.Filter? in
+            if let epoch, ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
+            return ledgerKnown.filters[name]
+        }
+        if filter == nil {
+            // First asked (or after a write the store did not see): an empty ledger is known.
+            let empty = try sinkID == nil
+                || Int.fetchOne(db, sql: "SELECT 1 FROM ledger WHERE sink_id = ? LIMIT 1", arguments: [sinkID]) == nil
+            filter = empty ? .keys(BloomFilter()) : .unknown
+            ledgerLock.withLock {
+                if epoch == nil || ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = filter }
+            }
+        }
+        guard sinkID != nil else { return [] }
+        if case .keys(let bloom)? = filter { return keys.filter { bloom.mayContain($0) } }
+        return keys
+    }
+}
+
+/// Ids of the ledger's sinks and partitions read from or written to the store (by
+/// pipeline + NUL + sink or partition).
+struct LedgerIDCache {
+    var sinks: [String: Int64] = [:]
+    var partitions: [String: Int64] = [:]
+}
+
+/// Record keys as the ledger stores them.
+enum LedgerKeys {
+    /// The 16 bytes of sluice's own keys (32 lowercase hex digits), the text of any other
+    /// (the same conversion as window events' record keys).
+    static func stored(_ key: String) -> DatabaseValue {
+        WindowKeys.recordKey(key).databaseValue
+    }
+}

@@ -1,0 +1,47 @@
+"""The delivery ledger's inserts alone, as the state store issues them (WAL, synchronous
+FULL, 4 MiB page cache; each commit's keys sorted, 500 per statement), in three schemas:
+
+  text   the ledger before v8 (pipeline, sink, 32-char hex key, partition as text)
+  noseg  v8 without the segment column in the partition index: ledger_by_partition(partition_id)
+  seg    v8 as it is: ledger_by_partition(partition_id, segment)
+
+    python3 bench/ledger_sql.py VARIANT KEYS KEYS_PER_COMMIT    # e.g. seg 4000000 100000
+
+Prints the CPU seconds of the commits (in total and per quarter of them: the growth with
+the ledger's size) and the tables' sizes (dbstat). Keys: SHA-256 prefixes, like sluice's."""
+import os, sqlite3, sys, time, hashlib, resource
+variant, total, seg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path = f"/tmp/ledger-sim-{variant}.sqlite"
+for suffix in ("", "-wal", "-shm"):
+    try: os.remove(path + suffix)
+    except FileNotFoundError: pass
+c = sqlite3.connect(path, isolation_level=None)
+c.execute("PRAGMA journal_mode = WAL"); c.execute("PRAGMA synchronous = FULL"); c.execute("PRAGMA cache_size = -4096")
+if variant == "text":
+    c.execute("CREATE TABLE ledger (pipeline TEXT NOT NULL, sink TEXT NOT NULL, record_key TEXT NOT NULL, partition TEXT NOT NULL, PRIMARY KEY (pipeline, sink, record_key)) WITHOUT ROWID")
+    c.execute("CREATE INDEX ledger_by_partition ON ledger(pipeline, partition)")
+else:
+    c.execute("CREATE TABLE ledger (sink_id INTEGER NOT NULL, key BLOB NOT NULL, partition_id INTEGER NOT NULL, segment INTEGER NOT NULL, PRIMARY KEY (sink_id, key)) WITHOUT ROWID")
+    c.execute("CREATE INDEX ledger_by_partition ON ledger(partition_id" + (", segment)" if variant == "seg" else ")"))
+n = 0; k = 0
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
+report = []
+t0 = cpu()
+while n < total:
+    keys = sorted(hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(n, n + seg))
+    n += seg; k += 1
+    start = cpu()
+    c.execute("BEGIN IMMEDIATE")
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        if variant == "text":
+            c.execute("INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition) VALUES " + ",".join(["('signup_bench', 'csv signup_attempts', ?, '2026-11-18')"] * len(chunk)), chunk)
+        else:
+            c.execute("INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES " + ",".join(["(1, ?, 1, %d)" % k] * len(chunk)), [bytes.fromhex(x) for x in chunk])
+    c.execute("COMMIT")
+    report.append(cpu() - start)
+sizes = dict(c.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
+print(variant, "keys", total, "per commit", seg, "commit CPU s total %.1f" % sum(report),
+      "by quarter", ["%.1f" % sum(report[i * len(report) // 4:(i + 1) * len(report) // 4]) for i in range(4)],
+      "MB", {a: round(b / 1e6, 1) for a, b in sizes.items()})
