@@ -41,7 +41,10 @@ public final class SQLiteStateStore: StateStore {
     nonisolated(unsafe) private var pending = PendingWindows()
     private let pendingLock = Lock()
     /// Pending window events are written in a transaction of their own past this many.
-    static let maxPendingWindowEvents = 65_536
+    /// Each pending event holds ~230 bytes, but each such transaction dirties pages all
+    /// over the events' indexes: on the benchmark's 1M lines, 65,536 → 32,768 keeps ~7 MB
+    /// less resident for no measurable CPU, while 8,192 costs +25% CPU (docs/benchmarks.md).
+    static let maxPendingWindowEvents = 32_768
 
     /// A lease not renewed for this long is taken over (a holder on another machine died).
     public static let leaseTimeout: TimeInterval = 600
@@ -988,7 +991,7 @@ struct BloomFilter {
 /// Ids of scopes and window keys read from or written to the store.
 struct WindowIDCache {
     /// Past this many keys the cache starts over (memory).
-    static let maxKeys = 1 << 20
+    static let maxKeys = 1 << 17 // what grew with the input (one entry per window key): 25 MB at 4M lines with 2^20
     var scopes: [String: Int64] = [:]
     var keys: [Int64: [String: Int64]] = [:]
     var count = 0
