@@ -49,10 +49,11 @@ public final class MaxMindDatabase: Sendable {
     static let marker: [UInt8] = [0xAB, 0xCD, 0xEF] + Array("MaxMind.com".utf8)
     static let maxMetadataSize = 128 * 1024
 
-    /// The page cache's size unless the caller says otherwise: on the benchmark's log
-    /// (22,000 networks of the full City database) nearly every lookup hits it
-    /// (docs/benchmarks.md).
-    public static let defaultCacheBytes = 8 << 20
+    /// The page cache's size unless the caller says otherwise: 2 MiB (8 MiB at first;
+    /// the benchmark's whole run moved within its noise from 8 to 4 to 2 MiB while peak
+    /// memory fell by 6 MiB; random addresses over the whole space miss more, see
+    /// docs/benchmarks.md).
+    public static let defaultCacheBytes = 2 << 20
 
     /// Opens and checks a database file.
     /// - Parameter cacheBytes: the most bytes of the file held in memory at a time

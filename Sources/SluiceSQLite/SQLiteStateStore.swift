@@ -932,12 +932,13 @@ struct LedgerKnowledge {
     var windowFilters: [String: Filter] = [:]
 }
 
-/// A Bloom filter of strings that grows: a new block of 2^24 bits per 2^20 keys
-/// (7 hashes: under 1% false positives per block).
+/// A Bloom filter of strings that grows: a new block of 2^23 bits (1 MiB) per 2^20 keys
+/// (8 bits and 5 hashes per key: ~2% false positives per block, each a batched lookup
+/// in the store; 16 bits per key held twice the memory, which grew with the input).
 struct BloomFilter {
-    static let blockBits = 1 << 24
+    static let blockBits = 1 << 23
     static let keysPerBlock = 1 << 20
-    static let hashes = 7
+    static let hashes = 5
     private var blocks: [[UInt64]] = []
     private var inLast = 0
 
@@ -991,7 +992,7 @@ struct BloomFilter {
 /// Ids of scopes and window keys read from or written to the store.
 struct WindowIDCache {
     /// Past this many keys the cache starts over (memory).
-    static let maxKeys = 1 << 17 // what grew with the input (one entry per window key): 25 MB at 4M lines with 2^20
+    static let maxKeys = 1 << 16 // what grew with the input (one entry per window key): 25 MB at 4M lines with 2^20
     var scopes: [String: Int64] = [:]
     var keys: [Int64: [String: Int64]] = [:]
     var count = 0
