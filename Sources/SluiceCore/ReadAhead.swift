@@ -14,7 +14,7 @@ import Darwin
 /// checkpointed: the next run reads them again, as without read-ahead.
 final class ReadAhead: @unchecked Sendable {
     // `@unchecked`: `queue`, `finished` and `cancelled` are only read and written with
-    // `mutex` held; `source` and `prepare` are used by the reading thread alone (after
+    // `monitor` locked; `source` and `prepare` are used by the reading thread alone (after
     // `start`, the creating thread never touches them again, unless no thread could be
     // started); `thread` is used by the creating thread alone.
     private let source: any RecordSource
@@ -24,8 +24,7 @@ final class ReadAhead: @unchecked Sendable {
     private var queue: [Result<(RecordBatch, Int), any Error>] = []
     private var finished = false
     private var cancelled = false
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let monitor = Monitor()
     private var thread: pthread_t?
 
     /// `prepare` runs on the reading thread on each batch and returns how many records
@@ -36,15 +35,6 @@ final class ReadAhead: @unchecked Sendable {
         self.limit = limit
         self.capacity = max(1, capacity)
         self.prepare = prepare
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(changed, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(changed)
-        pthread_mutex_destroy(mutex)
-        changed.deallocate()
-        mutex.deallocate()
     }
 
     func start() {
@@ -54,10 +44,10 @@ final class ReadAhead: @unchecked Sendable {
 
     private func produce() {
         while true {
-            pthread_mutex_lock(mutex)
-            while queue.count >= capacity && !cancelled { pthread_cond_wait(changed, mutex) }
+            monitor.lock()
+            while queue.count >= capacity && !cancelled { monitor.wait() }
             let stop = cancelled
-            pthread_mutex_unlock(mutex)
+            monitor.unlock()
             if stop { break }
             let item: Result<(RecordBatch, Int), any Error>?
             do {
@@ -72,18 +62,18 @@ final class ReadAhead: @unchecked Sendable {
             }
             var failed = false
             if case .failure? = item { failed = true }
-            pthread_mutex_lock(mutex)
+            monitor.lock()
             if let item { queue.append(item) }
             if item == nil || failed { finished = true }
-            pthread_cond_broadcast(changed)
+            monitor.broadcast()
             let end = finished
-            pthread_mutex_unlock(mutex)
+            monitor.unlock()
             if end { break }
         }
-        pthread_mutex_lock(mutex)
+        monitor.lock()
         finished = true
-        pthread_cond_broadcast(changed)
-        pthread_mutex_unlock(mutex)
+        monitor.broadcast()
+        monitor.unlock()
     }
 
     /// The next prepared batch and its read count; nil at the end. Rethrows the source's
@@ -94,20 +84,20 @@ final class ReadAhead: @unchecked Sendable {
             let read = try prepare(&batch)
             return (batch, read)
         }
-        pthread_mutex_lock(mutex)
-        while queue.isEmpty && !finished { pthread_cond_wait(changed, mutex) }
+        monitor.lock()
+        while queue.isEmpty && !finished { monitor.wait() }
         let item = queue.isEmpty ? nil : queue.removeFirst()
-        pthread_cond_broadcast(changed)
-        pthread_mutex_unlock(mutex)
+        monitor.broadcast()
+        monitor.unlock()
         return try item?.get()
     }
 
     /// Stops reading ahead and waits for the reading thread to end.
     func stop() {
-        pthread_mutex_lock(mutex)
+        monitor.lock()
         cancelled = true
-        pthread_cond_broadcast(changed)
-        pthread_mutex_unlock(mutex)
+        monitor.broadcast()
+        monitor.unlock()
         if let thread {
             pthread_join(thread, nil)
             self.thread = nil
@@ -123,17 +113,16 @@ final class ReadAhead: @unchecked Sendable {
 /// Work the runner never takes back (a stop, an error) was never loaded nor
 /// checkpointed: the next run reads it again.
 final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable {
-    // `@unchecked`: `inbox`, `outbox`, `cancelled` and `idle` are only read and written
-    // with `mutex` held; `work` is called by the worker thread alone (or, when no thread
-    // could be started, by the submitting thread alone); `thread` and `submitted` are
-    // used by the submitting thread alone.
+    // `@unchecked`: `inbox`, `outbox` and `cancelled` are only read and written with
+    // `monitor` locked; `work` is called by the worker thread alone (or, when no thread
+    // could be started, by the submitting thread alone); `thread` and `pending` are used
+    // by the submitting thread alone.
     private let work: @Sendable (Input) throws -> Output
     private let capacity: Int
     private var inbox: [Input] = []
     private var outbox: [Result<Output, any Error>] = []
     private var cancelled = false
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let monitor = Monitor()
     private var thread: pthread_t?
     /// Submitted and not yet taken back.
     private(set) var pending = 0
@@ -141,15 +130,6 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
     init(capacity: Int = 2, work: @escaping @Sendable (Input) throws -> Output) {
         self.capacity = max(1, capacity)
         self.work = work
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(changed, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(changed)
-        pthread_mutex_destroy(mutex)
-        changed.deallocate()
-        mutex.deallocate()
     }
 
     /// How many batches may be submitted and not yet taken back before `submit` is
@@ -163,16 +143,16 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
 
     private func serve() {
         while true {
-            pthread_mutex_lock(mutex)
-            while inbox.isEmpty && !cancelled { pthread_cond_wait(changed, mutex) }
-            if cancelled { pthread_mutex_unlock(mutex); return }
+            monitor.lock()
+            while inbox.isEmpty && !cancelled { monitor.wait() }
+            if cancelled { monitor.unlock(); return }
             let input = inbox.removeFirst()
-            pthread_mutex_unlock(mutex)
+            monitor.unlock()
             let result = Result { try work(input) }
-            pthread_mutex_lock(mutex)
+            monitor.lock()
             outbox.append(result)
-            pthread_cond_broadcast(changed)
-            pthread_mutex_unlock(mutex)
+            monitor.broadcast()
+            monitor.unlock()
         }
     }
 
@@ -183,10 +163,10 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
             outbox.append(Result { try work(input) })
             return
         }
-        pthread_mutex_lock(mutex)
+        monitor.lock()
         inbox.append(input)
-        pthread_cond_broadcast(changed)
-        pthread_mutex_unlock(mutex)
+        monitor.broadcast()
+        monitor.unlock()
     }
 
     /// The oldest submitted batch, finished (waiting for it); nil when none is pending.
@@ -195,20 +175,20 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
         guard pending > 0 else { return nil }
         pending -= 1
         if thread == nil { return try outbox.removeFirst().get() }
-        pthread_mutex_lock(mutex)
-        while outbox.isEmpty { pthread_cond_wait(changed, mutex) }
+        monitor.lock()
+        while outbox.isEmpty { monitor.wait() }
         let result = outbox.removeFirst()
-        pthread_mutex_unlock(mutex)
+        monitor.unlock()
         return try result.get()
     }
 
     /// Stops the worker (dropping what it was not done with) and waits for its thread.
     func stop() {
-        pthread_mutex_lock(mutex)
+        monitor.lock()
         cancelled = true
         inbox.removeAll()
-        pthread_cond_broadcast(changed)
-        pthread_mutex_unlock(mutex)
+        monitor.broadcast()
+        monitor.unlock()
         if let thread {
             pthread_join(thread, nil)
             self.thread = nil
@@ -231,4 +211,30 @@ private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
     if rc == 0 { return t }
     Unmanaged<Box>.fromOpaque(box).release()
     return nil
+}
+
+/// A mutex and its condition variable, for the run's hand-off queues between threads.
+final class Monitor: @unchecked Sendable {
+    // `@unchecked`: the pthread objects are made thread-safe by pthreads themselves; the
+    // pointers never change after `init`.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(changed, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(changed)
+        pthread_mutex_destroy(mutex)
+        changed.deallocate()
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+    /// Waits for a `broadcast` (the caller holds the lock, and holds it again after).
+    func wait() { pthread_cond_wait(changed, mutex) }
+    func broadcast() { pthread_cond_broadcast(changed) }
 }

@@ -75,27 +75,25 @@ extension SQLiteStateStore {
 
     /// The id of a (pipeline, sink) of the ledger (created in a write transaction when `create`).
     func ledgerSinkID(_ db: Database, pipeline: String, sink: String, create: Bool) throws -> Int64? {
-        let name = pipeline + "\u{0}" + sink
-        if let id = idsLock.withLock({ ledgerIDs.sinks[name] }) { return id }
-        var id = try Int64.fetchOne(db, sql: "SELECT id FROM ledger_sinks WHERE pipeline = ? AND sink = ?", arguments: [pipeline, sink])
-        if id == nil, create {
-            try db.execute(sql: "INSERT INTO ledger_sinks (pipeline, sink) VALUES (?, ?)", arguments: [pipeline, sink])
-            id = db.lastInsertedRowID
-        }
-        if let id { idsLock.withLock { ledgerIDs.sinks[name] = id } }
-        return id
+        try ledgerID(db, table: "ledger_sinks", column: "sink", cache: \.sinks, pipeline: pipeline, value: sink, create: create)
     }
 
     /// The id of a (pipeline, partition) of the ledger (created in a write transaction when `create`).
     func ledgerPartitionID(_ db: Database, pipeline: String, partition: String, create: Bool) throws -> Int64? {
-        let name = pipeline + "\u{0}" + partition
-        if let id = idsLock.withLock({ ledgerIDs.partitions[name] }) { return id }
-        var id = try Int64.fetchOne(db, sql: "SELECT id FROM ledger_partitions WHERE pipeline = ? AND partition = ?", arguments: [pipeline, partition])
+        try ledgerID(db, table: "ledger_partitions", column: "partition", cache: \.partitions, pipeline: pipeline, value: partition, create: create)
+    }
+
+    /// The id of `(pipeline, column = value)` in one of the ledger's id tables, through the cache.
+    private func ledgerID(_ db: Database, table: String, column: String, cache: WritableKeyPath<LedgerIDCache, [String: Int64]>,
+                          pipeline: String, value: String, create: Bool) throws -> Int64? {
+        let name = pipeline + "\u{0}" + value
+        if let id = idsLock.withLock({ ledgerIDs[keyPath: cache][name] }) { return id }
+        var id = try Int64.fetchOne(db, sql: "SELECT id FROM \(table) WHERE pipeline = ? AND \(column) = ?", arguments: [pipeline, value])
         if id == nil, create {
-            try db.execute(sql: "INSERT INTO ledger_partitions (pipeline, partition) VALUES (?, ?)", arguments: [pipeline, partition])
+            try db.execute(sql: "INSERT INTO \(table) (pipeline, \(column)) VALUES (?, ?)", arguments: [pipeline, value])
             id = db.lastInsertedRowID
         }
-        if let id { idsLock.withLock { ledgerIDs.partitions[name] = id } }
+        if let id { idsLock.withLock { ledgerIDs[keyPath: cache][name] = id } }
         return id
     }
 
