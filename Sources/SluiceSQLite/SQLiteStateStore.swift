@@ -541,7 +541,10 @@ public final class SQLiteStateStore: StateStore {
     // page writes and 6 page reads per record, half of the signup pipeline's time.
     // Events not committed are lost with a crash, together with the records they belong
     // to (neither delivered nor checkpointed): the next run reads those records again
-    // and counts them anew, in the same order, with the same result.
+    // and counts them anew, in the same order, with the same result. Events written
+    // before their records were delivered (past `maxPendingWindowEvents`, or of the
+    // batches the runner's stateful stages work ahead of its writes) are replays for
+    // the next run: `windowSequences` finds them, and each record gets its first count.
     // Lock order: `pendingLock`, then the database queue.
 
     public func windowSequences(scope: String, recordKeys: [String]) throws -> [String: Int64] {
