@@ -166,7 +166,24 @@ extension SQLiteStateStore {
     /// the store keeps one (see `LedgerKnowledge`). Keys the insert then ignores, or a
     /// transaction that fails, leave keys in a filter: a lookup more, never a duplicate.
     func rememberLedgerKeys(pipeline: String, sink: String, _ keys: [String]) {
-        let name = pipeline + "\u{0}" + sink
+        rememberKeys(pipeline + "\u{0}" + sink, keys)
+    }
+
+    /// The keys among these that may be in the sink's ledger: all of them, unless the
+    /// store knows every key the ledger holds (a filter, made on the first question when
+    /// the sink's ledger is empty). `epoch` is the database's as the caller's read
+    /// began; nil in a write transaction of `write`, which checked it already.
+    func ledgerCandidates(_ db: Database, pipeline: String, sink: String, sinkID: Int64?, keys: [String],
+                          epoch: LedgerKnowledge.Epoch?) throws -> [String] {
+        let candidates = try filterCandidates(pipeline + "\u{0}" + sink, keys: keys, epoch: epoch) {
+            try sinkID == nil || Int.fetchOne(db, sql: "SELECT 1 FROM ledger WHERE sink_id = ? LIMIT 1", arguments: [sinkID]) == nil
+        }
+        return sinkID == nil ? [] : candidates
+    }
+
+    /// Adds keys to the filter `name` (a sink's ledger, a window scope's record keys), if
+    /// the store keeps one.
+    func rememberKeys(_ name: String, _ keys: some Sequence<String>) {
         ledgerLock.withLock {
             if case .keys(var bloom)? = ledgerKnown.filters[name] {
                 ledgerKnown.filters[name] = nil // one copy while inserting
@@ -176,27 +193,21 @@ extension SQLiteStateStore {
         }
     }
 
-    /// The keys among these that may be in the sink's ledger: all of them, unless the
-    /// store knows every key the ledger holds (a filter, made on the first question when
-    /// the sink's ledger is empty). `epoch` is the database's as the caller's read
-    /// began; nil in a write transaction of `write`, which checked it already.
-    func ledgerCandidates(_ db: Database, pipeline: String, sink: String, sinkID: Int64?, keys: [String],
-                          epoch: LedgerKnowledge.Epoch?) throws -> [String] {
-        let name = pipeline + "\u{0}" + sink
+    /// The keys among these that the filter `name` may hold: all of them unless the
+    /// store knows every key stored under that name. When first asked (or after a write
+    /// the store did not see), `isEmpty` tells whether nothing is stored: then a filter
+    /// is kept from then on. `epoch` as in `ledgerCandidates`.
+    func filterCandidates(_ name: String, keys: [String], epoch: LedgerKnowledge.Epoch?, isEmpty: () throws -> Bool) rethrows -> [String] {
         var filter = ledgerLock.withLock { () -> LedgerKnowledge.Filter? in
             if let epoch, ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
             return ledgerKnown.filters[name]
         }
         if filter == nil {
-            // First asked (or after a write the store did not see): an empty ledger is known.
-            let empty = try sinkID == nil
-                || Int.fetchOne(db, sql: "SELECT 1 FROM ledger WHERE sink_id = ? LIMIT 1", arguments: [sinkID]) == nil
-            filter = empty ? .keys(BloomFilter()) : .unknown
+            filter = try isEmpty() ? .keys(BloomFilter()) : .unknown
             ledgerLock.withLock {
                 if epoch == nil || ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = filter }
             }
         }
-        guard sinkID != nil else { return [] }
         if case .keys(let bloom)? = filter { return keys.filter { bloom.mayContain($0) } }
         return keys
     }

@@ -547,6 +547,10 @@ public final class SQLiteStateStore: StateStore {
     // the next run: `windowSequences` finds them, and each record gets its first count.
     // Lock order: `pendingLock`, then the database queue.
 
+    /// The name of a scope's filter of record keys (see `filterCandidates`): `window_events`
+    /// is written by `writePendingWindowEvents` alone, inside `write`.
+    static func windowFilterName(_ scope: String) -> String { "\u{1}window\u{0}" + scope }
+
     public func windowSequences(scope: String, recordKeys: [String]) throws -> [String: Int64] {
         guard !recordKeys.isEmpty else { return [:] }
         return try pendingLock.withLock {
@@ -554,20 +558,11 @@ public final class SQLiteStateStore: StateStore {
                 // Like the ledger's lookups: while the store knows every record key of the
                 // scope's stored events, a key its filter has never seen is not there.
                 let epoch = try LedgerKnowledge.Epoch(db)
-                var filter = ledgerLock.withLock { () -> LedgerKnowledge.Filter? in
-                    if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
-                    return ledgerKnown.windowFilters[scope]
-                }
                 let scopeID = try cachedScopeID(db, scope, create: false)
-                if filter == nil {
-                    // First asked (or after a write the store did not see): no events is known.
-                    let empty = try scopeID.map { try Int.fetchOne(db, sql: "SELECT 1 FROM window_events WHERE scope_id = ? LIMIT 1", arguments: [$0]) == nil } ?? true
-                    filter = empty ? .keys(BloomFilter()) : .unknown
-                    ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.windowFilters[scope] = filter } }
+                let candidates = try filterCandidates(Self.windowFilterName(scope), keys: recordKeys, epoch: epoch) {
+                    try scopeID.map { try Int.fetchOne(db, sql: "SELECT 1 FROM window_events WHERE scope_id = ? LIMIT 1", arguments: [$0]) == nil } ?? true
                 }
                 guard let scopeID else { return [:] }
-                var candidates = recordKeys
-                if case .keys(let bloom)? = filter { candidates = recordKeys.filter { bloom.mayContain($0) } }
                 let before = pending.pruneBefore[scope] ?? .min
                 var out: [String: Int64] = [:]
                 var start = 0
@@ -737,13 +732,7 @@ public final class SQLiteStateStore: StateStore {
     func writePendingWindowEvents(_ db: Database) throws {
         let perStatement = 300
         for (scope, p) in pending.scopes where !p.events.isEmpty {
-            ledgerLock.withLock {
-                if case .keys(var bloom)? = ledgerKnown.windowFilters[scope] {
-                    ledgerKnown.windowFilters[scope] = nil // one copy while inserting
-                    for e in p.events { bloom.insert(e.recordKey) }
-                    ledgerKnown.windowFilters[scope] = .keys(bloom)
-                }
-            }
+            rememberKeys(Self.windowFilterName(scope), p.events.lazy.map(\.recordKey))
             let scopeID = try cachedScopeID(db, scope, create: true)!
             let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, p.byKey.keys, create: true)
             var start = 0
@@ -910,7 +899,8 @@ enum WindowKeys {
 
 /// What the store knows of the ledger without reading it: per (pipeline, sink), either
 /// a Bloom filter of every key the ledger holds (it was empty when first asked, and
-/// every insert since went through this store's `commit`), or nothing. Valid only at
+/// every insert since went through this store's `commit`), or nothing; the same per
+/// rate-limit scope for its window events' record keys (`windowFilterName`). Valid only at
 /// `epoch`: the database's data version (which moves when another connection commits)
 /// and this connection's change count (which moves with every row this connection
 /// changes) as they were after the store's last own write.
@@ -930,9 +920,6 @@ struct LedgerKnowledge {
     }
     var epoch: Epoch?
     var filters: [String: Filter] = [:]
-    /// The same for the record keys of each rate-limit scope's window events (`window_events`
-    /// is written by `writePendingWindowEvents` alone, inside `write`).
-    var windowFilters: [String: Filter] = [:]
 }
 
 /// A Bloom filter of strings that grows: a new block of 2^23 bits (1 MiB) per 2^20 keys
