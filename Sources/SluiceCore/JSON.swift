@@ -91,6 +91,9 @@ public struct JSONParser {
         guard depth <= Self.maxDepth else { throw error(.tooDeep, "nesting deeper than \(Self.maxDepth)") }
         i += 1
         var fields = Fields()
+        // Room from the start: no regrowth while parsing a small object, nor (a record's
+        // top level) while stages add their fields to it.
+        fields.reserveCapacity(depth == 1 ? 24 : 4)
         skipWhitespace()
         if i < end, byte(i) == UInt8(ascii: "}") { i += 1; return .object(fields) }
         while true {

@@ -117,7 +117,7 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
     // `monitor` locked; `work` is called by the worker thread alone (or, when no thread
     // could be started, by the submitting thread alone); `thread` and `pending` are used
     // by the submitting thread alone.
-    private let work: @Sendable (Input) throws -> Output
+    private let work: @Sendable (consuming Input) throws -> Output
     private let capacity: Int
     private var inbox: [Input] = []
     private var outbox: [Result<Output, any Error>] = []
@@ -127,7 +127,7 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
     /// Submitted and not yet taken back.
     private(set) var pending = 0
 
-    init(capacity: Int = 2, work: @escaping @Sendable (Input) throws -> Output) {
+    init(capacity: Int = 2, work: @escaping @Sendable (consuming Input) throws -> Output) {
         self.capacity = max(1, capacity)
         self.work = work
     }
@@ -148,7 +148,10 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
             if cancelled { monitor.unlock(); return }
             let input = inbox.removeFirst()
             monitor.unlock()
-            let result = Result { try work(input) }
+            // Handed over, not copied: the work may change the input in place (a batch's
+            // records array shared with a copy here would be copied whole on its first change).
+            let result: Result<Output, any Error>
+            do { result = .success(try work(consume input)) } catch { result = .failure(error) }
             monitor.lock()
             outbox.append(result)
             monitor.broadcast()
@@ -157,14 +160,14 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
     }
 
     /// Hands a batch to the worker (does it here when there is no worker thread).
-    func submit(_ input: Input) {
+    func submit(_ input: consuming Input) {
         pending += 1
         if thread == nil {
-            outbox.append(Result { try work(input) })
+            do { outbox.append(.success(try work(consume input))) } catch { outbox.append(.failure(error)) }
             return
         }
         monitor.lock()
-        inbox.append(input)
+        inbox.append(consume input)
         monitor.broadcast()
         monitor.unlock()
     }

@@ -94,15 +94,17 @@ public struct RecordBatch: Sendable {
 
     /// Moves the records for which `reject` returns a message to the dead letters.
     public mutating func reject(kind: DeadLetter.Kind, _ reject: (inout Record) -> String?) {
-        var kept: [Record] = []
-        kept.reserveCapacity(records.count)
-        for var record in records {
-            if let message = reject(&record) {
-                deadLetters.append(DeadLetter(kind: kind, position: record.position, message: message, raw: record.raw))
+        // In place: the kept records move up over the rejected ones, in their order (no
+        // new array, no copy of a record when none is rejected).
+        var kept = 0
+        for i in records.indices {
+            if let message = reject(&records[i]) {
+                deadLetters.append(DeadLetter(kind: kind, position: records[i].position, message: message, raw: records[i].raw))
             } else {
-                kept.append(record)
+                if kept != i { records.swapAt(kept, i) }
+                kept += 1
             }
         }
-        records = kept
+        records.removeLast(records.count - kept)
     }
 }

@@ -22,24 +22,48 @@ public struct RecordKeyer: Sendable {
     public let pipeline: String
     public let fields: [FieldPath]
 
+    /// The encoding's constant parts, made once: the prefix with the pipeline's name, and
+    /// each key field's name.
+    private let head: [UInt8]
+    private let names: [[UInt8]]
+
     public init(pipeline: String, fields: [FieldPath]) {
         self.pipeline = pipeline
         self.fields = fields
+        var head = Self.prefix
+        Self.encodeString(pipeline, into: &head)
+        self.head = head
+        names = fields.map { path in
+            var name: [UInt8] = []
+            Self.encodeString(path.description, into: &name)
+            return name
+        }
     }
 
     static let prefix = Array("sluice-key-v1\u{0}".utf8)
 
     public func key(for record: Record) -> String {
-        var bytes = Self.prefix
-        Self.encodeString(pipeline, into: &bytes)
+        var readers = fields.map(PathReader.init)
+        return key(for: record, readers: &readers)
+    }
+
+    /// The keys of many records, with one `PathReader` per key field across them.
+    public func keys(_ records: inout [Record]) {
+        var readers = fields.map(PathReader.init)
+        for i in records.indices { records[i].key = key(for: records[i], readers: &readers) }
+    }
+
+    private func key(for record: Record, readers: inout [PathReader]) -> String {
+        var bytes = head
+        bytes.reserveCapacity(head.count + 128)
         if fields.isEmpty {
             bytes.append(UInt8(ascii: "p"))
             Self.encodeString(record.position.fileID ?? record.position.file, into: &bytes)
             Self.encode(.int(record.position.offset), into: &bytes)
         } else {
-            for path in fields {
-                Self.encodeString(path.description, into: &bytes)
-                Self.encode(record.fields.value(at: path) ?? .null, into: &bytes)
+            for k in fields.indices {
+                bytes.append(contentsOf: names[k])
+                Self.encode(readers[k].value(in: record.fields) ?? .null, into: &bytes)
             }
         }
         return Self.hex(SHA256.hash(data: bytes).prefix(16))
@@ -87,14 +111,16 @@ public struct RecordKeyer: Sendable {
     }
 
     static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
+        out.reserveCapacity(bytes.underestimatedCount * 2)
         for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xF)])
+            out.append(hexDigit(b >> 4))
+            out.append(hexDigit(b & 0xF))
         }
         return String(decoding: out, as: UTF8.self)
     }
+
+    @inline(__always) static func hexDigit(_ n: UInt8) -> UInt8 { n < 10 ? 0x30 + n : 0x57 + n }
 }
 
 /// The 128-bit SHA-256 prefix, as lowercase hex, that keys and file identities use.

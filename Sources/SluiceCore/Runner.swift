@@ -214,21 +214,20 @@ public struct Runner: Sendable {
                 // Keep the worker busy: the stateful stages of the next batches while it finishes earlier ones.
                 while !endOfInput, !worker.isFull {
                     if stop?.isStopped ?? false { endOfInput = true; break }
-                    let prepared: (RecordBatch, Int)
+                    var batch: RecordBatch
                     do {
-                        guard let next = try readAhead.next() else { endOfInput = true; break }
-                        prepared = next
+                        guard let (next, read) = try readAhead.next() else { endOfInput = true; break }
+                        batch = next
+                        summary.read += read
                     } catch let failed as FailedAfterReading {
                         // The batch was read (counted as before stages ran on the read-ahead thread).
                         summary.read += failed.read
                         throw failed.error
                     }
-                    var batch = prepared.0
-                    summary.read += prepared.1
                     for transformer in stateful {
                         try transformer.apply(&batch, context: context)
                     }
-                    worker.submit(batch)
+                    worker.submit(consume batch)
                 }
                 guard let finished = try worker.take() else { break }
                 for (i, session) in sessions.enumerated() {
@@ -264,9 +263,9 @@ public struct Runner: Sendable {
     /// The worker's step: the trailing batch-local stages, coercion (a record is loaded to
     /// every sink or, if any schema rejects it, to none) and the sinks' row encoding. The
     /// batch comes back without its records (their rows replace them).
-    static func finish(_ input: RecordBatch, after: ArraySlice<any Transformer>, context: RunContext, coercers: [SchemaCoercer],
+    static func finish(_ input: consuming RecordBatch, after: ArraySlice<any Transformer>, context: RunContext, coercers: [SchemaCoercer],
                        coercerOf: [Int], encoders: [(any RowEncoder)?]) throws -> FinishedBatch {
-        var batch = input
+        var batch = consume input // owned: the stages change its records in place, not a copy of them
         for transformer in after { try transformer.apply(&batch, context: context) }
         var rows = [[Row]](repeating: [], count: coercers.count)
         for i in rows.indices { rows[i].reserveCapacity(batch.records.count) }
@@ -303,8 +302,9 @@ public struct Runner: Sendable {
     func prepare(_ batch: inout RecordBatch, pipeline: Pipeline, context: RunContext, summary: inout RunSummary) {
         var outside = 0
         if let timeField = pipeline.timeField {
+            var time = PathReader(timeField)
             batch.reject(kind: .badTime) { record in
-                guard let value = record.fields.value(at: timeField), !value.isNull else {
+                guard let value = time.value(in: record.fields), !value.isNull else {
                     return "event time field \(timeField) is missing"
                 }
                 guard let micros = EventTime.micros(value) else {
@@ -322,9 +322,7 @@ public struct Runner: Sendable {
             }
         }
         summary.read += batch.records.count + batch.deadLetters.count
-        for i in batch.records.indices {
-            batch.records[i].key = pipeline.keyer.key(for: batch.records[i])
-        }
+        pipeline.keyer.keys(&batch.records)
     }
 }
 

@@ -22,9 +22,10 @@ public struct EmailDomain: Transformer {
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         // A batch has few distinct domains: each is compared with the providers once.
         var memo: [Substring: Value] = [:]
+        var reader = PathReader(field)
         for i in batch.records.indices {
             var suggestion = Value.null
-            if case .string(let email)? = batch.records[i].fields.value(at: field), let at = email.lastIndex(of: "@") {
+            if case .string(let email)? = reader.value(in: batch.records[i].fields), let at = email.lastIndex(of: "@") {
                 let raw = email[email.index(after: at)...]
                 if let known = memo[raw] {
                     suggestion = known

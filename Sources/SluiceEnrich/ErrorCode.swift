@@ -18,8 +18,9 @@ public struct ErrorCode: Transformer {
     public var report: Int
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        var reader = PathReader(text)
         for i in batch.records.indices {
-            guard case .string(let message)? = batch.records[i].fields.value(at: text), !message.isEmpty else {
+            guard case .string(let message)? = reader.value(in: batch.records[i].fields), !message.isEmpty else {
                 batch.records[i].fields[target] = .null
                 if let valuesTarget { batch.records[i].fields[valuesTarget] = .null }
                 continue

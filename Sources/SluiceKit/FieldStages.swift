@@ -38,18 +38,21 @@ public struct FieldStage: Transformer {
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         switch operation {
         case .copy(let mapping):
+            var readers = mapping.map { PathReader($0.1.path) }
             for i in batch.records.indices {
                 let source = batch.records[i].fields
-                for (target, from) in mapping {
-                    batch.records[i].fields[target] = Self.read(from, in: source)
+                for (m, (target, from)) in mapping.enumerated() {
+                    batch.records[i].fields[target] = Self.read(from, with: &readers[m], in: source)
                 }
             }
         case .select(let mapping):
+            var readers = mapping.map { PathReader($0.1.path) }
             for i in batch.records.indices {
-                let source = batch.records[i].fields
                 var out = Fields()
                 out.reserveCapacity(mapping.count)
-                for (target, from) in mapping { out.appendUnchecked(target, Self.read(from, in: source)) }
+                for (m, (target, from)) in mapping.enumerated() {
+                    out.appendUnchecked(target, Self.read(from, with: &readers[m], in: batch.records[i].fields))
+                }
                 batch.records[i].fields = out
             }
         case .rename(let pairs):
@@ -72,8 +75,8 @@ public struct FieldStage: Transformer {
         }
     }
 
-    static func read(_ source: FieldSource, in fields: Fields) -> Value {
-        let v = fields.value(at: source.path) ?? .null
+    static func read(_ source: FieldSource, with reader: inout PathReader, in fields: Fields) -> Value {
+        let v = reader.value(in: fields) ?? .null
         switch source.mode {
         case .value: return v
         case .json: return v.isNull ? .null : .string(JSONWriter.string(v))
