@@ -163,3 +163,51 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         #expect(Partition("2026-11-18", granularity: .hour) == nil)
     }
 }
+
+/// `PathReader` reads a path from records in turn, looking first where the previous record
+/// had each component: records of other shapes (fields reordered, missing, of another
+/// type) must still give what Python's json module finds at that path.
+@Suite struct PathReaderTests {
+    /// Records read in this order: the hints of one become stale for the next.
+    static let records = [
+        #"{"ts":"t1","ip":"1.2.3.4","headers":{"user-agent":"ua","x-fingerprint":"fp1"},"body":{"email":"a@b.c"}}"#,
+        #"{"ip":"5.6.7.8","ts":"t2","body":{"extra":{"locale":"tr"},"email":"d@e.f"},"headers":{"x-fingerprint":"fp2"}}"#,
+        #"{"ts":"t3","headers":"not an object","body":null,"list":[{"a":1},{"a":[true,2.5]}]}"#,
+        #"{"ts":"t4","ip":null,"headers":{"x-fingerprint":"fp4","user-agent":"ua4"},"list":[{"a":"x"}],"body":{"email":"g@h.i"}}"#,
+        #"{"é":"nfc","ab":1,"ba":2,"headers":{"user-agent":"ua5","user_agent":"other"}}"#,
+        #"{}"#,
+        #"{"ts":"t7","ip":"9.9.9.9","headers":{"user-agent":"ua","x-fingerprint":"fp7"},"body":{"email":"j@k.l"}}"#,
+    ]
+    static let paths = ["ts", "ip", "headers.user-agent", "headers.x-fingerprint", "body.email", "body.extra.locale",
+                        "list.0.a", "list.1.a.1", "list.2", "ab", "ba", "é", "e\u{301}", "headers.user_agent", "missing.path"]
+
+    @Test(arguments: paths)
+    func readsWhatPythonReads(path: String) throws {
+        let fieldPath = try #require(FieldPath(path))
+        var reader = PathReader(fieldPath)
+        let answers = try reference(Self.records.map { ["op": "path", "text": $0, "path": path] })
+        for (record, answer) in zip(Self.records, answers) {
+            guard case .object(let fields) = try JSONParser.parse(record) else { Issue.record("not an object"); return }
+            let expected = (answer as? [String: Any])?["value"] as? String
+            let ours = reader.value(in: fields).map { JSONWriter.string($0) }
+            #expect(ours == expected, "\(path) in \(record)")
+            #expect(fields.value(at: fieldPath).map { JSONWriter.string($0) } == expected, "\(path) in \(record)")
+        }
+    }
+
+    /// `RecordBatch.reject` keeps the other records in their order and dead-letters the
+    /// rejected ones in theirs.
+    @Test(arguments: [[Int](), [0], [4], [0, 1, 2, 3, 4], [1, 3], [0, 2, 4]])
+    func rejectKeepsOrder(rejected: [Int]) {
+        var batch = RecordBatch()
+        for n in 0..<5 {
+            batch.records.append(Record(fields: Fields(["n": .int(Int64(n))]), position: SourcePosition(file: "f", line: n + 1, offset: Int64(n))))
+        }
+        batch.reject(kind: .badTime) { record in
+            guard case .int(let n)? = record.fields["n"] else { return "no n" }
+            return rejected.contains(Int(n)) ? "rejected" : nil
+        }
+        #expect(batch.records.map(\.position.line) == (0..<5).filter { !rejected.contains($0) }.map { $0 + 1 })
+        #expect(batch.deadLetters.map(\.position.line) == rejected.map { $0 + 1 })
+    }
+}

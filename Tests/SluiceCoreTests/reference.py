@@ -71,6 +71,21 @@ for line in sys.stdin:
         out = position_key(req["pipeline"], req["file"], req["offset"])
     elif op == "dumps":
         out = json.dumps(json.loads(req["text"]), ensure_ascii=False, separators=(",", ":"))
+    elif op == "path":
+        # The value at a dotted path (object keys by their code points, list indexes), or
+        # {"missing": true}.
+        v = json.loads(req["text"])
+        for c in req["path"].split("."):
+            if isinstance(v, dict) and c in v:
+                v = v[c]
+            elif isinstance(v, list) and c.isdigit() and int(c) < len(v):
+                v = v[int(c)]
+            else:
+                v = None
+                out = {"missing": True}
+                break
+        else:
+            out = {"value": json.dumps(v, ensure_ascii=False, separators=(",", ":"))}
     elif op == "timestamp":
         out = timestamp(req["text"])
     else:
