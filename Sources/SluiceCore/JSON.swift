@@ -322,6 +322,17 @@ public enum JSONWriter {
 
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        var s = s
+        // Most strings need no escape: appended whole from their own UTF-8 buffer.
+        let plain = s.withUTF8 { bytes in
+            for c in bytes where c < 0x20 || c == 0x22 || c == 0x5C { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if plain {
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for c in s.utf8 {
             switch c {
             case 0x22: out.append(0x5C); out.append(0x22)

@@ -90,23 +90,31 @@ public struct CSVFormat: Sendable {
     }
 
     func appendText(_ s: String, to out: inout [UInt8]) {
-        var needsQuotes = s.isEmpty
-        if !needsQuotes {
-            for c in s.utf8 where c == delimiter || c == 0x22 || c == 0x0A || c == 0x0D {
-                needsQuotes = true
-                break
+        var s = s
+        // Over the string's own UTF-8 buffer (no copy for a native string): scanning and
+        // appending a buffer is several times faster than iterating a UTF8View.
+        s.withUTF8 { bytes in
+            var needsQuotes = bytes.isEmpty
+            if !needsQuotes {
+                for c in bytes where c == delimiter || c == 0x22 || c == 0x0A || c == 0x0D {
+                    needsQuotes = true
+                    break
+                }
             }
+            guard needsQuotes else {
+                out.append(contentsOf: bytes)
+                return
+            }
+            out.append(0x22)
+            var start = 0
+            for i in bytes.indices where bytes[i] == 0x22 {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...i]))
+                out.append(0x22)
+                start = i + 1
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
+            out.append(0x22)
         }
-        guard needsQuotes else {
-            out.append(contentsOf: s.utf8)
-            return
-        }
-        out.append(0x22)
-        for c in s.utf8 {
-            if c == 0x22 { out.append(0x22) }
-            out.append(c)
-        }
-        out.append(0x22)
     }
 }
 
@@ -130,7 +138,7 @@ public struct CSVRowEncoder: RowEncoder {
     public func encode(_ rows: [Row]) -> EncodedRows {
         var out = EncodedRows()
         out.ends.reserveCapacity(rows.count)
-        out.bytes.reserveCapacity(rows.count * 256)
+        out.bytes.reserveCapacity(rows.count * 512)
         for row in rows {
             format.appendRecord(row.values, to: &out.bytes)
             out.ends.append(out.bytes.count)
