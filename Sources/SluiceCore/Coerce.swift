@@ -58,6 +58,32 @@ public struct SchemaCoercer: Sendable {
         return .success(Row(key: record.key, position: record.position, values: values))
     }
 
+    /// For each schema column, the projection's column of that name (nil: the projection
+    /// has none, the value is null).
+    public func plan(_ projection: Projection) -> [Int?] {
+        schema.fields.map { field in projection.columns.firstIndex { $0.name == field.name } }
+    }
+
+    /// The row of the record that `projection` would make of `record`: the same as
+    /// `row(for:)` after the projection's `select`, without building the selected record.
+    public func row(for record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader]) -> Result<Row, CoercionError> {
+        var values: [Value] = []
+        values.reserveCapacity(schema.fields.count)
+        for (index, field) in schema.fields.enumerated() {
+            if index == keyColumn {
+                values.append(.string(record.key))
+                continue
+            }
+            let value = plan[index].map { projection.value($0, in: record.fields, reader: &readers[$0]) }
+            do {
+                values.append(try Self.coerce(value, to: field, path: field.name))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return .success(Row(key: record.key, position: record.position, values: values))
+    }
+
     public static func coerce(_ value: Value?, to field: SchemaField, path: String) throws(CoercionError) -> Value {
         let value = value ?? .null
         if field.mode == .repeated {

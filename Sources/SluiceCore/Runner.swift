@@ -266,15 +266,26 @@ public struct Runner: Sendable {
     static func finish(_ input: consuming RecordBatch, after: ArraySlice<any Transformer>, context: RunContext, coercers: [SchemaCoercer],
                        coercerOf: [Int], encoders: [(any RowEncoder)?]) throws -> FinishedBatch {
         var batch = consume input // owned: the stages change its records in place, not a copy of them
-        for transformer in after { try transformer.apply(&batch, context: context) }
+        // A trailing `select` is not applied: the sinks' columns are read through it.
+        var stages = after
+        let projection = coercers.isEmpty ? nil : stages.last?.projection
+        if projection != nil { stages = stages.dropLast() }
+        for transformer in stages { try transformer.apply(&batch, context: context) }
+        let plans = projection.map { p in coercers.map { $0.plan(p) } }
+        var readers = projection?.columns.map { PathReader($0.path) } ?? []
         var rows = [[Row]](repeating: [], count: coercers.count)
         for i in rows.indices { rows[i].reserveCapacity(batch.records.count) }
         var coerced: [Row] = []
         for r in batch.records.indices { // by index: a record is borrowed, not copied
             coerced.removeAll(keepingCapacity: true)
             var failure: CoercionError?
-            for coercer in coercers {
-                switch coercer.row(for: batch.records[r]) {
+            for (c, coercer) in coercers.enumerated() {
+                let result = if let projection, let plans {
+                    coercer.row(for: batch.records[r], through: projection, plan: plans[c], readers: &readers)
+                } else {
+                    coercer.row(for: batch.records[r])
+                }
+                switch result {
                 case .success(let row): coerced.append(row)
                 case .failure(let e): failure = e
                 }

@@ -191,11 +191,40 @@ public protocol Transformer: Sendable {
     /// read-ahead thread, a batch or two ahead of loading (the second core). A batch
     /// transformed ahead and never loaded (a stop, an error) left no trace but notes.
     var isBatchLocal: Bool { get }
+    /// For a stage that only picks fields (a `select`): where each output field comes
+    /// from. When such a stage is the pipeline's last, the run reads the columns of the
+    /// sinks' schemas through it instead of building the selected records first.
+    var projection: Projection? { get }
 }
 
 extension Transformer {
     public func finish(context: RunContext) -> [String] { [] }
     public var isBatchLocal: Bool { false }
+    public var projection: Projection? { nil }
+}
+
+/// What a `select` makes of a record: only these fields, each read from a path (absent:
+/// null), the value as it is or as compact JSON text (null stays null).
+public struct Projection: Sendable {
+    public struct Column: Sendable {
+        public var name: String
+        public var path: FieldPath
+        public var asJSON: Bool
+        public init(name: String, path: FieldPath, asJSON: Bool) {
+            self.name = name
+            self.path = path
+            self.asJSON = asJSON
+        }
+    }
+
+    public var columns: [Column]
+    public init(columns: [Column]) { self.columns = columns }
+
+    /// The value of column `c` in a record (its reader remembers where the path was found).
+    public func value(_ c: Int, in fields: Fields, reader: inout PathReader) -> Value {
+        let v = reader.value(in: fields) ?? .null
+        return columns[c].asJSON && !v.isNull ? .string(JSONWriter.string(v)) : v
+    }
 }
 
 /// One row coerced to a table schema: values in schema column order.

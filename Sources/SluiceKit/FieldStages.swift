@@ -83,6 +83,12 @@ public struct FieldStage: Transformer {
         }
     }
 
+    /// A `select` is a projection (the run may read a sink's columns through it).
+    public var projection: Projection? {
+        guard case .select(let mapping) = operation else { return nil }
+        return Projection(columns: mapping.map { Projection.Column(name: $0.0, path: $0.1.path, asJSON: $0.1.mode == .json) })
+    }
+
     static func register(into registry: inout StageRegistry) {
         registry.transformer("copy") { o, ctx in
             guard let mapping = sourceMapping(&o, ctx) else { return nil }
