@@ -19,23 +19,34 @@ public struct ErrorCode: Transformer {
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         var reader = PathReader(text)
+        // A log repeats few texts: each distinct text of a batch is matched once.
+        var memo: [String: (code: Value, values: Value, unknown: Bool)] = [:]
         for i in batch.records.indices {
             guard case .string(let message)? = reader.value(in: batch.records[i].fields), !message.isEmpty else {
                 batch.records[i].fields[target] = .null
                 if let valuesTarget { batch.records[i].fields[valuesTarget] = .null }
                 continue
             }
-            if let m = matcher.match(message, recordingUnknownIn: unknown) {
-                batch.records[i].fields[target] = .string(m.code)
-                if let valuesTarget {
-                    batch.records[i].fields[valuesTarget] = m.values.isEmpty ? .null
-                        : .string(JSONWriter.string(.object(Fields(m.values.sorted { $0.key < $1.key }.map { Fields.Field($0.key, Self.typed($0.value)) }))))
-                }
+            let result: (code: Value, values: Value, unknown: Bool)
+            if let known = memo[message] {
+                result = known
+                if known.unknown { unknown.record(message) } // counted each time it occurs
             } else {
-                batch.records[i].fields[target] = .string("UNKNOWN")
-                if let valuesTarget { batch.records[i].fields[valuesTarget] = .null }
+                result = outcome(message)
+                memo[message] = result
             }
+            batch.records[i].fields[target] = result.code
+            if let valuesTarget { batch.records[i].fields[valuesTarget] = result.values }
         }
+    }
+
+    /// The code and the captured values (JSON text, null when none) of a text; an unknown
+    /// text is recorded and coded `UNKNOWN`.
+    func outcome(_ message: String) -> (code: Value, values: Value, unknown: Bool) {
+        guard let m = matcher.match(message, recordingUnknownIn: unknown) else { return (.string("UNKNOWN"), .null, true) }
+        let values: Value = m.values.isEmpty ? .null
+            : .string(JSONWriter.string(.object(Fields(m.values.sorted { $0.key < $1.key }.map { Fields.Field($0.key, Self.typed($0.value)) }))))
+        return (.string(m.code), values, false)
     }
 
     /// A captured value: a number when it is one (`{"count": 30}`), else text.

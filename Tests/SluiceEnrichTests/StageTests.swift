@@ -97,13 +97,16 @@ import Testing
                     Self.line(6, ip: "1.1.1.1", message: "Password is too short (minimum is 8 characters)"),
                     Self.line(7, ip: "1.1.1.1", message: "Something exploded"),
                     Self.line(8, ip: "1.1.1.1", message: "Something exploded"),
-                    Self.line(9, ip: "1.1.1.1")],
+                    Self.line(9, ip: "1.1.1.1"),
+                    // A text seen before in the batch: the same code and values again.
+                    Self.line(10, ip: "1.1.1.1", message: "Пароль слишком короткий (минимум 22 символа)")],
             stages: "  - {kind: error_code, text: error, catalogs: [\"\(catalogs)\"], values_to: error_values}",
             columns: ["id", "error_code", "error_values"])
         let byID = Dictionary(uniqueKeysWithValues: rows.map { ($0[0]!, Array($0[1...2])) })
         for id in ["1", "2", "3", "4"] { #expect(byID[id] == ["errors.signup.email_taken", nil], "\(id)") }
         #expect(byID["5"] == ["errors.signup.password_too_short", #"{"count":22}"#])
         #expect(byID["6"] == ["errors.signup.password_too_short", #"{"count":8}"#])
+        #expect(byID["10"] == ["errors.signup.password_too_short", #"{"count":22}"#])
         #expect(byID["7"] == ["UNKNOWN", nil])
         #expect(byID["9"] == [nil, nil])
         #expect(console.errors.contains { $0.contains("2 × Something exploded") }, "\(console.errors)")
