@@ -96,9 +96,6 @@ public struct JSONParser {
         fields.reserveCapacity(depth == 1 ? 24 : 4)
         skipWhitespace()
         if i < end, byte(i) == UInt8(ascii: "}") { i += 1; return .object(fields) }
-        // Keys seen so far, by a bit of their length and last byte: a key whose bit is not
-        // set yet is new without comparing it with every earlier key.
-        var seen: UInt64 = 0
         while true {
             skipWhitespace()
             guard i < end, byte(i) == UInt8(ascii: "\"") else { throw error(.malformed, "expected a string key") }
@@ -108,9 +105,10 @@ public struct JSONParser {
             i += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            let bit = UInt64(1) << ((UInt64(key.utf8.count) &* 7 &+ UInt64(key.utf8.last ?? 0)) & 63)
-            if seen & bit != 0, fields.index(of: key) != nil { fields[key] = value } else { fields.appendUnchecked(key, value) }
-            seen |= bit
+            // A duplicate key: the last value wins, at the first one's place. (`index(of:)`
+            // answers a new key from the object's name bits, without comparing it with
+            // every earlier key.)
+            if let at = fields.index(of: key) { fields.replaceValue(at: at, with: value) } else { fields.appendUnchecked(key, value) }
             skipWhitespace()
             guard i < end else { throw error(.malformed, "unexpected end of input in an object") }
             let c = byte(i)

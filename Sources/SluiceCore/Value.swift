@@ -73,12 +73,29 @@ public struct Fields: Sendable, Hashable, Sequence {
     }
 
     public private(set) var storage: [Field]
+    /// A bit for each name the fields hold (`nameBit`): a name whose bit is clear is not
+    /// here, found without a scan (paths that records often lack, a stage's new field).
+    /// A removed field's bit may stay set: a set bit only means "look".
+    private var names64: UInt64 = 0
 
     public init() { storage = [] }
-    public init(_ fields: [Field]) { storage = fields }
-    public init(_ pairs: KeyValuePairs<String, Value>) {
-        storage = pairs.map { Field($0.key, $0.value) }
+    public init(_ fields: [Field]) {
+        storage = fields
+        for f in fields { names64 |= Self.nameBit(f.name) }
     }
+    public init(_ pairs: KeyValuePairs<String, Value>) {
+        self.init(pairs.map { Field($0.key, $0.value) })
+    }
+
+    /// One of 64 bits, from a name's UTF-8 length and last byte.
+    @inline(__always) public static func nameBit(_ name: String) -> UInt64 {
+        let u = name.utf8
+        return UInt64(1) << ((UInt64(u.count) &* 7 &+ UInt64(u.last ?? 0)) & 63)
+    }
+
+    // Equal fields are equal whatever bits removed fields left behind.
+    public static func == (a: Fields, b: Fields) -> Bool { a.storage == b.storage }
+    public func hash(into hasher: inout Hasher) { hasher.combine(storage) }
 
     public var count: Int { storage.count }
     public var isEmpty: Bool { storage.isEmpty }
@@ -94,14 +111,21 @@ public struct Fields: Sendable, Hashable, Sequence {
     }
 
     public func index(of name: String) -> Int? {
-        storage.firstIndex { Self.sameName($0.name, name) }
+        guard names64 & Self.nameBit(name) != 0 else { return nil }
+        return storage.firstIndex { Self.sameName($0.name, name) }
     }
 
-    /// `index(of:)`, looking at `from` and after first, then before it.
+    /// `index(of:)`, looking at `from` and next to it first (records of one log hold
+    /// their fields in one order, a field or two more or less shifting the rest), then
+    /// everywhere.
     public func index(of name: String, from start: Int) -> Int? {
-        let start = Swift.min(Swift.max(0, start), storage.count)
-        for i in start..<storage.count where Self.sameName(storage[i].name, name) { return i }
-        for i in 0..<start where Self.sameName(storage[i].name, name) { return i }
+        guard names64 & Self.nameBit(name) != 0 else { return nil }
+        let n = storage.count
+        for d in [0, -1, 1, -2, 2] {
+            let i = start + d
+            if i >= 0, i < n, Self.sameName(storage[i].name, name) { return i }
+        }
+        for i in 0..<n where Self.sameName(storage[i].name, name) { return i }
         return nil
     }
 
@@ -109,6 +133,7 @@ public struct Fields: Sendable, Hashable, Sequence {
     /// place or appends it.
     public subscript(name: String) -> Value? {
         get {
+            guard names64 & Self.nameBit(name) != 0 else { return nil }
             for field in storage where Self.sameName(field.name, name) { return field.value }
             return nil
         }
@@ -116,7 +141,7 @@ public struct Fields: Sendable, Hashable, Sequence {
             if let i = index(of: name) {
                 if let newValue { storage[i].value = newValue } else { storage.remove(at: i) }
             } else if let newValue {
-                storage.append(Field(name, newValue))
+                appendUnchecked(name, newValue)
             }
         }
     }
@@ -125,9 +150,13 @@ public struct Fields: Sendable, Hashable, Sequence {
     /// have checked already).
     public mutating func appendUnchecked(_ name: String, _ value: Value) {
         storage.append(Field(name, value))
+        names64 |= Self.nameBit(name)
     }
 
     public mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
+
+    /// Replaces the value of the field at an index (its name stays).
+    public mutating func replaceValue(at i: Int, with value: Value) { storage[i].value = value }
 
     public mutating func removeAll(where predicate: (Field) -> Bool) {
         storage.removeAll(where: predicate)

@@ -199,6 +199,30 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         }
     }
 
+    /// `Fields` skips names whose bit it never set; removing a field leaves its bit: lookups,
+    /// equality and hashes must still be those of the fields held. Names "ab"/"cb" share a bit.
+    @Test(arguments: [["+ab", "+cb", "-ab", "?ab", "?cb"], ["+ab", "-ab", "?ab", "+ab", "?ab"], ["+x", "+cb", "-cb", "-x", "?x"],
+                      ["+a", "+b", "-a", "+a", "?a", "?b"]])
+    func namesAfterRemovals(ops: [String]) {
+        var fields = Fields()
+        var model: [(String, Int64)] = [] // the fields as a plain list
+        for (n, op) in ops.enumerated() {
+            let name = String(op.dropFirst())
+            switch op.first {
+            case "+": fields[name] = .int(Int64(n)); model.removeAll { $0.0 == name }; model.append((name, Int64(n)))
+            case "-": fields[name] = nil; model.removeAll { $0.0 == name }
+            default: #expect(fields[name] == model.first { $0.0 == name }.map { .int($0.1) }, "\(ops) at \(n)")
+            }
+        }
+        let rebuilt = Fields(model.map { Fields.Field($0.0, .int($0.1)) })
+        #expect(fields == rebuilt)
+        #expect(fields.hashValue == rebuilt.hashValue)
+        for name in ["ab", "cb", "a", "b", "x", "zz"] {
+            #expect(fields.index(of: name) == model.firstIndex { $0.0 == name }, "\(name)")
+            #expect(fields.index(of: name, from: 3) == model.firstIndex { $0.0 == name }, "\(name)")
+        }
+    }
+
     /// `RecordBatch.reject` keeps the other records in their order and dead-letters the
     /// rejected ones in theirs.
     @Test(arguments: [[Int](), [0], [4], [0, 1, 2, 3, 4], [1, 3], [0, 2, 4]])
