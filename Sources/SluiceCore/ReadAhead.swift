@@ -24,6 +24,8 @@ final class ReadAhead: @unchecked Sendable {
     private var queue: [Result<(RecordBatch, Int), any Error>] = []
     private var finished = false
     private var cancelled = false
+    /// Spent batches' records and values handed back to be freed here (`recycle`).
+    private var spent: [any Sendable] = []
     private let monitor = Monitor()
     private var thread: pthread_t?
 
@@ -42,10 +44,35 @@ final class ReadAhead: @unchecked Sendable {
         thread = startThread { [self] in produce() }
     }
 
+    /// Takes records (or their values) that were read here and are done with, to free
+    /// them on this thread: they were allocated here, and freed here their memory goes
+    /// back to this thread's malloc arena without contending for its lock, and is reused
+    /// warm (11% fewer CPU samples on the benchmark, docs/benchmarks.md). Without a reading
+    /// thread they are freed on the caller's.
+    func recycle(_ items: consuming any Sendable) {
+        guard thread != nil else { return }
+        monitor.lock()
+        spent.append(items)
+        monitor.broadcast()
+        monitor.unlock()
+    }
+
     private func produce() {
         while true {
             monitor.lock()
-            while queue.count >= capacity && !cancelled { monitor.wait() }
+            while true {
+                if !spent.isEmpty {
+                    // Freed here, as they come back (while waiting for room too).
+                    var done: [any Sendable] = []
+                    swap(&done, &spent)
+                    monitor.unlock()
+                    done = []
+                    monitor.lock()
+                    continue
+                }
+                if queue.count < capacity || cancelled { break }
+                monitor.wait()
+            }
             let stop = cancelled
             monitor.unlock()
             if stop { break }

@@ -202,8 +202,9 @@ public struct Runner: Sendable {
                 return counted.read
             }
             let encoders = sessions.map(\.encoder)
-            let worker = BatchWorker<RecordBatch, FinishedBatch> { [after, context, coercers, coercerOf, encoders] batch in
-                try Self.finish(batch, after: after, context: context, coercers: coercers, coercerOf: coercerOf, encoders: encoders)
+            let worker = BatchWorker<RecordBatch, FinishedBatch> { [after, context, coercers, coercerOf, encoders, readAhead] batch in
+                try Self.finish(batch, after: after, context: context, coercers: coercers, coercerOf: coercerOf, encoders: encoders,
+                                recycle: readAhead.recycle)
             }
             readAhead.start()
             defer { readAhead.stop() }
@@ -264,7 +265,7 @@ public struct Runner: Sendable {
     /// every sink or, if any schema rejects it, to none) and the sinks' row encoding. The
     /// batch comes back without its records (their rows replace them).
     static func finish(_ input: consuming RecordBatch, after: ArraySlice<any Transformer>, context: RunContext, coercers: [SchemaCoercer],
-                       coercerOf: [Int], encoders: [(any RowEncoder)?]) throws -> FinishedBatch {
+                       coercerOf: [Int], encoders: [(any RowEncoder)?], recycle: (consuming any Sendable) -> Void = { _ in }) throws -> FinishedBatch {
         var batch = consume input // owned: the stages change its records in place, not a copy of them
         // A trailing `select` is not applied: the sinks' columns are read through it.
         var stages = after
@@ -299,12 +300,21 @@ public struct Runner: Sendable {
             }
         }
         let loaded = rows.first?.count ?? batch.records.count
-        batch.records = []
+        var records: [Record] = []
+        swap(&records, &batch.records)
+        recycle(records)
         let encoded = encoders.indices.map { i in encoders[i]?.encode(rows[coercerOf[i]]) }
-        // Rows that only encoding sinks take need no values any more: they are freed here,
-        // not on the loading thread.
+        // Rows that only encoding sinks take need no values any more: they go to be freed
+        // where they were read, not on the loading thread.
         for c in rows.indices where coercerOf.indices.allSatisfy({ coercerOf[$0] != c || encoders[$0] != nil }) {
-            rows[c] = rows[c].map { Row(key: $0.key, position: $0.position, values: []) }
+            var values: [[Value]] = []
+            values.reserveCapacity(rows[c].count)
+            for r in rows[c].indices {
+                var v: [Value] = []
+                swap(&v, &rows[c][r].values)
+                values.append(v)
+            }
+            recycle(values)
         }
         return FinishedBatch(batch: batch, rows: rows, encoded: encoded, loaded: loaded)
     }

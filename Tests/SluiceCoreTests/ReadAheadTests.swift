@@ -44,6 +44,44 @@ import Foundation
         #expect(try reader.next() == nil)
     }
 
+    /// Records handed back with `recycle` are freed on the reading thread (where they were
+    /// allocated), before it reads its next batch; with no reading thread, where they are.
+    final class Tracked: @unchecked Sendable {
+        // `@unchecked`: `freedOn` is written once, in deinit, and read after the join.
+        let box: FreedOn
+        init(_ box: FreedOn) { self.box = box }
+        deinit { box.set(pthread_self()) }
+    }
+    final class FreedOn: @unchecked Sendable {
+        // `@unchecked`: `thread` is read and written with `lock` held.
+        private let lock = NSLock()
+        private var thread: pthread_t?
+        func set(_ t: pthread_t) { lock.lock(); thread = t; lock.unlock() }
+        var value: pthread_t? { lock.lock(); defer { lock.unlock() }; return thread }
+    }
+    final class ThreadRecording: RecordSource {
+        let inner = Counting(total: 6)
+        let readOn = FreedOn()
+        func next(limit: Int) throws -> RecordBatch? {
+            readOn.set(pthread_self())
+            return try inner.next(limit: limit)
+        }
+    }
+
+    @Test func recycledRecordsAreFreedOnTheReadingThread() throws {
+        let source = ThreadRecording()
+        let reader = ReadAhead(source: source, limit: 2, prepare: Self.prepareKeys)
+        reader.start()
+        let freed = FreedOn()
+        _ = try reader.next()
+        reader.recycle(Tracked(freed))
+        while try reader.next() != nil {}
+        reader.stop()
+        let on = try #require(freed.value)
+        #expect(pthread_equal(on, try #require(source.readOn.value)) != 0)
+        #expect(pthread_equal(on, pthread_self()) == 0)
+    }
+
     @Test func anErrorComesAfterTheBatchesBeforeIt() throws {
         let reader = ReadAhead(source: Counting(total: 10, failAt: 4), limit: 2, prepare: Self.prepareKeys)
         reader.start()
