@@ -325,14 +325,13 @@ public enum JSONWriter {
 
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        var s = s
         // Most strings need no escape: appended whole from their own UTF-8 buffer.
-        let plain = s.withUTF8 { bytes in
+        let plain = s.utf8.withContiguousStorageIfAvailable { bytes in
             for c in bytes where c < 0x20 || c == 0x22 || c == 0x5C { return false }
             out.append(contentsOf: bytes)
             return true
         }
-        if plain {
+        if plain == true {
             out.append(UInt8(ascii: "\""))
             return
         }

@@ -16,9 +16,9 @@ public struct CSVFormat: Sendable {
     public init(delimiter: UInt8 = UInt8(ascii: ",")) { self.delimiter = delimiter }
 
     public func appendRecord(_ values: [Value], to out: inout [UInt8]) {
-        for (i, v) in values.enumerated() {
+        for i in values.indices {
             if i > 0 { out.append(delimiter) }
-            appendField(v, to: &out)
+            appendField(values[i], to: &out)
         }
         out.append(0x0D)
         out.append(0x0A)
@@ -90,31 +90,34 @@ public struct CSVFormat: Sendable {
     }
 
     func appendText(_ s: String, to out: inout [UInt8]) {
-        var s = s
-        // Over the string's own UTF-8 buffer (no copy for a native string): scanning and
+        // Over the string's own UTF-8 buffer (a native string's, not a copy): scanning and
         // appending a buffer is several times faster than iterating a UTF8View.
-        s.withUTF8 { bytes in
-            var needsQuotes = bytes.isEmpty
-            if !needsQuotes {
-                for c in bytes where c == delimiter || c == 0x22 || c == 0x0A || c == 0x0D {
-                    needsQuotes = true
-                    break
-                }
-            }
-            guard needsQuotes else {
-                out.append(contentsOf: bytes)
-                return
-            }
-            out.append(0x22)
-            var start = 0
-            for i in bytes.indices where bytes[i] == 0x22 {
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...i]))
-                out.append(0x22)
-                start = i + 1
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
-            out.append(0x22)
+        if s.utf8.withContiguousStorageIfAvailable({ appendText($0, to: &out) }) == nil {
+            Array(s.utf8).withUnsafeBufferPointer { appendText($0, to: &out) }
         }
+    }
+
+    private func appendText(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        var needsQuotes = bytes.isEmpty
+        if !needsQuotes {
+            for c in bytes where c == delimiter || c == 0x22 || c == 0x0A || c == 0x0D {
+                needsQuotes = true
+                break
+            }
+        }
+        guard needsQuotes else {
+            out.append(contentsOf: bytes)
+            return
+        }
+        out.append(0x22)
+        var start = 0
+        for i in bytes.indices where bytes[i] == 0x22 {
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...i]))
+            out.append(0x22)
+            start = i + 1
+        }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
+        out.append(0x22)
     }
 }
 
