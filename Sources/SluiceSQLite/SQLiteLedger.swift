@@ -144,12 +144,20 @@ extension SQLiteStateStore {
         while start < keys.count {
             let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
             start += chunk.count
-            let rows = (0..<chunk.count).map { "(?1, ?\($0 + 4), ?2, ?3)" }.joined(separator: ",")
+            // Plain `?` parameters, each value repeated per row: GRDB reads the name of every
+            // parameter of a new statement, and for numbered ones (`?1`) SQLite finds each
+            // name by a walk over all of them (quadratic in the parameters of a statement).
+            let rows = repeatElement("(?, ?, ?, ?)", count: chunk.count).joined(separator: ",")
             let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))(
                 "INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES \(rows)")
-            var arguments: [(any DatabaseValueConvertible)?] = [sinkID, partitionID, segment]
-            arguments.reserveCapacity(chunk.count + 3)
-            for key in chunk { arguments.append(LedgerKeys.stored(key)) }
+            var arguments: [(any DatabaseValueConvertible)?] = []
+            arguments.reserveCapacity(chunk.count * 4)
+            for key in chunk {
+                arguments.append(sinkID)
+                arguments.append(LedgerKeys.stored(key))
+                arguments.append(partitionID)
+                arguments.append(segment)
+            }
             try statement.execute(arguments: StatementArguments(arguments))
         }
     }
