@@ -665,8 +665,8 @@ public final class SQLiteStateStore: StateStore {
 
     /// Counts are answered from `StoredWindows`, a copy in memory of the stored events of
     /// the window keys counted lately (loaded once per key, from one window before the
-    /// first query's), plus the pending events; a key's first query, or one that reaches
-    /// further back than its copy (a late record), is counted on the store's index. The
+    /// batch's earliest query), plus the pending events; a query that reaches further back
+    /// than its key's copy (a late record) is counted on the store's index. The
     /// copy is trusted like the filters (`LedgerKnowledge`): only while nothing but this
     /// store's write path wrote the database.
     public func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int] {
@@ -683,27 +683,27 @@ public final class SQLiteStateStore: StateStore {
                     return ledgerKnown.windows.removeValue(forKey: scope) ?? StoredWindows()
                 }
                 let scopeID = try cachedScopeID(db, scope, create: false)
-                // Keys not in memory yet: loaded from one window before the earliest of their queries.
-                var missing = Set<String>()
-                var loadFrom = Int64.max
+                // `reach`: one window before the earliest query of the batch. Keys not in memory
+                // yet are loaded from there.
                 var reach = Int64.max
                 for q in queries {
                     let (from, overflow) = after(q).subtractingReportingOverflow(max(0, q.upTo - q.after))
                     reach = min(reach, overflow ? .min : from)
-                    if windows.keys[q.key] == nil {
-                        missing.insert(q.key)
-                        loadFrom = min(loadFrom, overflow ? .min : from)
-                    }
                 }
-                windows.makeRoom(forMore: missing.count, keepingAfter: reach, limits: windowMemory)
+                windows.makeRoom(forMore: queries.count, keepingAfter: reach, limits: windowMemory)
+                var missing = Set<String>()
+                for q in queries where windows.keys[q.key] == nil { missing.insert(q.key) }
                 if !missing.isEmpty {
-                    try loadStoredWindows(db, scopeID: scopeID, Array(missing), from: loadFrom, into: &windows)
+                    try loadStoredWindows(db, scopeID: scopeID, Array(missing), from: reach, into: &windows)
                 }
                 // In memory where the copy reaches back far enough; on the index otherwise.
                 var asked: [Int] = []
                 for (n, q) in queries.enumerated() {
-                    if let key = windows.keys[q.key], after(q) >= key.from {
-                        counts[n] = key.count(after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
+                    // No query of this batch reaches back to `reach`: a key's events up to it
+                    // are forgotten as it is counted (its copy starts there from then on).
+                    if let count = windows.keys[q.key]?.count(after: after(q), upTo: q.upTo, maxSequence: q.maxSequence,
+                                                              forgettingUpTo: reach, total: &windows.events) {
+                        counts[n] = count
                     } else {
                         asked.append(n)
                     }
@@ -821,8 +821,18 @@ public final class SQLiteStateStore: StateStore {
 
     /// Pending window events, most events per statement. Called with `pendingLock` held,
     /// inside a write transaction.
+    static let windowEventsPerStatement = 300
+
+    static func windowInsertSQL(rows: Int) -> String {
+        "INSERT OR IGNORE INTO window_events (seq, scope_id, key_hash, event_time, record_key) VALUES "
+            + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ",")
+    }
+
+    /// The insert of a full chunk, made once (not per statement).
+    static let windowInsertSQL = windowInsertSQL(rows: windowEventsPerStatement)
+
     func writePendingWindowEvents(_ db: Database) throws {
-        let perStatement = 300
+        let perStatement = Self.windowEventsPerStatement
         // Sequence numbers are given here, as AUTOINCREMENT would (above every number the
         // table ever held, in the order added), so that the copies in memory of stored
         // windows (`StoredWindows`) take the events as written.
@@ -841,9 +851,8 @@ public final class SQLiteStateStore: StateStore {
                 let chunk = p.events[start..<min(p.events.count, start + perStatement)]
                 start += chunk.count
                 // Plain `?` parameters (see `insertLedger`).
-                let rows = repeatElement("(?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ",")
-                let statement = try (chunk.count == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))(
-                    "INSERT OR IGNORE INTO window_events (seq, scope_id, key_hash, event_time, record_key) VALUES \(rows)")
+                let statement = chunk.count == perStatement ? try db.cachedStatement(sql: Self.windowInsertSQL)
+                    : try db.makeStatement(sql: Self.windowInsertSQL(rows: chunk.count))
                 var arguments: [(any DatabaseValueConvertible)?] = []
                 arguments.reserveCapacity(chunk.count * 5)
                 let first = next
@@ -942,21 +951,7 @@ enum WindowKeys {
     /// A record key as stored: the 16 bytes of sluice's own keys (32 lowercase hex
     /// digits), the text of any other (a BLOB and a TEXT never compare equal in SQLite).
     static func recordKey(_ key: String) -> any DatabaseValueConvertible {
-        let utf8 = key.utf8
-        guard utf8.count == 32 else { return key }
-        var bytes = [UInt8](repeating: 0, count: 16)
-        var i = 0
-        for c in utf8 {
-            let v: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c - UInt8(ascii: "a") + 10
-            default: return key
-            }
-            bytes[i >> 1] |= (i & 1 == 0) ? v << 4 : v
-            i += 1
-        }
-        return Data(bytes)
+        LedgerKeys.stored(key)
     }
 
     static func scopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
@@ -1077,8 +1072,8 @@ struct StoredWindows {
     /// Past this many keys or events, keys with nothing newer than the window of the
     /// current queries are forgotten; if that is not enough, all of them.
     struct Limits: Sendable {
-        var keys = 1 << 15
-        var events = 1 << 18
+        var keys = 1 << 14
+        var events = 1 << 17
     }
     var keys: [String: Key] = [:]
     var events = 0
@@ -1104,28 +1099,51 @@ struct StoredWindows {
         }
     }
 
-    /// Keeps memory bounded before `count` keys more are loaded: past `maxKeys` keys or
-    /// `maxEvents` events, forgets the events of each key up to one window before
-    /// `keepingAfter` (the earliest time the current queries count from) and the keys left
-    /// without events; if still too many, everything.
+    /// Keeps memory bounded before `count` keys more are loaded: past the limits, forgets
+    /// the events of each key up to `keepingAfter` (before every current query's window)
+    /// and the keys left without events; if still too many, keys in no particular order.
     mutating func makeRoom(forMore count: Int, keepingAfter reach: Int64, limits: Limits) {
         guard keys.count + count > limits.keys || events > limits.events else { return }
-        for (key, value) in keys {
+        var total = 0
+        keys = keys.compactMapValues { value in
             let kept = value.events.drop { $0.time <= reach }
-            if kept.isEmpty {
-                keys[key] = nil
-            } else if kept.count < value.events.count {
-                keys[key] = Key(from: max(value.from, reach), events: Array(kept))
-            } else {
-                keys[key]!.from = max(value.from, reach)
-            }
-            events -= value.events.count - kept.count
+            guard !kept.isEmpty else { return nil }
+            total += kept.count
+            return Key(from: max(value.from, reach), events: kept.count == value.events.count ? value.events : Array(kept))
         }
-        if keys.count + count > limits.keys * 3 / 4 || events > limits.events * 3 / 4 { self = StoredWindows() }
+        events = total
+        // Still too many (they all have events in the current windows): forget keys in no
+        // particular order (the dictionary's) down to three quarters of the limits.
+        let targetKeys = limits.keys * 3 / 4, targetEvents = limits.events * 3 / 4
+        guard keys.count + count > targetKeys || events > targetEvents else { return }
+        var victims: [String] = []
+        var n = keys.count + count
+        for (key, value) in keys where n > targetKeys || total > targetEvents {
+            victims.append(key)
+            n -= 1
+            total -= value.events.count
+        }
+        for key in victims { keys[key] = nil }
+        events = total
     }
 }
 
 extension StoredWindows.Key {
+    /// `count`, after forgetting the events up to `reach` (before every query's `after`);
+    /// nil when `after` is before `from` (the copy does not reach back that far).
+    mutating func count(after: Int64, upTo: Int64, maxSequence: Int64?, forgettingUpTo reach: Int64, total: inout Int) -> Int? {
+        guard after >= from else { return nil }
+        if reach > from {
+            if let first = events.first, first.time <= reach {
+                let cut = Self.upperBound(events, reach)
+                events.removeFirst(cut)
+                total -= cut
+            }
+            from = reach
+        }
+        return count(after: after, upTo: upTo, maxSequence: maxSequence)
+    }
+
     /// Adds a stored event; one before `from` is not kept (the copy holds only later ones).
     mutating func insert(time: Int64, sequence: Int64, counting total: inout Int) {
         guard time > from else { return }
