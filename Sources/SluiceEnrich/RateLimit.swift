@@ -45,40 +45,49 @@ public struct RateLimit: Transformer {
         // The stored counts of the whole batch in one read of the store: per replayed
         // record, and per distinct (key, time) of the new ones.
         var queries: [WindowQuery] = []
+        queries.reserveCapacity(items.count)
         var queryOf = [Int](repeating: 0, count: items.count)
-        var queryIndex: [String: Int] = [:]
+        var queryIndex: [KeyTime: Int] = [:]
+        queryIndex.reserveCapacity(items.count)
+        // Per item: its stored sequence number when it is a replay.
+        var own = [Int64?](repeating: nil, count: replayed.isEmpty ? 0 : items.count)
         for (n, (i, k, t)) in items.enumerated() {
-            if let own = replayed[batch.records[i].key] {
+            if !replayed.isEmpty, let sequence = replayed[batch.records[i].key] {
+                own[n] = sequence
                 queryOf[n] = queries.count
-                queries.append(WindowQuery(key: k, after: t - window, upTo: t, maxSequence: own))
+                queries.append(WindowQuery(key: k, after: t - window, upTo: t, maxSequence: sequence))
             } else {
-                let cacheKey = k + "\u{0}" + String(t)
-                if let q = queryIndex[cacheKey] { queryOf[n] = q; continue }
-                queryIndex[cacheKey] = queries.count
-                queryOf[n] = queries.count
-                queries.append(WindowQuery(key: k, after: t - window, upTo: t, maxSequence: nil))
+                let q = queryIndex[KeyTime(key: k, time: t), default: queries.count]
+                queryOf[n] = q
+                if q == queries.count {
+                    queryIndex[KeyTime(key: k, time: t)] = q
+                    queries.append(WindowQuery(key: k, after: t - window, upTo: t, maxSequence: nil))
+                }
             }
         }
         let stored = try state.windowCounts(scope: scope, queries)
         // New events of this batch, per key, as sorted times (binary search keeps a hot key cheap).
         var pending: [String: [Int64]] = [:]
         var added: [WindowEvent] = []
+        added.reserveCapacity(items.count)
         for (n, (i, k, t)) in items.enumerated() {
-            let recordKey = batch.records[i].key
             var count = stored[queryOf[n]]
-            if replayed[recordKey] == nil {
+            if own.isEmpty || own[n] == nil {
                 // New: what the store holds in its window, this batch's earlier events, and itself.
-                var times = pending[k] ?? []
-                count += Self.count(times, after: t - window, upTo: t) + 1
-                times.insert(t, at: Self.upperBound(times, t))
-                pending[k] = times
-                added.append(WindowEvent(key: k, time: t, recordKey: recordKey))
+                count += Self.countThenInsert(&pending[k, default: []], t, after: t - window) + 1
+                added.append(WindowEvent(key: k, time: t, recordKey: batch.records[i].key))
             }
             batch.records[i].fields[countField] = .int(Int64(count))
             batch.records[i].fields[tagField] = .bool(count > limit)
         }
         try state.addWindowEvents(scope: scope, added)
         try state.pruneWindowEvents(scope: scope, before: minT - window - retention)
+    }
+
+    /// A window key and an event time (the new records of a batch that share them share a count).
+    struct KeyTime: Hashable {
+        var key: String
+        var time: Int64
     }
 
     /// Index of the first element greater than `t` in a sorted array.
@@ -89,6 +98,15 @@ public struct RateLimit: Transformer {
             if a[mid] <= t { lo = mid + 1 } else { hi = mid }
         }
         return lo
+    }
+
+    /// How many of the sorted times are in (from, t], then adds `t` (in place: a
+    /// dictionary's value is not copied).
+    static func countThenInsert(_ times: inout [Int64], _ t: Int64, after from: Int64) -> Int {
+        let at = upperBound(times, t)
+        let n = max(0, at - upperBound(times, from))
+        times.insert(t, at: at)
+        return n
     }
 
     /// How many of the sorted times are in (from, to].

@@ -139,20 +139,47 @@ extension SQLiteStateStore {
         let partitionID = try ledgerPartitionID(db, pipeline: pipeline, partition: partition, create: true)!
         try db.execute(sql: "UPDATE ledger_partitions SET segments = segments + 1 WHERE id = ?", arguments: [partitionID])
         let segment = try Int64.fetchOne(db, sql: "SELECT segments FROM ledger_partitions WHERE id = ?", arguments: [partitionID])!
-        let keys = unsorted.sorted()
+        // In the primary key's order (text sorts before blobs in SQLite; a blob's bytes in
+        // order are its two big-endian halves in order), sorted as integers, not as strings.
+        var own: [(UInt64, UInt64)] = []
+        own.reserveCapacity(unsorted.count)
+        var other: [String] = []
+        for key in unsorted {
+            if let bits = LedgerKeys.bits(key) { own.append(bits) } else { other.append(key) }
+        }
+        own.sort { $0 < $1 }
+        other.sort()
+        // Made per chunk: a blob's `Data` is an allocation of its own.
+        let count = other.count + own.count
+        func key(_ i: Int) -> DatabaseValue { i < other.count ? other[i].databaseValue : LedgerKeys.blob(own[i - other.count]) }
         var start = 0
-        while start < keys.count {
-            let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
+        while start < count {
+            let chunk = (start..<min(count, start + Self.keysPerStatement)).lazy.map(key)
             start += chunk.count
-            let rows = (0..<chunk.count).map { "(?1, ?\($0 + 4), ?2, ?3)" }.joined(separator: ",")
-            let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))(
-                "INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES \(rows)")
-            var arguments: [(any DatabaseValueConvertible)?] = [sinkID, partitionID, segment]
-            arguments.reserveCapacity(chunk.count + 3)
-            for key in chunk { arguments.append(LedgerKeys.stored(key)) }
+            // Plain `?` parameters, each value repeated per row: GRDB reads the name of every
+            // parameter of a new statement, and for numbered ones (`?1`) SQLite finds each
+            // name by a walk over all of them (quadratic in the parameters of a statement).
+            let statement = chunk.count == Self.keysPerStatement ? try db.cachedStatement(sql: Self.ledgerInsertSQL)
+                : try db.makeStatement(sql: Self.ledgerInsertSQL(rows: chunk.count))
+            var arguments: [(any DatabaseValueConvertible)?] = []
+            arguments.reserveCapacity(chunk.count * 4)
+            for key in chunk {
+                arguments.append(sinkID)
+                arguments.append(key)
+                arguments.append(partitionID)
+                arguments.append(segment)
+            }
             try statement.execute(arguments: StatementArguments(arguments))
         }
     }
+
+    static func ledgerInsertSQL(rows: Int) -> String {
+        "INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES "
+            + repeatElement("(?, ?, ?, ?)", count: rows).joined(separator: ",")
+    }
+
+    /// The insert of a full chunk, made once (not per statement).
+    static let ledgerInsertSQL = ledgerInsertSQL(rows: keysPerStatement)
 
     /// Forgets a partition's ledger rows, of every sink of the pipeline (a replace).
     func deleteLedgerPartition(_ db: Database, pipeline: String, partition: String) throws {
@@ -225,6 +252,28 @@ enum LedgerKeys {
     /// The 16 bytes of sluice's own keys (32 lowercase hex digits), the text of any other
     /// (the same conversion as window events' record keys).
     static func stored(_ key: String) -> DatabaseValue {
-        WindowKeys.recordKey(key).databaseValue
+        bits(key).map(blob) ?? key.databaseValue
+    }
+
+    /// The 16 bytes of one of sluice's own keys (32 lowercase hex digits) as two big-endian
+    /// halves; nil for any other key.
+    static func bits(_ key: String) -> (UInt64, UInt64)? {
+        var high: UInt64 = 0, low: UInt64 = 0, n = 0
+        for c in key.utf8 {
+            let v: UInt64
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt64(c - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = UInt64(c - UInt8(ascii: "a") + 10)
+            default: return nil
+            }
+            if n < 16 { high = high << 4 | v } else if n < 32 { low = low << 4 | v } else { return nil }
+            n += 1
+        }
+        return n == 32 ? (high, low) : nil
+    }
+
+    /// The stored blob of a key's two halves.
+    static func blob(_ bits: (UInt64, UInt64)) -> DatabaseValue {
+        withUnsafeBytes(of: (bits.0.bigEndian, bits.1.bigEndian)) { Data($0) }.databaseValue
     }
 }

@@ -134,6 +134,106 @@ import Testing
     }
 }
 
+/// The copies in memory of stored windows (`StoredWindows`): every count equals the
+/// definition, computed here by brute force over the events in the order they were added,
+/// whatever the memory limits (keys forgotten and loaded again), across commits, prunes,
+/// late records, replays (counted once, with the events first seen before them), writes
+/// by another store on the file or by this connection outside the store, and reopening.
+@Suite struct StoredWindowTests {
+    struct Event { var key: String; var time: Int64; var recordKey: String }
+    static let scope = "p/rate_limit/fp"
+    static let window: Int64 = 1_000
+
+    /// Events of `key` in (time - window, time] not pruned, among `events` (in the order added).
+    static func count(_ events: ArraySlice<Event>, key: String, time: Int64, prunedBefore: Int64) -> Int {
+        events.filter { $0.key == key && $0.time > time - window && $0.time <= time && $0.time >= prunedBefore }.count
+    }
+
+    @Test(arguments: [[1 << 15, 1 << 18], [6, 40], [1, 1]])
+    func countsFollowTheDefinition(limits: [Int]) throws {
+        let dir = try TestSupport.scratchDirectory("storedwindows")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let memory = StoredWindows.Limits(keys: limits[0], events: limits[1])
+        func open() throws -> SQLiteStateStore {
+            try SQLiteStateStore(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil, windowMemory: memory)
+        }
+        var state = try open()
+        var rng = SplitMix64(seed: 99)
+        var added: [Event] = [] // in the order the store saw them first
+        var prunedBefore = Int64.min
+        var clock: Int64 = 1_000_000
+        var nextID = 0
+        var checked = (replays: 0, late: 0)
+        for round in 0..<90 {
+            // A batch: new records (some late, some sharing a time), and replays of earlier ones.
+            var batch: [Event] = []
+            var inBatch = Set<String>()
+            for _ in 0..<30 {
+                let replayable = added.indices.filter { added[$0].time >= prunedBefore && !inBatch.contains(added[$0].recordKey) }
+                if rng.next() % 4 == 0, let pick = replayable.randomElement(using: &rng) {
+                    batch.append(added[pick])
+                } else {
+                    clock += Int64(rng.next() % 40)
+                    let late = rng.next() % 8 == 0
+                    let time = max(prunedBefore, late ? clock - Int64(rng.next() % UInt64(3 * Self.window)) : clock)
+                    batch.append(Event(key: "fp\(rng.next() % 9)", time: time, recordKey: String(format: "%032x", nextID * 7_919 + 13)))
+                    nextID += 1
+                    if late { checked.late += 1 }
+                }
+                inBatch.insert(batch.last!.recordKey)
+            }
+            // What RateLimit asks: which are replays, then one count per record.
+            let position = Dictionary(uniqueKeysWithValues: added.enumerated().map { ($0.element.recordKey, $0.offset) })
+            let sequences = try state.windowSequences(scope: Self.scope, recordKeys: batch.map(\.recordKey))
+            #expect(Set(sequences.keys) == Set(batch.map(\.recordKey).filter { position[$0] != nil }), "round \(round)")
+            let queries = batch.map { WindowQuery(key: $0.key, after: $0.time - Self.window, upTo: $0.time, maxSequence: sequences[$0.recordKey]) }
+            let expected = batch.map { e -> Int in
+                // A replay counts the events added up to itself; a new record all of them.
+                let upTo = position[e.recordKey].map { added[...$0] } ?? added[...]
+                return Self.count(upTo, key: e.key, time: e.time, prunedBefore: prunedBefore)
+            }
+            #expect(try state.windowCounts(scope: Self.scope, queries) == expected, "round \(round)")
+            checked.replays += sequences.count
+            let new = batch.filter { position[$0.recordKey] == nil }
+            try state.addWindowEvents(scope: Self.scope, new.map { WindowEvent(key: $0.key, time: $0.time, recordKey: $0.recordKey) })
+            added += new
+            if round % 11 == 10 {
+                prunedBefore = max(prunedBefore, clock - 2 * Self.window)
+                try state.pruneWindowEvents(scope: Self.scope, before: prunedBefore)
+            }
+            if round % 3 == 2 {
+                try state.commit(WindowStoreTests.commit)
+                // Stored events number in the order they were first seen.
+                let stored = try state.windowSequences(scope: Self.scope, recordKeys: added.map(\.recordKey))
+                let order = added.compactMap { stored[$0.recordKey] }
+                #expect(order == order.sorted() && Set(order).count == order.count, "round \(round)")
+                #expect(order.count == added.filter { $0.time >= prunedBefore }.count, "round \(round)")
+                let outside = Event(key: "fp\(rng.next() % 9)", time: clock, recordKey: "outside-\(round)")
+                switch round % 4 {
+                case 0: // Another store on the file adds an event.
+                    let other = try open()
+                    try other.addWindowEvents(scope: Self.scope, [WindowEvent(key: outside.key, time: outside.time, recordKey: outside.recordKey)])
+                    try other.commit(WindowStoreTests.commit)
+                    added.append(outside)
+                case 1: // This connection, outside the store's write path.
+                    try state.queue.write { db in
+                        let scopeID = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM window_scopes WHERE name = ?", arguments: [Self.scope]))
+                        let keyHash = try #require(try Int64.fetchOne(db, sql: "SELECT key_hash FROM window_keys WHERE scope_id = ? AND key = ?",
+                                                                          arguments: [scopeID, "fp0"]))
+                        try db.execute(sql: "INSERT INTO window_events (scope_id, key_hash, event_time, record_key) VALUES (?, ?, ?, ?)",
+                                       arguments: [scopeID, keyHash, clock, "outside-\(round)"])
+                    }
+                    added.append(Event(key: "fp0", time: clock, recordKey: "outside-\(round)"))
+                case 2: state = try open() // reopened: nothing in memory
+                default: break
+                }
+            }
+        }
+        #expect(checked.replays > 100 && checked.late > 100)
+    }
+}
+
 /// The ledger lookups a store skips (keys its filter never saw, while it knows every key
 /// the ledger holds): a key in the ledger is found however it got there.
 @Suite struct LedgerFilterTests {
