@@ -27,10 +27,6 @@ public struct Record: Sendable {
     /// The raw source text of the record, kept only until the record is loaded so that a
     /// dead letter can keep it for re-processing. Never logged.
     public var raw: [UInt8]?
-    /// The pipeline's event time (its `time` field), microseconds since the epoch, as the
-    /// runner parsed it right after extraction; nil for a pipeline without one. Stages that
-    /// read the same field take it from here instead of parsing the text again.
-    public var eventTime: Int64?
 
     public init(fields: Fields, position: SourcePosition, key: String = "", raw: [UInt8]? = nil) {
         self.fields = fields

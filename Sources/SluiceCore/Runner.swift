@@ -331,14 +331,13 @@ public struct Runner: Sendable {
                 guard let micros = EventTime.micros(value) else {
                     return "event time field \(timeField) is not a valid timestamp"
                 }
-                record.eventTime = micros
                 if pipeline.timeSelectsPartition, !context.partition.contains(micros) { outside += 1 }
                 return nil
             }
             if outside > 0 {
                 // Records of other partitions are theirs to load; this run does not read them.
                 batch.records.removeAll { record in
-                    guard let micros = record.eventTime else { return false }
+                    guard let value = record.fields.value(at: timeField), let micros = EventTime.micros(value) else { return false }
                     return !context.partition.contains(micros)
                 }
             }

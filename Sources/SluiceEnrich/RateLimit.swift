@@ -32,8 +32,10 @@ public struct RateLimit: Transformer {
         let scope = context.pipeline + "/rate_limit/" + key.description
         // Keys and times of the batch.
         var items: [(Int, String, Int64)] = []
-        for (i, record) in batch.records.enumerated() {
-            guard let k = record.fields.value(at: key), !k.isNull, let t = record.fields.value(at: time).flatMap(EventTime.micros) else {
+        var keyReader = PathReader(key), timeReader = PathReader(time)
+        for i in batch.records.indices {
+            guard let k = keyReader.value(in: batch.records[i].fields), !k.isNull,
+                  let t = timeReader.value(in: batch.records[i].fields).flatMap(EventTime.micros) else {
                 batch.records[i].fields[countField] = .null
                 batch.records[i].fields[tagField] = .null
                 continue
