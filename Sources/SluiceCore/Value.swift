@@ -198,15 +198,32 @@ public struct PathReader: Sendable {
 
     /// The same as `fields.value(at: path)`.
     public mutating func value(in fields: Fields) -> Value? {
-        guard let first = fields.index(of: components[0], from: hints[0]) else { return nil }
-        hints[0] = first
-        var current = fields.storage[first].value
+        Fields.walk(fields, components) { object, k in
+            let i = object.index(of: components[k], from: hints[k])
+            if let i { hints[k] = i }
+            return i
+        }
+    }
+}
+
+extension Fields {
+    /// Reads the value at a path whose first component is a top-level field.
+    public func value(at path: FieldPath) -> Value? {
+        let components = path.components
+        return Self.walk(self, components) { object, k in object.index(of: components[k]) }
+    }
+
+    /// The value at `components` from `top`: `find` gives where component `k` is in an
+    /// object (a numeric component indexes an array). In place: no new path per lookup.
+    @inline(__always)
+    static func walk(_ top: Fields, _ components: [String], find: (Fields, Int) -> Int?) -> Value? {
+        guard !components.isEmpty, let first = find(top, 0) else { return nil }
+        var current = top.storage[first].value
         var k = 1
         while k < components.count {
             switch current {
             case .object(let nested):
-                guard let i = nested.index(of: components[k], from: hints[k]) else { return nil }
-                hints[k] = i
+                guard let i = find(nested, k) else { return nil }
                 current = nested.storage[i].value
             case .array(let items):
                 guard let index = Int(components[k]), items.indices.contains(index) else { return nil }
@@ -215,30 +232,6 @@ public struct PathReader: Sendable {
                 return nil
             }
             k += 1
-        }
-        return current
-    }
-}
-
-extension Fields {
-    /// Reads the value at a path whose first component is a top-level field.
-    public func value(at path: FieldPath) -> Value? {
-        let components = path.components
-        guard let first = components.first, var current = self[first] else { return nil }
-        // Walks the rest in place: no new path (an array) per lookup.
-        var i = 1
-        while i < components.count {
-            switch current {
-            case .object(let fields):
-                guard let next = fields[components[i]] else { return nil }
-                current = next
-            case .array(let items):
-                guard let index = Int(components[i]), items.indices.contains(index) else { return nil }
-                current = items[index]
-            default:
-                return nil
-            }
-            i += 1
         }
         return current
     }

@@ -93,14 +93,7 @@ public struct RateLimit: Transformer {
     }
 
     /// Index of the first element greater than `t` in a sorted array.
-    static func upperBound(_ a: [Int64], _ t: Int64) -> Int {
-        var lo = 0, hi = a.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if a[mid] <= t { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
+    static func upperBound(_ a: [Int64], _ t: Int64) -> Int { a.upperBound(t) { $0 } }
 
     /// How many of the sorted times are in (from, t], then adds `t` (in place: a
     /// dictionary's value is not copied).

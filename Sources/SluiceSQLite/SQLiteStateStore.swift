@@ -1070,14 +1070,7 @@ struct StoredWindows {
         }
 
         /// Index of the first event whose time is greater than `t`.
-        static func upperBound(_ a: [Event], _ t: Int64) -> Int {
-            var lo = 0, hi = a.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if a[mid].time <= t { lo = mid + 1 } else { hi = mid }
-            }
-            return lo
-        }
+        static func upperBound(_ a: [Event], _ t: Int64) -> Int { a.upperBound(t, by: \.time) }
     }
     /// Past this many keys or events, keys with nothing newer than the window of the
     /// current queries are forgotten; if that is not enough, all of them.
@@ -1295,12 +1288,5 @@ struct PendingWindowScope {
     }
 
     /// Index of the first entry whose time is greater than `t`.
-    static func upperBound(_ a: [Entry], _ t: Int64) -> Int {
-        var lo = 0, hi = a.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if a[mid].time <= t { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
+    static func upperBound(_ a: [Entry], _ t: Int64) -> Int { a.upperBound(t, by: \.time) }
 }
