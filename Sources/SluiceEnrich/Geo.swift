@@ -49,13 +49,15 @@ public struct GeoIP: Transformer {
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         let db = try DatabaseCache.shared.database(context.inputPath(database))
+        // The database remembers each path's values by record (many addresses share one).
+        let paths = fields.map { (target: $0.0, path: db.path($0.1)) }
         for i in batch.records.indices {
             var entry: MaxMindEntry?
             if case .string(let text)? = batch.records[i].fields.value(at: ip), let address = IPAddress(text) {
                 entry = try db.lookup(address)
             }
-            for (target, path) in fields {
-                batch.records[i].fields[target] = try entry.flatMap { try db.value($0, at: path) }.map(Self.value) ?? .null
+            for (target, path) in paths {
+                batch.records[i].fields[target] = try entry.flatMap { try path.value($0) }.map(Self.value) ?? .null
             }
             if let header, let country = cloudflareCountry(batch.records[i].fields.value(at: header)) {
                 batch.records[i].fields[headerTarget] = .string(country)
@@ -125,13 +127,14 @@ public struct ASN: Transformer {
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         let db = try database.map { try DatabaseCache.shared.database(context.inputPath($0)) }
+        let numberPath = db?.path(["autonomous_system_number"]), organisationPath = db?.path(["autonomous_system_organization"])
         let table = try tsv.map { try ASNTable.cached(context.inputPath($0)) }
         for i in batch.records.indices {
             var number = Value.null, org = Value.null, country = Value.null
             if case .string(let text)? = batch.records[i].fields.value(at: ip), let address = IPAddress(text) {
-                if let db, let entry = try db.lookup(address) {
-                    if let n = try db.value(entry, at: ["autonomous_system_number"])?.int64Value { number = .string(String(n)) }
-                    if let s = try db.value(entry, at: ["autonomous_system_organization"])?.stringValue { org = .string(s) }
+                if let db, let numberPath, let organisationPath, let entry = try db.lookup(address) {
+                    if let n = try numberPath.value(entry)?.int64Value { number = .string(String(n)) }
+                    if let s = try organisationPath.value(entry)?.stringValue { org = .string(s) }
                 } else if let table, let row = table.find(address) {
                     number = .string(String(row.number))
                     org = .string(row.description)
