@@ -109,14 +109,19 @@ if FileManager.default.fileExists(atPath: cityPath) {
         for ip in logIPs { if let e = try db.lookup(ip), try country.value(e) != nil { hits += 1 } }
     }
     print("  (\(Double(db.pageReads - reads) / Double(logIPs.count)) block reads per lookup)")
-    // Other cache and block sizes (the default is 2 MiB of 64-byte blocks).
-    for (cache, block) in [(1 << 20, 64), (2 << 20, 4096), (2 << 20, 256), (32 << 20, 4096)] {
-        let db = try MaxMindDatabase(path: cityPath, cacheBytes: cache, blockBytes: block)
-        for ip in logIPs.prefix(100_000) { if let e = try db.lookup(ip) { _ = try db.value(e, at: ["country", "iso_code"]) } }
+    // Other cache, block, table and value cache sizes.
+    let configurations: [(cache: Int, block: Int, table: Int, values: Int)] = [
+        (512 << 10, 32, 512 << 10, 8192), (512 << 10, 32, 1 << 20, 8192), (1 << 20, 32, 512 << 10, 8192), (1 << 20, 64, 512 << 10, 8192),
+        (512 << 10, 64, 1 << 20, 8192), (2 << 20, 64, 1 << 20, 8192), (2 << 20, 4096, 0, 0),
+    ]
+    for (cache, block, table, values) in configurations {
+        let db = try MaxMindDatabase(path: cityPath, cacheBytes: cache, blockBytes: block, valueCacheEntries: values, treeTableBytes: table)
+        let country = db.path(["country", "iso_code"])
+        for ip in logIPs.prefix(100_000) { if let e = try db.lookup(ip) { _ = try country.value(e) } }
         let reads = db.pageReads
-        try measure("MMDB lookup + country.iso_code, 20,000 networks, \(cache >> 20) MiB cache of \(block)-byte blocks",
-                    units: "lookups", count: logIPs.count) {
-            for ip in logIPs { if let e = try db.lookup(ip), try db.value(e, at: ["country", "iso_code"]) != nil { hits += 1 } }
+        try measure("MMDB lookup + country.iso_code, 20,000 networks, \(cache >> 10) KiB cache of \(block)-byte blocks, "
+                    + "\(table >> 10) KiB table, \(values) values", units: "lookups", count: logIPs.count) {
+            for ip in logIPs { if let e = try db.lookup(ip), try country.value(e) != nil { hits += 1 } }
         }
         print("  (\(Double(db.pageReads - reads) / Double(logIPs.count)) block reads per lookup)")
     }

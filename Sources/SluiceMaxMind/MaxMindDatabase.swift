@@ -41,7 +41,7 @@ public struct MaxMindEntry: Sendable, Hashable {
 /// in the OS page cache, so a cache miss costs a system call and a copy of one block.
 ///
 /// Speed (issue #7): the first levels of the search tree are also held flattened, a
-/// table by address prefix (IPv4: up to 18 bits, 1 MiB; IPv6: up to 16 bits, 256 KiB;
+/// table by address prefix (IPv4: up to 17 bits, 512 KiB; IPv6: up to 15 bits, 128 KiB;
 /// smaller for smaller trees), so a lookup starts that many bits down without reading
 /// those nodes; and `path(_:)` gives a path whose values are remembered by record in a
 /// bounded cache (many addresses share one record: a country, a city).
@@ -69,11 +69,12 @@ public final class MaxMindDatabase: Sendable {
     static let marker: [UInt8] = [0xAB, 0xCD, 0xEF] + Array("MaxMind.com".utf8)
     static let maxMetadataSize = 128 * 1024
 
-    /// The page cache's size unless the caller says otherwise: 2 MiB (8 MiB at first;
+    /// The page cache's size unless the caller says otherwise: 1 MiB (8 MiB at first;
     /// the benchmark's whole run moved within its noise from 8 to 4 to 2 MiB while peak
     /// memory fell by 6 MiB; random addresses over the whole space miss more, see
-    /// docs/benchmarks.md).
-    public static let defaultCacheBytes = 2 << 20
+    /// docs/benchmarks.md). 1 MiB since the 64-byte blocks and the prefix tables, which
+    /// with the value caches take about the memory of the 2 MiB of pages before.
+    public static let defaultCacheBytes = 1 << 20
 
     /// The size of the page cache's blocks unless the caller says otherwise: 64 bytes
     /// (a node is 6 to 8 bytes; 4 KiB pages at first, whose copy was most of a miss).
@@ -83,6 +84,10 @@ public final class MaxMindDatabase: Sendable {
     /// otherwise (the benchmark's 200,000 addresses share ~8,000 City records).
     public static let defaultValueCacheEntries = 8192
 
+    /// The most bytes of the IPv4 prefix table unless the caller says otherwise (the IPv6
+    /// one has a quarter of it): 512 KiB, 17 bits.
+    public static let defaultTreeTableBytes = 512 << 10
+
     /// Opens and checks a database file.
     /// - Parameters:
     ///   - cacheBytes: the most bytes of the file held in memory at a time (whole blocks,
@@ -91,10 +96,14 @@ public final class MaxMindDatabase: Sendable {
     ///     are rounded down and clamped).
     ///   - valueCacheEntries: how many records' values each path of `path(_:)` remembers
     ///     (0: none).
+    ///   - treeTableBytes: the most bytes of the table of the tree's first levels for IPv4
+    ///     addresses (4 bytes a prefix, 24 bits at most; the IPv6 table has a quarter; 0:
+    ///     none). Either is smaller for a small tree (a prefix for every 4 nodes at most).
     /// - Throws: `MaxMindError` when the file cannot be read or is not a valid database.
     public init(path: String, cacheBytes: Int = MaxMindDatabase.defaultCacheBytes,
                 blockBytes: Int = MaxMindDatabase.defaultBlockBytes,
-                valueCacheEntries: Int = MaxMindDatabase.defaultValueCacheEntries) throws {
+                valueCacheEntries: Int = MaxMindDatabase.defaultValueCacheEntries,
+                treeTableBytes: Int = MaxMindDatabase.defaultTreeTableBytes) throws {
         self.path = path
         var shift = 2
         while shift < 12, 2 << shift <= blockBytes { shift += 1 }
@@ -153,13 +162,14 @@ public final class MaxMindDatabase: Sendable {
             }
         }
         ipv4Start = node
-        // The flattened first levels: one entry per 4 nodes or more (1 MiB at most for
-        // IPv4, 256 KiB for IPv6).
+        // The flattened first levels: 4 nodes or more for each entry.
         var log2Nodes = 0
         while 2 << log2Nodes <= nodeCount { log2Nodes += 1 }
+        var log2Entries = 0
+        while log2Entries < 24, 8 << log2Entries <= treeTableBytes { log2Entries += 1 }
         let (count, size) = (nodeCount, recordSize)
-        let v4Bits = min(18, log2Nodes - 2)
-        let v6Bits = metadata.ipVersion == 6 ? min(16, log2Nodes - 4) : 0
+        let v4Bits = treeTableBytes >= 8 ? min(log2Entries, log2Nodes - 2) : 0
+        let v6Bits = metadata.ipVersion == 6 ? min(v4Bits - 2, log2Nodes - 4) : 0
         (v4Prefixes, v6Prefixes) = file.withLock {
             (PrefixTable(file, size, count, from: node, bits: v4Bits), PrefixTable(file, size, count, from: 0, bits: v6Bits))
         }
@@ -507,7 +517,7 @@ final class PathCaches: @unchecked Sendable {
 
 /// Values by record offset for one path: a bounded, 4-way set-associative cache, least
 /// recently used out. Only small scalars are kept, so its memory is bounded by its entry
-/// count (about 100 bytes an entry at most).
+/// count (about 150 bytes an entry at most; ~40 for short strings that repeat).
 final class ValueCache: @unchecked Sendable {
     /// A value remembered: `value` nil when the path is absent from the record.
     struct Known { let value: MMDBValue? }
@@ -520,6 +530,9 @@ final class ValueCache: @unchecked Sendable {
     private let values: UnsafeMutablePointer<MMDBValue?>
     private let stamps: UnsafeMutablePointer<UInt32>
     private var clock: UInt32 = 0
+    /// Guarded by `lock`: one value for each string remembered (up to `slots / 4`), so
+    /// that records with the same string (a country code) share one value's storage.
+    private var strings: [String: MMDBValue] = [:]
     private let setShift: Int
     private let slots: Int
     private let lock = PthreadLock()
@@ -575,6 +588,14 @@ final class ValueCache: @unchecked Sendable {
         guard Self.keeps(value) else { return }
         let first = firstSlot(offset)
         lock.withLock {
+            var value = value
+            if case .string(let s)? = value {
+                if let shared = strings[s] {
+                    value = shared
+                } else if strings.count < slots / 4 {
+                    strings[s] = value
+                }
+            }
             clock &+= 1
             var victim = first
             for slot in first..<(first + Self.ways) {

@@ -36,9 +36,10 @@ final class PagedFile: @unchecked Sendable {
     private let blockMask: Int
     private let fd: Int32
     private let setMask: Int
-    /// Guarded by `mutex`: the block number held by each slot (-1: none), when each slot
-    /// was last used, the slots' bytes, and a buffer for reads that cross a block.
-    private let tags: UnsafeMutablePointer<Int>
+    /// Guarded by `mutex`: the block number held by each slot (`UInt32.max`: none; the
+    /// blocks are large enough for the file's to fit), when each slot was last used, the
+    /// slots' bytes, and a buffer for reads that cross a block.
+    private let tags: UnsafeMutablePointer<UInt32>
     private let stamps: UnsafeMutablePointer<UInt32>
     private let pages: UnsafeMutableRawPointer
     private var clock: UInt32 = 0
@@ -70,7 +71,8 @@ final class PagedFile: @unchecked Sendable {
         }
         self.fd = fd
         count = Int(info.st_size)
-        let shift = min(max(blockShift, 2), 12)
+        var shift = min(max(blockShift, 2), 12)
+        while count >> shift >= Int(UInt32.max) { shift += 1 }
         self.blockShift = shift
         blockSize = 1 << shift
         blockMask = blockSize - 1
@@ -82,7 +84,7 @@ final class PagedFile: @unchecked Sendable {
         setMask = sets - 1
         slots = sets * Self.ways
         tags = .allocate(capacity: slots)
-        tags.initialize(repeating: -1, count: slots)
+        tags.initialize(repeating: .max, count: slots)
         stamps = .allocate(capacity: slots)
         stamps.initialize(repeating: 0, count: slots)
         pages = .allocate(byteCount: slots * blockSize, alignment: max(blockSize, 16))
@@ -105,7 +107,7 @@ final class PagedFile: @unchecked Sendable {
 
     /// The bytes of the file held now (pages read into the cache).
     var cachedBytes: Int {
-        withLock { (0..<slots).reduce(0) { $0 + (tags[$1] >= 0 ? blockSize : 0) } }
+        withLock { (0..<slots).reduce(0) { $0 + (tags[$1] != .max ? blockSize : 0) } }
     }
 
     @inline(__always)
@@ -150,7 +152,8 @@ final class PagedFile: @unchecked Sendable {
         let first = (p & setMask) &* Self.ways
         clock &+= 1
         var pointer: UnsafeRawPointer?
-        for slot in first..<(first + Self.ways) where tags[slot] == p {
+        let tag = UInt32(truncatingIfNeeded: p)
+        for slot in first..<(first + Self.ways) where tags[slot] == tag {
             stamps[slot] = clock
             pointer = UnsafeRawPointer(pages + slot << blockShift)
             break
@@ -182,7 +185,7 @@ final class PagedFile: @unchecked Sendable {
         }
         if done < size { (buffer + done).initializeMemory(as: UInt8.self, repeating: 0, count: size - done) }
         misses += 1
-        tags[victim] = p
+        tags[victim] = UInt32(truncatingIfNeeded: p)
         stamps[victim] = clock
         return buffer
     }
