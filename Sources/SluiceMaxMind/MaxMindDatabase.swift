@@ -72,11 +72,11 @@ public final class MaxMindDatabase: Sendable {
     /// The page cache's size unless the caller says otherwise: 1 MiB (8 MiB at first;
     /// the benchmark's whole run moved within its noise from 8 to 4 to 2 MiB while peak
     /// memory fell by 6 MiB; random addresses over the whole space miss more, see
-    /// docs/benchmarks.md). 1 MiB since the 64-byte blocks and the prefix tables, which
+    /// docs/benchmarks.md). 1 MiB since the 32-byte blocks and the prefix tables, which
     /// with the value caches take about the memory of the 2 MiB of pages before.
     public static let defaultCacheBytes = 1 << 20
 
-    /// The size of the page cache's blocks unless the caller says otherwise: 64 bytes
+    /// The size of the page cache's blocks unless the caller says otherwise: 32 bytes
     /// (a node is 6 to 8 bytes; 4 KiB pages at first, whose copy was most of a miss).
     public static let defaultBlockBytes = 1 << PagedFile.defaultBlockShift
 
@@ -379,8 +379,8 @@ public final class MaxMindDatabase: Sendable {
     /// record: many addresses share a record (a country's, a city's), and a remembered
     /// value costs no read or decode. Each path remembers `valueCacheEntries` records'
     /// values (least recently used out); only scalars are remembered (strings and bytes
-    /// up to 64 bytes), and that a path is absent; maps, arrays and errors never are.
-    /// The first 16 paths asked for get a cache; more paths are read as `value(_:at:)`.
+    /// up to 32 bytes), and that a path is absent; maps, arrays and errors never are.
+    /// The first 8 paths asked for get a cache; more paths are read as `value(_:at:)`.
     public func path(_ components: [String]) -> MaxMindPath {
         MaxMindPath(database: self, components: components, cache: paths.cache(for: components))
     }
@@ -495,7 +495,7 @@ struct PrefixTable: Sendable {
 
 /// The value caches of one database's paths.
 final class PathCaches: @unchecked Sendable {
-    static let maxPaths = 16
+    static let maxPaths = 8
     let entries: Int
     /// Guarded by `lock`.
     private var caches: [[String]: ValueCache] = [:]
@@ -517,13 +517,14 @@ final class PathCaches: @unchecked Sendable {
 
 /// Values by record offset for one path: a bounded, 4-way set-associative cache, least
 /// recently used out. Only small scalars are kept, so its memory is bounded by its entry
-/// count (about 150 bytes an entry at most; ~40 for short strings that repeat).
+/// count: 20 bytes a slot, and for each value kept about 100 bytes at most, less when
+/// values repeat (a string is kept once). 8,192 entries: 160 KiB to about 1 MiB.
 final class ValueCache: @unchecked Sendable {
     /// A value remembered: `value` nil when the path is absent from the record.
     struct Known { let value: MMDBValue? }
 
     static let ways = 4
-    static let maxBytes = 64
+    static let maxBytes = 32
     /// Guarded by `lock`: each slot's record offset (-1: none), value, and when it was
     /// last used.
     private let offsets: UnsafeMutablePointer<Int>
@@ -608,7 +609,7 @@ final class ValueCache: @unchecked Sendable {
         }
     }
 
-    /// Absent, numbers, booleans, and strings and bytes of 64 bytes at most.
+    /// Absent, numbers, booleans, and strings and bytes of 32 bytes at most.
     static func keeps(_ value: MMDBValue?) -> Bool {
         switch value {
         case nil: return true

@@ -59,11 +59,21 @@ import Testing
 
     @Test func answersDoNotDependOnTheCacheSize() throws {
         let ips = Self.addresses(20_000, seed: 5)
-        // 16 KiB: one set of four pages, evicted on nearly every read (and reads that
-        // cross a page boundary); 64 MiB: the whole file.
+        // 16 KiB: 128 sets of four 32-byte blocks, evicted on nearly every read (and reads
+        // that cross a block boundary); 64 MiB: the whole file.
         let tiny = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 16 << 10), ips)
         let whole = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 64 << 20), ips)
         #expect(tiny == whole)
+        // Blocks of 4 bytes (most nodes and strings cross one) and 4 KiB pages; no prefix
+        // tables; the largest prefix tables the tree allows (19 bits, IPv6 17).
+        let small = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 16 << 10, blockBytes: 4), ips)
+        #expect(small == whole)
+        let pages = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 64 << 10, blockBytes: 4096), ips)
+        #expect(pages == whole)
+        let noTables = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, treeTableBytes: 0), ips)
+        #expect(noTables == whole)
+        let bigTables = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, treeTableBytes: 64 << 20), ips)
+        #expect(bigTables == whole)
         #expect(whole.filter { $0 != "-" }.count > 5_000)
     }
 
