@@ -12,22 +12,23 @@ import Darwin
 /// touch counts in the process's RSS, and the kernel maps 64 KiB around each page
 /// fault, so addresses from everywhere soon make a City database (~60 MB) resident in
 /// full. Here the process holds at most `capacity` blocks of the file (4-way set
-/// associative, least recently used out); the file's pages stay in the OS page cache,
+/// associative, about the least recently used out); the file's pages stay in the OS page cache,
 /// so a miss is a `pread` of one block from memory, not a disk read.
 ///
-/// Blocks are 32 bytes by default, not 4 KiB pages: a lookup uses a few bytes of each
+/// Blocks are 16 bytes by default, not 4 KiB pages: a lookup uses a few bytes of each
 /// node and record it reads, and the profile of a miss was mostly the kernel's copy of
-/// the 4 KiB page; in the same bytes of cache, 128 times as many places of the file fit.
+/// the 4 KiB page; in the same bytes of cache, 256 times as many places of the file fit.
 /// With the database's prefix tables and value caches, sluice-bench's addresses of
-/// 20,000 networks miss 0.26 times a lookup at 1 MiB (64-byte blocks: 0.45; 4 KiB pages
-/// at 2 MiB and no tables: 2.6). Each slot costs 8 bytes of bookkeeping besides.
+/// 20,000 networks miss about 0.13 times a lookup at 1 MiB (32-byte blocks: 0.26,
+/// 64-byte: 0.45; 4 KiB pages at 2 MiB and no tables: 2.6). Each slot costs 4 bytes of
+/// bookkeeping besides, and each set of 4 slots one byte.
 ///
 /// Not thread-safe by itself: callers hold `lock` around every read (`withLock`), and
 /// use a pointer it returns before the next read (which may reuse its block).
 final class PagedFile: @unchecked Sendable {
     static let ways = 4
-    /// log2 of the block size unless the caller says otherwise: 32 bytes.
-    static let defaultBlockShift = 5
+    /// log2 of the block size unless the caller says otherwise: 16 bytes.
+    static let defaultBlockShift = 4
 
     let path: String
     /// The file's size in bytes.
@@ -39,12 +40,13 @@ final class PagedFile: @unchecked Sendable {
     private let fd: Int32
     private let setMask: Int
     /// Guarded by `mutex`: the block number held by each slot (`UInt32.max`: none; the
-    /// blocks are large enough for the file's to fit), when each slot was last used, the
-    /// slots' bytes, and a buffer for reads that cross a block.
+    /// blocks are large enough for the file's to fit), each set's pseudo-LRU bits (a
+    /// tree of 3: bit 0 set, the next victim is in ways 2-3, else 0-1; bit 1 set, it is
+    /// way 1 of 0-1; bit 2 set, way 3 of 2-3), the slots' bytes, and a buffer for reads
+    /// that cross a block.
     private let tags: UnsafeMutablePointer<UInt32>
-    private let stamps: UnsafeMutablePointer<UInt32>
+    private let lru: UnsafeMutablePointer<UInt8>
     private let pages: UnsafeMutableRawPointer
-    private var clock: UInt32 = 0
     private var lastPage = -1
     private var lastPointer = UnsafeRawPointer(bitPattern: 1)!
     private var scratch: UnsafeMutableRawPointer?
@@ -56,8 +58,7 @@ final class PagedFile: @unchecked Sendable {
     /// Opens `path`; at most `cacheBytes` (rounded to a power of two of 4-block sets, at
     /// least one set) of it are held at a time, in blocks of `1 << blockShift` bytes
     /// (clamped to 4...4096).
-    init(path: String, cacheBytes: Int, blockShift: Int = PagedFile.defaultBlockShift) throws(MaxMindError) {
-        self.path = path
+    convenience init(path: String, cacheBytes: Int, blockShift: Int = PagedFile.defaultBlockShift) throws(MaxMindError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw MaxMindError(path: path, kind: .cannotOpen(errno: errno)) }
         var info = stat()
@@ -71,8 +72,21 @@ final class PagedFile: @unchecked Sendable {
             let code = (info.st_mode & S_IFMT) == S_IFDIR ? EISDIR : ENODEV
             throw MaxMindError(path: path, kind: .cannotOpen(errno: code))
         }
+        self.init(fd: fd, path: path, count: Int(info.st_size), cacheBytes: cacheBytes, blockShift: blockShift)
+    }
+
+    /// Another cache of `other`'s open file (its descriptor duplicated: the same file,
+    /// even if its path has been replaced since), e.g. with larger blocks for one pass.
+    convenience init(sharing other: PagedFile, cacheBytes: Int, blockShift: Int) throws(MaxMindError) {
+        let fd = fcntl(other.fd, F_DUPFD_CLOEXEC, 0)
+        guard fd >= 0 else { throw MaxMindError(path: other.path, kind: .cannotOpen(errno: errno)) }
+        self.init(fd: fd, path: other.path, count: other.count, cacheBytes: cacheBytes, blockShift: blockShift)
+    }
+
+    private init(fd: Int32, path: String, count: Int, cacheBytes: Int, blockShift: Int) {
+        self.path = path
         self.fd = fd
-        count = Int(info.st_size)
+        self.count = count
         var shift = min(max(blockShift, 2), 12)
         while count >> shift >= Int(UInt32.max) { shift += 1 }
         self.blockShift = shift
@@ -87,8 +101,8 @@ final class PagedFile: @unchecked Sendable {
         slots = sets * Self.ways
         tags = .allocate(capacity: slots)
         tags.initialize(repeating: .max, count: slots)
-        stamps = .allocate(capacity: slots)
-        stamps.initialize(repeating: 0, count: slots)
+        lru = .allocate(capacity: sets)
+        lru.initialize(repeating: 0, count: sets)
         pages = .allocate(byteCount: slots * blockSize, alignment: max(blockSize, 16))
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
@@ -97,7 +111,7 @@ final class PagedFile: @unchecked Sendable {
     deinit {
         close(fd)
         tags.deallocate()
-        stamps.deallocate()
+        lru.deallocate()
         pages.deallocate()
         scratch?.deallocate()
         pthread_mutex_destroy(mutex)
@@ -151,25 +165,39 @@ final class PagedFile: @unchecked Sendable {
     private func page(_ p: Int) -> UnsafeRawPointer {
         // Most reads are in the block of the read before (a record's bytes, a subtree).
         if p == lastPage { return lastPointer }
-        let first = (p & setMask) &* Self.ways
-        clock &+= 1
+        let set = p & setMask
+        let first = set &* Self.ways
         var pointer: UnsafeRawPointer?
         let tag = UInt32(truncatingIfNeeded: p)
         for slot in first..<(first + Self.ways) where tags[slot] == tag {
-            stamps[slot] = clock
+            touch(set, way: slot - first)
             pointer = UnsafeRawPointer(pages + slot << blockShift)
             break
         }
-        let found = pointer ?? UnsafeRawPointer(load(p, first: first))
+        let found = pointer ?? UnsafeRawPointer(load(p, set: set))
         // A slot is only reused by `load`, which makes its new block the last one.
         lastPage = p
         lastPointer = found
         return found
     }
 
-    private func load(_ p: Int, first: Int) -> UnsafeMutableRawPointer {
-        var victim = first
-        for slot in (first + 1)..<(first + Self.ways) where stamps[slot] < stamps[victim] { victim = slot }
+    /// Marks `way` of `set` as the most recently used: the bits point away from it.
+    @inline(__always)
+    private func touch(_ set: Int, way: Int) {
+        var bits = lru[set]
+        switch way {
+        case 0: bits |= 0b011
+        case 1: bits = bits & ~0b010 | 0b001
+        case 2: bits = bits & ~0b001 | 0b100
+        default: bits &= ~0b101
+        }
+        lru[set] = bits
+    }
+
+    private func load(_ p: Int, set: Int) -> UnsafeMutableRawPointer {
+        let bits = lru[set]
+        let way = bits & 1 == 0 ? Int(bits >> 1 & 1) : 2 + Int(bits >> 2 & 1)
+        let victim = set &* Self.ways + way
         let size = blockSize
         let buffer = pages + victim << blockShift
         var done = 0
@@ -188,7 +216,7 @@ final class PagedFile: @unchecked Sendable {
         if done < size { (buffer + done).initializeMemory(as: UInt8.self, repeating: 0, count: size - done) }
         misses += 1
         tags[victim] = UInt32(truncatingIfNeeded: p)
-        stamps[victim] = clock
+        touch(set, way: way)
         return buffer
     }
 

@@ -38,7 +38,8 @@ import Testing
         let db = try MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 1 << 20)
         #expect(db.cacheBytes == 1 << 20)
         _ = try Self.answers(db, Self.addresses(20_000, seed: 3))
-        #expect(db.cachedBytes == 1 << 20, "the cache is full after 20,000 lookups: \(db.cachedBytes)")
+        // 65,536 blocks of 16 bytes: nearly all are used, none past the cache.
+        #expect(db.cachedBytes <= 1 << 20 && db.cachedBytes > 15 << 16, "the cache is full after 20,000 lookups: \(db.cachedBytes)")
         #expect(db.pageReads > 20_000, "and its pages were reused: \(db.pageReads) reads")
         #expect(try MaxMindDatabase(path: Fixtures.geoLite2City).cacheBytes == MaxMindDatabase.defaultCacheBytes)
         // A cache larger than the file is cut to the file's pages.
@@ -59,7 +60,7 @@ import Testing
 
     @Test func answersDoNotDependOnTheCacheSize() throws {
         let ips = Self.addresses(20_000, seed: 5)
-        // 16 KiB: 128 sets of four 32-byte blocks, evicted on nearly every read (and reads
+        // 16 KiB: 256 sets of four 16-byte blocks, evicted on nearly every read (and reads
         // that cross a block boundary); 64 MiB: the whole file.
         let tiny = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 16 << 10), ips)
         let whole = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 64 << 20), ips)
