@@ -18,10 +18,14 @@ import Darwin
 /// Blocks are 16 bytes by default, not 4 KiB pages: a lookup uses a few bytes of each
 /// node and record it reads, and the profile of a miss was mostly the kernel's copy of
 /// the 4 KiB page; in the same bytes of cache, 256 times as many places of the file fit.
-/// With the database's prefix tables and value caches, sluice-bench's addresses of
-/// 20,000 networks miss about 0.13 times a lookup at 1 MiB (32-byte blocks: 0.26,
-/// 64-byte: 0.45; 4 KiB pages at 2 MiB and no tables: 2.6). Each slot costs 4 bytes of
-/// bookkeeping besides, and each set of 4 slots one byte.
+/// A miss reads the aligned 64 bytes around the block (one `pread`, as cheap as 16
+/// bytes) and keeps the neighbours as the next to evict in their sets: a subtree of the
+/// search tree is contiguous, and the first reads of a network's nodes are misses. With
+/// the database's prefix tables and value caches, sluice-bench's addresses of 20,000
+/// networks miss about 0.16 times a lookup at 1 MiB (32-byte blocks: 0.26, 64-byte:
+/// 0.45; 4 KiB pages at 2 MiB and no tables: 2.6); the benchmark's 200,000-line run
+/// reads ~124,000 times (585,000 pages before). Each slot costs 4 bytes of bookkeeping
+/// besides, and each set of 4 slots one byte.
 ///
 /// Not thread-safe by itself: callers hold `lock` around every read (`withLock`), and
 /// use a pointer it returns before the next read (which may reuse its block).
@@ -47,6 +51,9 @@ final class PagedFile: @unchecked Sendable {
     private let tags: UnsafeMutablePointer<UInt32>
     private let lru: UnsafeMutablePointer<UInt8>
     private let pages: UnsafeMutableRawPointer
+    /// log2 of the blocks read at a time (64 bytes at least), and a buffer for them.
+    private let groupShift: Int
+    private let group: UnsafeMutableRawPointer
     private var lastPage = -1
     private var lastPointer = UnsafeRawPointer(bitPattern: 1)!
     private var scratch: UnsafeMutableRawPointer?
@@ -101,6 +108,8 @@ final class PagedFile: @unchecked Sendable {
         slots = sets * Self.ways
         tags = .allocate(capacity: slots)
         tags.initialize(repeating: .max, count: slots)
+        groupShift = max(0, 6 - shift)
+        group = .allocate(byteCount: blockSize << groupShift, alignment: 16)
         lru = .allocate(capacity: sets)
         lru.initialize(repeating: 0, count: sets)
         pages = .allocate(byteCount: slots * blockSize, alignment: max(blockSize, 16))
@@ -112,6 +121,7 @@ final class PagedFile: @unchecked Sendable {
         close(fd)
         tags.deallocate()
         lru.deallocate()
+        group.deallocate()
         pages.deallocate()
         scratch?.deallocate()
         pthread_mutex_destroy(mutex)
@@ -194,15 +204,23 @@ final class PagedFile: @unchecked Sendable {
         lru[set] = bits
     }
 
-    private func load(_ p: Int, set: Int) -> UnsafeMutableRawPointer {
+    /// The way of `set` to evict next.
+    @inline(__always)
+    private func victim(_ set: Int) -> Int {
         let bits = lru[set]
-        let way = bits & 1 == 0 ? Int(bits >> 1 & 1) : 2 + Int(bits >> 2 & 1)
-        let victim = set &* Self.ways + way
-        let size = blockSize
-        let buffer = pages + victim << blockShift
+        return bits & 1 == 0 ? Int(bits >> 1 & 1) : 2 + Int(bits >> 2 & 1)
+    }
+
+    /// Reads block `p`, and with it the other blocks of its aligned group of
+    /// `groupBlocks` (one `pread` of `groupBlocks` blocks): `p` goes into `set` as its most
+    /// recently used way, each other block not held yet into its own set as the next to
+    /// evict there (nearby nodes are often read next: a subtree is contiguous).
+    private func load(_ p: Int, set: Int) -> UnsafeMutableRawPointer {
+        let size = blockSize << groupShift
+        let firstBlock = (p >> groupShift) << groupShift
         var done = 0
         while done < size {
-            let n = pread(fd, buffer + done, size - done, off_t(p << blockShift + done))
+            let n = pread(fd, group + done, size - done, off_t(firstBlock << blockShift + done))
             if n > 0 {
                 done += n
             } else if n < 0, errno == EINTR {
@@ -213,9 +231,24 @@ final class PagedFile: @unchecked Sendable {
                 break
             }
         }
-        if done < size { (buffer + done).initializeMemory(as: UInt8.self, repeating: 0, count: size - done) }
+        if done < size { (group + done).initializeMemory(as: UInt8.self, repeating: 0, count: size - done) }
         misses += 1
-        tags[victim] = UInt32(truncatingIfNeeded: p)
+        // The others first, so that in a cache of fewer sets than a group's blocks, `p`
+        // is not evicted by them.
+        for b in firstBlock..<(firstBlock + 1 << groupShift) where b != p {
+            let s = b & setMask
+            let first = s &* Self.ways
+            let tag = UInt32(truncatingIfNeeded: b)
+            guard !(first..<(first + Self.ways)).contains(where: { tags[$0] == tag }) else { continue }
+            let slot = first + victim(s)
+            (pages + slot << blockShift).copyMemory(from: group + (b - firstBlock) << blockShift, byteCount: blockSize)
+            tags[slot] = tag
+        }
+        let way = victim(set)
+        let slot = set &* Self.ways + way
+        let buffer = pages + slot << blockShift
+        buffer.copyMemory(from: group + (p - firstBlock) << blockShift, byteCount: blockSize)
+        tags[slot] = UInt32(truncatingIfNeeded: p)
         touch(set, way: way)
         return buffer
     }
