@@ -182,6 +182,18 @@ final class ASNTable: Sendable {
         var ends: [Key] = []
         var rows: [Row] = []
 
+        mutating func append(_ start: Key, _ end: Key, _ row: Row) {
+            starts.append(start)
+            ends.append(end)
+            rows.append(row)
+        }
+
+        /// By start, ranges with the same start in file order.
+        func sorted() -> Ranges {
+            let order = starts.indices.sorted { starts[$0] != starts[$1] ? starts[$0] < starts[$1] : $0 < $1 }
+            return Ranges(starts: order.map { starts[$0] }, ends: order.map { ends[$0] }, rows: order.map { rows[$0] })
+        }
+
         func find(_ key: Key) -> Row? {
             starts.withUnsafeBufferPointer { starts in
                 var lo = 0, hi = starts.count
@@ -215,7 +227,7 @@ final class ASNTable: Sendable {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw MaxMindFileMissing(path: path)
         }
-        var v4: [(start: Key, end: Key, row: Row)] = [], v6: [(start: Key, end: Key, row: Row)] = []
+        var v4 = Ranges(), v6 = Ranges()
         // One copy of each description: an AS has many ranges.
         var names: [String: String] = [:]
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
@@ -229,15 +241,11 @@ final class ASNTable: Sendable {
             var name = cols[4...].joined(separator: "\t")
             if let known = names[name] { name = known } else { names[name] = name }
             let row = Row(number: String(asn), organisation: name, country: country.isEmpty || country == "None" ? nil : country)
-            let range = (start: Key(high: a.high, low: a.low), end: Key(high: b.high, low: b.low), row: row)
-            if a.v4 != nil { v4.append(range) } else { v6.append(range) }
+            let (start, end) = (Key(high: a.high, low: a.low), Key(high: b.high, low: b.low))
+            if a.v4 != nil { v4.append(start, end, row) } else { v6.append(start, end, row) }
         }
-        func ranges(_ list: [(start: Key, end: Key, row: Row)]) -> Ranges {
-            let sorted = list.sorted { $0.start < $1.start }
-            return Ranges(starts: sorted.map(\.start), ends: sorted.map(\.end), rows: sorted.map(\.row))
-        }
-        self.v4 = ranges(v4)
-        self.v6 = ranges(v6)
+        self.v4 = v4.sorted()
+        self.v6 = v6.sorted()
     }
 
     func find(_ ip: IPAddress) -> Row? {

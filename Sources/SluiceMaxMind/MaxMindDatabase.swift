@@ -41,7 +41,7 @@ public struct MaxMindEntry: Sendable, Hashable {
 /// in the OS page cache, so a cache miss costs a system call and a copy of one block.
 ///
 /// Speed (issue #7): the first levels of the search tree are also held flattened, a
-/// table by address prefix (IPv4: up to 17 bits, 512 KiB; IPv6: up to 15 bits, 128 KiB;
+/// table by address prefix (IPv4: up to 17 bits, 512 KiB; IPv6: up to 13 bits, 32 KiB;
 /// smaller for smaller trees), so a lookup starts that many bits down without reading
 /// those nodes; and `path(_:)` gives a path whose values are remembered by record in a
 /// bounded cache (many addresses share one record: a country, a city).
@@ -85,7 +85,7 @@ public final class MaxMindDatabase: Sendable {
     public static let defaultValueCacheEntries = 8192
 
     /// The most bytes of the IPv4 prefix table unless the caller says otherwise (the IPv6
-    /// one has a quarter of it): 512 KiB, 17 bits.
+    /// one has a sixteenth of it): 512 KiB, 17 bits.
     public static let defaultTreeTableBytes = 512 << 10
 
     /// Opens and checks a database file.
@@ -97,8 +97,8 @@ public final class MaxMindDatabase: Sendable {
     ///   - valueCacheEntries: how many records' values each path of `path(_:)` remembers
     ///     (0: none).
     ///   - treeTableBytes: the most bytes of the table of the tree's first levels for IPv4
-    ///     addresses (4 bytes a prefix, 24 bits at most; the IPv6 table has a quarter; 0:
-    ///     none). Either is smaller for a small tree (a prefix for every 4 nodes at most).
+    ///     addresses (4 bytes a prefix, 24 bits at most; the IPv6 table has a sixteenth;
+    ///     0: none). Either is smaller for a small tree (a prefix for every 4 nodes at most).
     /// - Throws: `MaxMindError` when the file cannot be read or is not a valid database.
     public init(path: String, cacheBytes: Int = MaxMindDatabase.defaultCacheBytes,
                 blockBytes: Int = MaxMindDatabase.defaultBlockBytes,
@@ -169,7 +169,7 @@ public final class MaxMindDatabase: Sendable {
         while log2Entries < 24, 8 << log2Entries <= treeTableBytes { log2Entries += 1 }
         let (count, size) = (nodeCount, recordSize)
         let v4Bits = treeTableBytes >= 8 ? min(log2Entries, log2Nodes - 2) : 0
-        let v6Bits = metadata.ipVersion == 6 ? min(v4Bits - 2, log2Nodes - 4) : 0
+        let v6Bits = metadata.ipVersion == 6 ? min(v4Bits - 4, log2Nodes - 4) : 0
         // Read through 4 KiB pages of the same open file, dropped after: the walk goes
         // through the tree in file order when it is written depth-first, as MaxMind's
         // writers do (the City database: ~4,600 reads instead of ~43,000 blocks).

@@ -38,8 +38,9 @@ import Testing
         let db = try MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 1 << 20)
         #expect(db.cacheBytes == 1 << 20)
         _ = try Self.answers(db, Self.addresses(20_000, seed: 3))
-        // 65,536 blocks of 16 bytes: nearly all are used, none past the cache.
-        #expect(db.cachedBytes <= 1 << 20 && db.cachedBytes > 15 << 16, "the cache is full after 20,000 lookups: \(db.cachedBytes)")
+        // 65,536 blocks of 16 bytes: most are used (a miss's neighbours in the same 64
+        // bytes may be held already), none past the cache.
+        #expect(db.cachedBytes <= 1 << 20 && db.cachedBytes > 3 << 18, "the cache is full after 20,000 lookups: \(db.cachedBytes)")
         #expect(db.pageReads > 20_000, "and its pages were reused: \(db.pageReads) reads")
         #expect(try MaxMindDatabase(path: Fixtures.geoLite2City).cacheBytes == MaxMindDatabase.defaultCacheBytes)
         // A cache larger than the file is cut to the file's pages.
@@ -66,7 +67,7 @@ import Testing
         let whole = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 64 << 20), ips)
         #expect(tiny == whole)
         // Blocks of 4 bytes (most nodes and strings cross one) and 4 KiB pages; no prefix
-        // tables; the largest prefix tables the tree allows (19 bits, IPv6 17).
+        // tables; the largest prefix tables the tree allows (19 bits, IPv6 15).
         let small = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 16 << 10, blockBytes: 4), ips)
         #expect(small == whole)
         let pages = try Self.answers(MaxMindDatabase(path: Fixtures.geoLite2City, cacheBytes: 64 << 10, blockBytes: 4096), ips)
