@@ -49,13 +49,15 @@ public struct GeoIP: Transformer {
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         let db = try DatabaseCache.shared.database(context.inputPath(database))
+        // The database remembers each path's values by record (many addresses share one).
+        let targets = fields.map(\.0), paths = fields.map { db.path($0.1) }
         for i in batch.records.indices {
             var entry: MaxMindEntry?
             if case .string(let text)? = batch.records[i].fields.value(at: ip), let address = IPAddress(text) {
                 entry = try db.lookup(address)
             }
-            for (target, path) in fields {
-                batch.records[i].fields[target] = try entry.flatMap { try db.value($0, at: path) }.map(Self.value) ?? .null
+            for j in paths.indices {
+                batch.records[i].fields[targets[j]] = try entry.flatMap { try paths[j].value($0) }.map(Self.value) ?? .null
             }
             if let header, let country = cloudflareCountry(batch.records[i].fields.value(at: header)) {
                 batch.records[i].fields[headerTarget] = .string(country)
@@ -125,17 +127,18 @@ public struct ASN: Transformer {
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         let db = try database.map { try DatabaseCache.shared.database(context.inputPath($0)) }
+        let numberPath = db?.path(["autonomous_system_number"]), organisationPath = db?.path(["autonomous_system_organization"])
         let table = try tsv.map { try ASNTable.cached(context.inputPath($0)) }
         for i in batch.records.indices {
             var number = Value.null, org = Value.null, country = Value.null
             if case .string(let text)? = batch.records[i].fields.value(at: ip), let address = IPAddress(text) {
-                if let db, let entry = try db.lookup(address) {
-                    if let n = try db.value(entry, at: ["autonomous_system_number"])?.int64Value { number = .string(String(n)) }
-                    if let s = try db.value(entry, at: ["autonomous_system_organization"])?.stringValue { org = .string(s) }
+                if let db, let numberPath, let organisationPath, let entry = try db.lookup(address) {
+                    if let n = try numberPath.value(entry)?.int64Value { number = .string(String(n)) }
+                    if let s = try organisationPath.value(entry)?.stringValue { org = .string(s) }
                 } else if let table, let row = table.find(address) {
-                    number = .string(String(row.number))
-                    org = .string(row.description)
-                    country = row.country.isEmpty || row.country == "None" ? .null : .string(row.country)
+                    number = .string(row.number)
+                    org = .string(row.organisation)
+                    country = row.country.map(Value.string) ?? .null
                 }
             }
             batch.records[i].fields[numberField] = number
@@ -163,10 +166,48 @@ public struct ASN: Transformer {
 }
 
 /// IP-to-ASN ranges from a TSV file, sorted for binary search (IPv4 and IPv6 apart).
+/// A range's fields are kept as the text the stage writes (issue #7: not converted again
+/// for each record), one copy of each description, and the starts apart from them, so
+/// that the search reads 16 bytes an entry.
 final class ASNTable: Sendable {
-    struct Row: Sendable { var start: (UInt64, UInt64); var end: (UInt64, UInt64); var number: Int64; var country: String; var description: String }
-    let v4: [Row]
-    let v6: [Row]
+    /// The fields of a range: AS number (as text), description, country (nil for none).
+    struct Row: Sendable { var number: String; var organisation: String; var country: String? }
+    struct Key: Sendable, Comparable {
+        var high: UInt64, low: UInt64
+        static func < (a: Key, b: Key) -> Bool { a.high != b.high ? a.high < b.high : a.low < b.low }
+    }
+    /// One family's ranges, by start.
+    struct Ranges: Sendable {
+        var starts: [Key] = []
+        var ends: [Key] = []
+        var rows: [Row] = []
+
+        mutating func append(_ start: Key, _ end: Key, _ row: Row) {
+            starts.append(start)
+            ends.append(end)
+            rows.append(row)
+        }
+
+        /// By start, ranges with the same start in file order.
+        func sorted() -> Ranges {
+            let order = starts.indices.sorted { starts[$0] != starts[$1] ? starts[$0] < starts[$1] : $0 < $1 }
+            return Ranges(starts: order.map { starts[$0] }, ends: order.map { ends[$0] }, rows: order.map { rows[$0] })
+        }
+
+        func find(_ key: Key) -> Row? {
+            starts.withUnsafeBufferPointer { starts in
+                var lo = 0, hi = starts.count
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if starts[mid] <= key { lo = mid + 1 } else { hi = mid }
+                }
+                guard lo > 0, key <= ends[lo - 1] else { return nil }
+                return rows[lo - 1]
+            }
+        }
+    }
+    let v4: Ranges
+    let v6: Ranges
 
     private static let lock = Lock()
     // Guarded by `lock`.
@@ -186,7 +227,9 @@ final class ASNTable: Sendable {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw MaxMindFileMissing(path: path)
         }
-        var v4: [Row] = [], v6: [Row] = []
+        var v4 = Ranges(), v6 = Ranges()
+        // One copy of each description: an AS has many ranges.
+        var names: [String: String] = [:]
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
             let cols = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard cols.count >= 5, let a = IPAddress(cols[0]), let b = IPAddress(cols[1]), let asn = Int64(cols[2]) else {
@@ -194,25 +237,20 @@ final class ASNTable: Sendable {
                 throw ASNFileError(path: path, line: n + 1)
             }
             guard asn != 0 else { continue }  // not routed
-            let row = Row(start: (a.high, a.low), end: (b.high, b.low), number: asn, country: cols[3],
-                          description: cols[4...].joined(separator: "\t"))
-            if a.v4 != nil { v4.append(row) } else { v6.append(row) }
+            let country = cols[3]
+            var name = cols[4...].joined(separator: "\t")
+            if let known = names[name] { name = known } else { names[name] = name }
+            let row = Row(number: String(asn), organisation: name, country: country.isEmpty || country == "None" ? nil : country)
+            let (start, end) = (Key(high: a.high, low: a.low), Key(high: b.high, low: b.low))
+            if a.v4 != nil { v4.append(start, end, row) } else { v6.append(start, end, row) }
         }
-        self.v4 = v4.sorted { $0.start < $1.start }
-        self.v6 = v6.sorted { $0.start < $1.start }
+        self.v4 = v4.sorted()
+        self.v6 = v6.sorted()
     }
 
     func find(_ ip: IPAddress) -> Row? {
-        let rows = ip.v4 != nil ? v4 : v6
-        let key = (ip.high, ip.low)
-        var lo = 0, hi = rows.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if rows[mid].start <= key { lo = mid + 1 } else { hi = mid }
-        }
-        guard lo > 0 else { return nil }
-        let row = rows[lo - 1]
-        return key <= row.end ? row : nil
+        let key = Key(high: ip.high, low: ip.low)
+        return ip.v4 != nil ? v4.find(key) : v6.find(key)
     }
 }
 

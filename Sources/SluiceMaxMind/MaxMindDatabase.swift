@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Where an address's data is: the offset of its record in the data section, and
 /// the prefix length of the network that holds the address.
 public struct MaxMindEntry: Sendable, Hashable {
@@ -26,11 +34,17 @@ public struct MaxMindEntry: Sendable, Hashable {
 /// `lookup`, `value` or `decode`), so it may be shared between threads and tasks. Every
 /// problem in the file is a thrown `MaxMindError`, never a crash or an endless loop.
 ///
-/// Memory: the file is read with `pread` through a cache of at most `cacheBytes` of its
-/// 4 KiB pages, not mapped (issue #7). A mapping's pages count in the process's RSS as
+/// Memory: the file is read with `pread` through a cache of at most `cacheBytes` of it in
+/// small blocks, not mapped (issue #7). A mapping's pages count in the process's RSS as
 /// soon as lookups touch them, and the kernel maps 64 KiB around each fault: addresses
 /// from everywhere made the whole City database (~60 MB) resident. The file's pages stay
-/// in the OS page cache, so a cache miss costs a system call and a 4 KiB copy.
+/// in the OS page cache, so a cache miss costs a system call and a copy of one block.
+///
+/// Speed (issue #7): the first levels of the search tree are also held flattened, a
+/// table by address prefix (IPv4: up to 17 bits, 512 KiB; IPv6: up to 13 bits, 32 KiB;
+/// smaller for smaller trees), so a lookup starts that many bits down without reading
+/// those nodes; and `path(_:)` gives a path whose values are remembered by record in a
+/// bounded cache (many addresses share one record: a country, a city).
 public final class MaxMindDatabase: Sendable {
     /// The file's path, as given.
     public let path: String
@@ -45,23 +59,55 @@ public final class MaxMindDatabase: Sendable {
     private let dataSize: Int
     /// The node (or record value) reached by 96 zero bits in an IPv6 tree; 0 in an IPv4 tree.
     private let ipv4Start: Int
+    /// The tree's first levels from `ipv4Start` (IPv4 addresses) and from the root (IPv6
+    /// addresses of an IPv6 tree); nil when the tree is tiny or its values too large.
+    private let v4Prefixes: PrefixTable?
+    private let v6Prefixes: PrefixTable?
+    /// The value caches of `path(_:)`, by path.
+    private let paths: PathCaches
 
     static let marker: [UInt8] = [0xAB, 0xCD, 0xEF] + Array("MaxMind.com".utf8)
     static let maxMetadataSize = 128 * 1024
 
-    /// The page cache's size unless the caller says otherwise: 2 MiB (8 MiB at first;
+    /// The page cache's size unless the caller says otherwise: 1 MiB (8 MiB at first;
     /// the benchmark's whole run moved within its noise from 8 to 4 to 2 MiB while peak
     /// memory fell by 6 MiB; random addresses over the whole space miss more, see
-    /// docs/benchmarks.md).
-    public static let defaultCacheBytes = 2 << 20
+    /// docs/benchmarks.md). 1 MiB since the 16-byte blocks and the prefix tables, which
+    /// with the value caches take about the memory of the 2 MiB of pages before.
+    public static let defaultCacheBytes = 1 << 20
+
+    /// The size of the page cache's blocks unless the caller says otherwise: 16 bytes
+    /// (a node is 6 to 8 bytes; 4 KiB pages at first, whose copy was most of a miss).
+    public static let defaultBlockBytes = 1 << PagedFile.defaultBlockShift
+
+    /// How many records' values each path of `path(_:)` remembers unless the caller says
+    /// otherwise (the benchmark's 200,000 addresses share ~8,000 City records).
+    public static let defaultValueCacheEntries = 8192
+
+    /// The most bytes of the IPv4 prefix table unless the caller says otherwise (the IPv6
+    /// one has a sixteenth of it): 512 KiB, 17 bits.
+    public static let defaultTreeTableBytes = 512 << 10
 
     /// Opens and checks a database file.
-    /// - Parameter cacheBytes: the most bytes of the file held in memory at a time
-    ///   (whole 4 KiB pages, 16 KiB at least).
+    /// - Parameters:
+    ///   - cacheBytes: the most bytes of the file held in memory at a time (whole blocks,
+    ///     4 blocks at least).
+    ///   - blockBytes: the size of the cache's blocks, a power of two in 4...4096 (others
+    ///     are rounded down and clamped).
+    ///   - valueCacheEntries: how many records' values each path of `path(_:)` remembers
+    ///     (0: none).
+    ///   - treeTableBytes: the most bytes of the table of the tree's first levels for IPv4
+    ///     addresses (4 bytes a prefix, 24 bits at most; the IPv6 table has a sixteenth;
+    ///     0: none). Either is smaller for a small tree (a prefix for every 4 nodes at most).
     /// - Throws: `MaxMindError` when the file cannot be read or is not a valid database.
-    public init(path: String, cacheBytes: Int = MaxMindDatabase.defaultCacheBytes) throws {
+    public init(path: String, cacheBytes: Int = MaxMindDatabase.defaultCacheBytes,
+                blockBytes: Int = MaxMindDatabase.defaultBlockBytes,
+                valueCacheEntries: Int = MaxMindDatabase.defaultValueCacheEntries,
+                treeTableBytes: Int = MaxMindDatabase.defaultTreeTableBytes) throws {
         self.path = path
-        let file = try PagedFile(path: path, cacheBytes: cacheBytes)
+        var shift = 2
+        while shift < 12, 2 << shift <= blockBytes { shift += 1 }
+        let file = try PagedFile(path: path, cacheBytes: cacheBytes, blockShift: shift)
         self.file = file
         guard file.count > 0, let markerStart = file.withLock({ Self.lastMarker(in: file) }) else {
             throw MaxMindError(path: path, kind: .missingMetadataMarker)
@@ -116,6 +162,22 @@ public final class MaxMindDatabase: Sendable {
             }
         }
         ipv4Start = node
+        // The flattened first levels: 4 nodes or more for each entry.
+        var log2Nodes = 0
+        while 2 << log2Nodes <= nodeCount { log2Nodes += 1 }
+        var log2Entries = 0
+        while log2Entries < 24, 8 << log2Entries <= treeTableBytes { log2Entries += 1 }
+        let (count, size) = (nodeCount, recordSize)
+        let v4Bits = treeTableBytes >= 8 ? min(log2Entries, log2Nodes - 2) : 0
+        let v6Bits = metadata.ipVersion == 6 ? min(v4Bits - 4, log2Nodes - 4) : 0
+        // Read through 4 KiB pages of the same open file, dropped after: the walk goes
+        // through the tree in file order when it is written depth-first, as MaxMind's
+        // writers do (the City database: ~4,600 reads instead of ~43,000 blocks).
+        let pages = try PagedFile(sharing: file, cacheBytes: 64 << 10, blockShift: 12)
+        (v4Prefixes, v6Prefixes) = pages.withLock {
+            (PrefixTable(pages, size, count, from: node, bits: v4Bits), PrefixTable(pages, size, count, from: 0, bits: v6Bits))
+        }
+        paths = PathCaches(entries: valueCacheEntries)
     }
 
     /// The most bytes of the file held in memory at a time.
@@ -124,7 +186,10 @@ public final class MaxMindDatabase: Sendable {
     /// The bytes of the file held in memory now.
     public var cachedBytes: Int { file.cachedBytes }
 
-    /// Pages read from the file so far (cache misses).
+    /// The size of the cache's blocks.
+    public var blockBytes: Int { file.blockSize }
+
+    /// Blocks read from the file so far (cache misses).
     public var pageReads: Int { file.withLock { file.misses } }
 
     /// The start of the last metadata marker, searched in the last 128 KiB. Under the lock.
@@ -150,7 +215,7 @@ public final class MaxMindDatabase: Sendable {
     /// Record `side` (0 left, 1 right) of `node`; the node must be below node_count (its
     /// bytes are then inside the file, checked at open). Under the lock.
     @inline(__always)
-    private static func record(_ file: PagedFile, _ recordSize: Int, _ node: Int, _ side: Int) -> Int {
+    static func record(_ file: PagedFile, _ recordSize: Int, _ node: Int, _ side: Int) -> Int {
         switch recordSize {
         case 24:
             let offset = node * 6 + side * 3
@@ -167,11 +232,23 @@ public final class MaxMindDatabase: Sendable {
         }
     }
 
-    /// Walks `bitCount` bits of `high`,`low` (most significant first) from `start`:
-    /// the record value reached and the number of bits used.
+    /// Walks `bitCount` bits of `high`,`low` (most significant first) from `start`,
+    /// whose first levels are `table`: the record value reached and the number of bits
+    /// used.
     @inline(__always)
-    private func walk(from start: Int, high: UInt64, low: UInt64, bitCount: Int) -> (Int, Int) {
-        file.withLock { walkLocked(from: start, high: high, low: low, bitCount: bitCount) }
+    private func walk(_ table: PrefixTable?, from start: Int, high: UInt64, low: UInt64, bitCount: Int) -> (Int, Int) {
+        guard let table else {
+            return file.withLock { walkLocked(from: start, high: high, low: low, bitCount: bitCount) }
+        }
+        let bits = table.bits
+        let entry = table.entries[Int(truncatingIfNeeded: high >> UInt64(64 - bits))]
+        let node = Int(entry >> 5), depth = Int(entry & 31)
+        // A record value (data, or none) reached within the table's bits.
+        if node >= nodeCount { return (node, depth) }
+        // A node `bits` down: the rest of the address from there.
+        let h = high << UInt64(bits) | low >> UInt64(64 - bits), l = low << UInt64(bits)
+        let (record, rest) = file.withLock { walkLocked(from: node, high: h, low: l, bitCount: bitCount - bits) }
+        return (record, rest + bits)
     }
 
     @inline(__always)
@@ -217,11 +294,11 @@ public final class MaxMindDatabase: Sendable {
         let record: Int, depth: Int, bitCount: Int
         if ip.family == .v4 || (ip.high == 0 && ip.low >> 32 == 0xFFFF) {
             // IPv4, or IPv4-mapped IPv6: the 32 bits, from the IPv4 start node.
-            (record, depth) = walk(from: ipv4Start, high: ip.low << 32, low: 0, bitCount: 32)
+            (record, depth) = walk(v4Prefixes, from: ipv4Start, high: ip.low << 32, low: 0, bitCount: 32)
             bitCount = 32
         } else {
             guard metadata.ipVersion == 6 else { throw MaxMindError(path: path, kind: .ipv6LookupInIPv4Database) }
-            (record, depth) = walk(from: 0, high: ip.high, low: ip.low, bitCount: 128)
+            (record, depth) = walk(v6Prefixes, from: 0, high: ip.high, low: ip.low, bitCount: 128)
             bitCount = 128
         }
         if record == nodeCount { return nil }
@@ -302,6 +379,16 @@ public final class MaxMindDatabase: Sendable {
         }
     }
 
+    /// `components` as a path (see `value(_:at:)`) whose values this database remembers by
+    /// record: many addresses share a record (a country's, a city's), and a remembered
+    /// value costs no read or decode. Each path remembers `valueCacheEntries` records'
+    /// values (least recently used out); only scalars are remembered (strings and bytes
+    /// up to 32 bytes), and that a path is absent; maps, arrays and errors never are.
+    /// The first 8 paths asked for get a cache; more paths are read as `value(_:at:)`.
+    public func path(_ components: [String]) -> MaxMindPath {
+        MaxMindPath(database: self, components: components, cache: paths.cache(for: components))
+    }
+
     /// Looks up an address given as text and reads the value at `path` of its record.
     /// - Returns: nil when the database has no record for the address or the record has
     ///   nothing at `path`.
@@ -357,5 +444,206 @@ public final class MaxMindDatabase: Sendable {
         for offset in offsets.sorted() {
             _ = try decode(MaxMindEntry(offset: offset, prefixLength: 0))
         }
+    }
+}
+
+/// A path into a database's records (`MaxMindDatabase.path(_:)`), with the values found
+/// at it remembered by record offset.
+public struct MaxMindPath: Sendable {
+    public let database: MaxMindDatabase
+    public let components: [String]
+    let cache: ValueCache?
+
+    /// The value at the path in an entry's record, as `database.value(entry, at: components)`.
+    @inline(__always)
+    public func value(_ entry: MaxMindEntry) throws -> MMDBValue? {
+        guard let cache else { return try database.value(entry, at: components) }
+        if let known = cache.value(at: entry.offset) { return known.value }
+        let value = try database.value(entry, at: components)
+        cache.remember(value, at: entry.offset)
+        return value
+    }
+}
+
+/// The first `bits` levels of a search tree from one start node, flattened (issue #7):
+/// entry `p` is where the walk of the `bits`-bit prefix `p` ends, as the node or record
+/// value shifted left by 5, or'ed with the number of bits walked (`bits` when it ends on a
+/// node, to walk on from; fewer when it reached a record value first).
+struct PrefixTable: Sendable {
+    let bits: Int
+    let entries: [UInt32]
+
+    /// Reads the levels (under the file's lock). Nil when `bits` is below 1, or a value
+    /// reached does not fit in 27 bits. Work: at most 2^(bits+1) records read.
+    init?(_ file: PagedFile, _ recordSize: Int, _ nodeCount: Int, from start: Int, bits: Int) {
+        guard bits >= 1, bits <= 24 else { return nil }
+        var entries = [UInt32](repeating: 0, count: 1 << bits)
+        var stack: [(node: Int, depth: Int, prefix: Int)] = [(start, 0, 0)]
+        while let (node, depth, prefix) = stack.popLast() {
+            if node >= nodeCount || depth == bits {
+                guard node < 1 << 27 else { return nil }
+                let entry = UInt32(node) << 5 | UInt32(depth)
+                let first = prefix << (bits - depth)
+                entries.withUnsafeMutableBufferPointer { b in
+                    for i in first..<(first + 1 << (bits - depth)) { b[i] = entry }
+                }
+                continue
+            }
+            stack.append((MaxMindDatabase.record(file, recordSize, node, 1), depth + 1, prefix << 1 | 1))
+            stack.append((MaxMindDatabase.record(file, recordSize, node, 0), depth + 1, prefix << 1))
+        }
+        self.bits = bits
+        self.entries = entries
+    }
+}
+
+/// The value caches of one database's paths.
+final class PathCaches: @unchecked Sendable {
+    static let maxPaths = 8
+    let entries: Int
+    /// Guarded by `lock`.
+    private var caches: [[String]: ValueCache] = [:]
+    private let lock = PthreadLock()
+
+    init(entries: Int) { self.entries = entries }
+
+    func cache(for path: [String]) -> ValueCache? {
+        guard entries > 0 else { return nil }
+        return lock.withLock {
+            if let c = caches[path] { return c }
+            guard caches.count < Self.maxPaths else { return nil }
+            let c = ValueCache(entries: entries)
+            caches[path] = c
+            return c
+        }
+    }
+}
+
+/// Values by record offset for one path: a bounded, 4-way set-associative cache, least
+/// recently used out. Only small scalars are kept, so its memory is bounded by its entry
+/// count: 20 bytes a slot, and for each value kept about 100 bytes at most, less when
+/// values repeat (a string is kept once). 8,192 entries: 160 KiB to about 1 MiB.
+final class ValueCache: @unchecked Sendable {
+    /// A value remembered: `value` nil when the path is absent from the record.
+    struct Known { let value: MMDBValue? }
+
+    static let ways = 4
+    static let maxBytes = 32
+    /// Guarded by `lock`: each slot's record offset (-1: none), value, and when it was
+    /// last used.
+    private let offsets: UnsafeMutablePointer<Int>
+    private let values: UnsafeMutablePointer<MMDBValue?>
+    private let stamps: UnsafeMutablePointer<UInt32>
+    private var clock: UInt32 = 0
+    /// Guarded by `lock`: one value for each string remembered (up to `slots / 4`), so
+    /// that records with the same string (a country code) share one value's storage.
+    private var strings: [String: MMDBValue] = [:]
+    private let setShift: Int
+    private let slots: Int
+    private let lock = PthreadLock()
+
+    /// A cache of `entries` values (rounded down to a power of two, 4 at least).
+    init(entries: Int) {
+        var sets = 1
+        while sets * 2 * Self.ways <= entries { sets *= 2 }
+        var log2Sets = 0
+        while 1 << log2Sets < sets { log2Sets += 1 }
+        setShift = 64 - log2Sets
+        slots = sets * Self.ways
+        offsets = .allocate(capacity: slots)
+        offsets.initialize(repeating: -1, count: slots)
+        values = .allocate(capacity: slots)
+        values.initialize(repeating: nil, count: slots)
+        stamps = .allocate(capacity: slots)
+        stamps.initialize(repeating: 0, count: slots)
+    }
+
+    deinit {
+        offsets.deallocate()
+        values.deinitialize(count: slots)
+        values.deallocate()
+        stamps.deallocate()
+    }
+
+    var capacity: Int { slots }
+
+    @inline(__always)
+    private func firstSlot(_ offset: Int) -> Int {
+        // Fibonacci hashing; a shift by 64 (one set) gives 0.
+        let h = UInt64(truncatingIfNeeded: offset) &* 0x9E37_79B9_7F4A_7C15
+        return setShift >= 64 ? 0 : Int(truncatingIfNeeded: h >> UInt64(setShift)) &* Self.ways
+    }
+
+    /// The value remembered for the record at `offset`, if any.
+    @inline(__always)
+    func value(at offset: Int) -> Known? {
+        let first = firstSlot(offset)
+        return lock.withLock {
+            clock &+= 1
+            for slot in first..<(first + Self.ways) where offsets[slot] == offset {
+                stamps[slot] = clock
+                return Known(value: values[slot])
+            }
+            return nil
+        }
+    }
+
+    /// Remembers `value` for the record at `offset` when it is small enough to keep.
+    func remember(_ value: MMDBValue?, at offset: Int) {
+        guard Self.keeps(value) else { return }
+        let first = firstSlot(offset)
+        lock.withLock {
+            var value = value
+            if case .string(let s)? = value {
+                if let shared = strings[s] {
+                    value = shared
+                } else if strings.count < slots / 4 {
+                    strings[s] = value
+                }
+            }
+            clock &+= 1
+            var victim = first
+            for slot in first..<(first + Self.ways) {
+                if offsets[slot] == offset { victim = slot; break }
+                if stamps[slot] < stamps[victim] { victim = slot }
+            }
+            offsets[victim] = offset
+            values[victim] = value
+            stamps[victim] = clock
+        }
+    }
+
+    /// Absent, numbers, booleans, and strings and bytes of 32 bytes at most.
+    static func keeps(_ value: MMDBValue?) -> Bool {
+        switch value {
+        case nil: return true
+        case .string(let s)?: return s.utf8.count <= maxBytes
+        case .bytes(let b)?: return b.count <= maxBytes
+        case .map?, .array?: return false
+        default: return true
+        }
+    }
+}
+
+/// A pthread mutex (the package's oldest macOS lacks `Synchronization.Mutex`).
+final class PthreadLock: @unchecked Sendable {
+    // The mutex is only used through pthread_mutex_lock/unlock, which serialise access.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    @inline(__always)
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
     }
 }

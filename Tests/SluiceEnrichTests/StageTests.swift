@@ -69,6 +69,43 @@ import Testing
         #expect(byID["9"] == [nil, nil, nil, nil])
     }
 
+    /// A database file replaced between runs (the same path) gives the new file's values:
+    /// neither the opened database nor the values it remembers by record are reused.
+    /// Expected values: MaxMind's reader (the Python maxminddb package) on each file.
+    @Test func geoipAfterTheDatabaseFileIsReplaced() async throws {
+        let data = TestSupport.sharedData + "/maxmind-db/test-data"
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-geoip-replaced-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/geo.mmdb"
+        let runs: [(String, [String: [String?]])] = [
+            ("GeoIP2-City-Test.mmdb", ["1": ["GB", "London"], "2": ["JP", nil], "3": ["SE", "Linköping"]]),
+            ("GeoIP2-Country-Test.mmdb", ["1": ["GB", nil], "2": ["JP", nil], "3": ["SE", nil]]),
+            ("GeoIP2-Enterprise-Test.mmdb", ["1": ["GB", "London"], "2": [nil, nil], "3": ["SE", "Linköping"]]),
+            ("GeoIP2-City-Test.mmdb", ["1": ["GB", "London"], "2": ["JP", nil], "3": ["SE", "Linköping"]]),
+        ]
+        for (name, want) in runs {
+            try? FileManager.default.removeItem(atPath: file)
+            try FileManager.default.copyItem(atPath: data + "/" + name, toPath: file)
+            let lines = (0..<3).flatMap { n in
+                [Self.line(1 + 10 * n, ip: "81.2.69.160"), Self.line(2 + 10 * n, ip: "2001:218::1"), Self.line(3 + 10 * n, ip: "89.160.20.112")]
+            }
+            let (rows, _) = try await Self.runPipeline(
+                lines: lines,
+                stages: """
+                  - kind: geoip
+                    database: \(file)
+                    fields: {geo: country.iso_code, city: city.names.en}
+                """,
+                columns: ["id", "geo", "city"])
+            #expect(rows.count == 9, "\(name)")
+            for row in rows {
+                guard let id = row[0], let n = Int(id) else { continue }
+                #expect(Array(row[1...2]) == want[String(n % 10)], "\(name) id \(id)")
+            }
+        }
+    }
+
     @Test func asnFromAnIPToASNTSVFile() async throws {
         let tsv = "range_start\trange_end\tAS_number\tcountry_code\tAS_description\n"
             + "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n1.0.1.0\t1.0.3.255\t0\tNone\tNot routed\n"
