@@ -51,15 +51,17 @@ public struct GeoIP: Transformer {
         let db = try DatabaseCache.shared.database(context.inputPath(database))
         // The database remembers each path's values by record (many addresses share one).
         let targets = fields.map(\.0), paths = fields.map { db.path($0.1) }
+        var ipReader = PathReader(ip)
+        var headerReader = header.map(PathReader.init)
         for i in batch.records.indices {
             var entry: MaxMindEntry?
-            if case .string(let text)? = batch.records[i].fields.value(at: ip), let address = IPAddress(text) {
+            if case .string(let text)? = ipReader.value(in: batch.records[i].fields), let address = IPAddress(text) {
                 entry = try db.lookup(address)
             }
             for j in paths.indices {
                 batch.records[i].fields[targets[j]] = try entry.flatMap { try paths[j].value($0) }.map(Self.value) ?? .null
             }
-            if let header, let country = cloudflareCountry(batch.records[i].fields.value(at: header)) {
+            if headerReader != nil, let country = cloudflareCountry(headerReader!.value(in: batch.records[i].fields)) {
                 batch.records[i].fields[headerTarget] = .string(country)
             }
         }
@@ -129,9 +131,10 @@ public struct ASN: Transformer {
         let db = try database.map { try DatabaseCache.shared.database(context.inputPath($0)) }
         let numberPath = db?.path(["autonomous_system_number"]), organisationPath = db?.path(["autonomous_system_organization"])
         let table = try tsv.map { try ASNTable.cached(context.inputPath($0)) }
+        var ipReader = PathReader(ip)
         for i in batch.records.indices {
             var number = Value.null, org = Value.null, country = Value.null
-            if case .string(let text)? = batch.records[i].fields.value(at: ip), let address = IPAddress(text) {
+            if case .string(let text)? = ipReader.value(in: batch.records[i].fields), let address = IPAddress(text) {
                 if let db, let numberPath, let organisationPath, let entry = try db.lookup(address) {
                     if let n = try numberPath.value(entry)?.int64Value { number = .string(String(n)) }
                     if let s = try organisationPath.value(entry)?.stringValue { org = .string(s) }
