@@ -34,28 +34,14 @@ public struct SchemaCoercer: Sendable {
     }
 
     public func row(for record: Record) -> Result<Row, CoercionError> {
-        var values: [Value] = []
-        values.reserveCapacity(schema.fields.count)
         // Records usually hold their fields in the schema's order (a select before the
         // load): each name is looked for where the previous one was found first.
         var next = 0
-        for (index, field) in schema.fields.enumerated() {
-            if index == keyColumn {
-                values.append(.string(record.key))
-                continue
-            }
-            var value: Value?
-            if let i = record.fields.index(of: field.name, from: next) {
-                value = record.fields.storage[i].value
-                next = i + 1
-            }
-            do {
-                values.append(try Self.coerce(value, to: field, path: field.name))
-            } catch {
-                return .failure(error)
-            }
+        return row(for: record) { _, field in
+            guard let i = record.fields.index(of: field.name, from: next) else { return nil }
+            next = i + 1
+            return record.fields.storage[i].value
         }
-        return .success(Row(key: record.key, position: record.position, values: values))
     }
 
     /// For each schema column, the projection's column of that name (nil: the projection
@@ -67,6 +53,12 @@ public struct SchemaCoercer: Sendable {
     /// The row of the record that `projection` would make of `record`: the same as
     /// `row(for:)` after the projection's `select`, without building the selected record.
     public func row(for record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader]) -> Result<Row, CoercionError> {
+        row(for: record) { index, _ in plan[index].map { projection.value($0, in: record.fields, reader: &readers[$0]) } }
+    }
+
+    /// The row with each column's value from `value(index, field)` (nil: absent), asked in
+    /// schema order for every column but the key's.
+    private func row(for record: Record, _ value: (Int, SchemaField) -> Value?) -> Result<Row, CoercionError> {
         var values: [Value] = []
         values.reserveCapacity(schema.fields.count)
         for (index, field) in schema.fields.enumerated() {
@@ -74,9 +66,8 @@ public struct SchemaCoercer: Sendable {
                 values.append(.string(record.key))
                 continue
             }
-            let value = plan[index].map { projection.value($0, in: record.fields, reader: &readers[$0]) }
             do {
-                values.append(try Self.coerce(value, to: field, path: field.name))
+                values.append(try Self.coerce(value(index, field), to: field, path: field.name))
             } catch {
                 return .failure(error)
             }

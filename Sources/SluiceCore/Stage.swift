@@ -222,8 +222,14 @@ public struct Projection: Sendable {
 
     /// The value of column `c` in a record (its reader remembers where the path was found).
     public func value(_ c: Int, in fields: Fields, reader: inout PathReader) -> Value {
+        Self.value(in: fields, reader: &reader, asJSON: columns[c].asJSON)
+    }
+
+    /// A path's value (absent: null), as it is or as compact JSON text (null stays null):
+    /// what `select` and `copy` take from a record.
+    public static func value(in fields: Fields, reader: inout PathReader, asJSON: Bool) -> Value {
         let v = reader.value(in: fields) ?? .null
-        return columns[c].asJSON && !v.isNull ? .string(JSONWriter.string(v)) : v
+        return asJSON && !v.isNull ? .string(JSONWriter.string(v)) : v
     }
 }
 

@@ -121,17 +121,6 @@ public struct CSVFormat: Sendable {
     }
 }
 
-/// Writes a partition's rows to one CSV file, columns in schema order.
-///
-/// Appending (incremental runs): new rows are appended and made durable at each segment
-/// commit; the state store then records the file's committed length and the keys it
-/// holds (the delivery ledger) together with the checkpoints. When the file is opened
-/// again, anything past the committed length (a crash between the file's sync and the
-/// state's commit) is cut away, and rows whose key the file holds already are skipped.
-///
-/// Replacing (`backfill --replace`): the partition's rows go to a temporary file beside
-/// the target, which is synced and renamed over it at the end: readers see the old file
-/// or the new one, never a mix.
 /// CSV rows as `CSVSession.write` would append them, encoded off the session.
 public struct CSVRowEncoder: RowEncoder {
     public var format: CSVFormat
@@ -150,6 +139,17 @@ public struct CSVRowEncoder: RowEncoder {
     }
 }
 
+/// Writes a partition's rows to one CSV file, columns in schema order.
+///
+/// Appending (incremental runs): new rows are appended and made durable at each segment
+/// commit; the state store then records the file's committed length and the keys it
+/// holds (the delivery ledger) together with the checkpoints. When the file is opened
+/// again, anything past the committed length (a crash between the file's sync and the
+/// state's commit) is cut away, and rows whose key the file holds already are skipped.
+///
+/// Replacing (`backfill --replace`): the partition's rows go to a temporary file beside
+/// the target, which is synced and renamed over it at the end: readers see the old file
+/// or the new one, never a mix.
 public struct CSVLoader: Loader {
     public var schema: TableSchema
     public var pathPattern: String

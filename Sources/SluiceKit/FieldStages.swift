@@ -76,11 +76,7 @@ public struct FieldStage: Transformer {
     }
 
     static func read(_ source: FieldSource, with reader: inout PathReader, in fields: Fields) -> Value {
-        let v = reader.value(in: fields) ?? .null
-        switch source.mode {
-        case .value: return v
-        case .json: return v.isNull ? .null : .string(JSONWriter.string(v))
-        }
+        Projection.value(in: fields, reader: &reader, asJSON: source.mode == .json)
     }
 
     /// A `select` is a projection (the run may read a sink's columns through it).

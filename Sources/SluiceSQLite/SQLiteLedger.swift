@@ -103,14 +103,9 @@ extension SQLiteStateStore {
     /// batched lookups, `keysPerStatement` keys per statement.
     func ledgerRows(_ db: Database, sinkID: Int64, keys: some Collection<String>) throws -> [(key: String, partitionID: Int64)] {
         var found: [(key: String, partitionID: Int64)] = []
-        let keys = Array(keys)
-        var start = 0
-        while start < keys.count {
-            let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
-            start += chunk.count
-            let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
-            let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))(
-                "SELECT key, partition_id FROM ledger WHERE sink_id = ? AND key IN (\(marks))")
+        try db.forEachChunk(of: Array(keys), size: Self.keysPerStatement, sql: {
+            "SELECT key, partition_id FROM ledger WHERE sink_id = ? AND key IN (\(Database.marks($0)))"
+        }) { chunk, statement in
             var arguments: [(any DatabaseValueConvertible)?] = [sinkID]
             arguments.reserveCapacity(chunk.count + 1)
             var original: [DatabaseValue: String] = [:]
@@ -276,4 +271,22 @@ enum LedgerKeys {
     static func blob(_ bits: (UInt64, UInt64)) -> DatabaseValue {
         withUnsafeBytes(of: (bits.0.bigEndian, bits.1.bigEndian)) { Data($0) }.databaseValue
     }
+}
+
+extension Database {
+    /// Runs a statement over `items`, `size` at a time: `sql(n)` is its text for `n` items;
+    /// a full chunk's statement is prepared once and cached, a shorter last one's made for it.
+    func forEachChunk<T>(of items: [T], size: Int, sql: (Int) -> String,
+                         _ body: (ArraySlice<T>, Statement) throws -> Void) throws {
+        var start = 0
+        while start < items.count {
+            let chunk = items[start..<min(items.count, start + size)]
+            start += chunk.count
+            let text = sql(chunk.count)
+            try body(chunk, try chunk.count == size ? cachedStatement(sql: text) : makeStatement(sql: text))
+        }
+    }
+
+    /// `n` placeholders (`?,?,…`, or another group such as `(?, ?)`) for an `IN` list or `VALUES`.
+    static func marks(_ n: Int, _ one: String = "?") -> String { repeatElement(one, count: n).joined(separator: ",") }
 }

@@ -582,14 +582,9 @@ public final class SQLiteStateStore: StateStore {
                 guard let scopeID else { return [:] }
                 let before = pending.pruneBefore[scope] ?? .min
                 var out: [String: Int64] = [:]
-                var start = 0
-                while start < candidates.count {
-                    let chunk = candidates[start..<min(candidates.count, start + Self.keysPerStatement)]
-                    start += chunk.count
-                    let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
-                    let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
-                        SELECT record_key, seq FROM window_events WHERE scope_id = ? AND event_time >= ? AND record_key IN (\(marks))
-                        """)
+                try db.forEachChunk(of: candidates, size: Self.keysPerStatement, sql: {
+                    "SELECT record_key, seq FROM window_events WHERE scope_id = ? AND event_time >= ? AND record_key IN (\(Database.marks($0)))"
+                }) { chunk, statement in
                     var arguments: [(any DatabaseValueConvertible)?] = [scopeID, before]
                     arguments.reserveCapacity(chunk.count + 2)
                     var original: [DatabaseValue: String] = [:]
@@ -735,16 +730,10 @@ public final class SQLiteStateStore: StateStore {
             if let id = keyIDs[key] { byID[id] = key } else { windows.set(key, StoredWindows.Key(from: .min, events: [])) }
         }
         guard let scopeID, !byID.isEmpty else { return }
-        let ids = Array(byID.keys)
-        var start = 0
-        while start < ids.count {
-            let chunk = ids[start..<min(ids.count, start + Self.keysPerStatement)]
-            start += chunk.count
-            let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
-            let statement = try (chunk.count == Self.keysPerStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
-                SELECT key_hash, event_time, seq FROM window_events WHERE scope_id = ? AND key_hash IN (\(marks)) AND event_time > ?
-                ORDER BY key_hash, event_time, seq
-                """)
+        try db.forEachChunk(of: Array(byID.keys), size: Self.keysPerStatement, sql: { """
+            SELECT key_hash, event_time, seq FROM window_events WHERE scope_id = ? AND key_hash IN (\(Database.marks($0))) AND event_time > ?
+            ORDER BY key_hash, event_time, seq
+            """ }) { chunk, statement in
             var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
             arguments.reserveCapacity(chunk.count + 2)
             for id in chunk { arguments.append(id) }
@@ -766,20 +755,15 @@ public final class SQLiteStateStore: StateStore {
         let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, asked.lazy.map { queries[$0].key }, create: false)
         // Only keys the store holds have stored events.
         let asked = asked.filter { keyIDs[queries[$0].key] != nil }
-        let perStatement = 200
-        var start = 0
-        while start < asked.count {
-            let end = min(asked.count, start + perStatement)
-            // Plain `?` parameters (see `insertLedger`): the scope id is a column of the list.
-            let rows = repeatElement("(?, ?, ?, ?, ?, ?)", count: end - start).joined(separator: ",")
-            let statement = try (end - start == perStatement ? db.cachedStatement(sql:) : db.makeStatement(sql:))("""
-                WITH q(n, s, k, a, b, m) AS (VALUES \(rows))
-                SELECT q.n, (SELECT count(*) FROM window_events w WHERE w.scope_id = q.s AND w.key_hash = q.k
-                             AND w.event_time > q.a AND w.event_time <= q.b AND (q.m IS NULL OR w.seq <= q.m)) FROM q
-                """)
+        // Plain `?` parameters (see `insertLedger`): the scope id is a column of the list.
+        try db.forEachChunk(of: asked, size: 200, sql: { """
+            WITH q(n, s, k, a, b, m) AS (VALUES \(Database.marks($0, "(?, ?, ?, ?, ?, ?)")))
+            SELECT q.n, (SELECT count(*) FROM window_events w WHERE w.scope_id = q.s AND w.key_hash = q.k
+                         AND w.event_time > q.a AND w.event_time <= q.b AND (q.m IS NULL OR w.seq <= q.m)) FROM q
+            """ }) { chunk, statement in
             var arguments: [(any DatabaseValueConvertible)?] = []
-            arguments.reserveCapacity((end - start) * 6)
-            for n in asked[start..<end] {
+            arguments.reserveCapacity(chunk.count * 6)
+            for n in chunk {
                 let q = queries[n]
                 arguments.append(n)
                 arguments.append(scopeID)
@@ -790,7 +774,6 @@ public final class SQLiteStateStore: StateStore {
             }
             let cursor = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
             while let row = try cursor.next() { counts[row[0] as Int] = row[1] }
-            start = end
         }
     }
 
@@ -977,16 +960,13 @@ enum WindowKeys {
         // hash holds another key, its chain one value at a time.
         var holder: [Int64: String] = [:]
         let hashes = keys.map(hash)
-        var start = 0
-        while start < keys.count {
-            let end = min(keys.count, start + 500)
-            let marks = repeatElement("?", count: end - start).joined(separator: ",")
+        try db.forEachChunk(of: hashes, size: SQLiteStateStore.keysPerStatement, sql: {
+            "SELECT key_hash, key FROM window_keys WHERE scope_id = ? AND key_hash IN (\(Database.marks($0)))"
+        }) { chunk, statement in
             var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
-            for h in hashes[start..<end] { arguments.append(h) }
-            let rows = try GRDB.Row.fetchCursor(db, sql: "SELECT key_hash, key FROM window_keys WHERE scope_id = ? AND key_hash IN (\(marks))",
-                                                arguments: StatementArguments(arguments))
+            for h in chunk { arguments.append(h) }
+            let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
             while let row = try rows.next() { holder[row[0]] = row[1] }
-            start = end
         }
         for (key, first) in zip(keys, hashes) where out[key] == nil {
             var h = first
