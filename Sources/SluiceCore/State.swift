@@ -139,15 +139,16 @@ public protocol StateStore: Sendable {
     func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String>
     func commit(_ segment: SegmentCommit) throws
 
-    /// Sliding-window events (for `rate_limit`): the sequence numbers of those of these
-    /// record keys that the store holds already (replayed records).
-    func windowSequences(scope: String, recordKeys: [String]) throws -> [String: Int64]
+    /// Sliding-window events (for `rate_limit`): the sequence numbers, by record key, of
+    /// those of these events that the store holds already (replayed records: the same
+    /// record key at the same event time).
+    func windowSequences(scope: String, _ events: [WindowEvent]) throws -> [String: Int64]
     /// How many events of a window key have times in (from, to], optionally only those
-    /// first seen up to a sequence number. Counted on an index, not loaded.
+    /// first seen up to a sequence number.
     func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int
     /// Several `windowCount`s in one read of the store (one per record of a batch), in order.
     func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int]
-    /// Adds events in order; an event whose record key the scope holds already is ignored.
+    /// Adds events in order; callers add only events `windowSequences` did not find.
     func addWindowEvents(scope: String, _ events: [WindowEvent]) throws
     /// Forgets events older than `before`.
     func pruneWindowEvents(scope: String, before: Int64) throws

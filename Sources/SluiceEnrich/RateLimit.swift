@@ -43,7 +43,8 @@ public struct RateLimit: Transformer {
             items.append((i, k.stringValue ?? JSONWriter.string(k), t))
         }
         guard let minT = items.map(\.2).min() else { return }
-        let replayed = try state.windowSequences(scope: scope, recordKeys: items.map { batch.records[$0.0].key })
+        let events = items.map { WindowEvent(key: $0.1, time: $0.2, recordKey: batch.records[$0.0].key) }
+        let replayed = try state.windowSequences(scope: scope, events)
         // The stored counts of the whole batch in one read of the store: per replayed
         // record, and per distinct (key, time) of the new ones.
         var queries: [WindowQuery] = []
@@ -77,7 +78,7 @@ public struct RateLimit: Transformer {
             if own.isEmpty || own[n] == nil {
                 // New: what the store holds in its window, this batch's earlier events, and itself.
                 count += Self.countThenInsert(&pending[k, default: []], t, after: t - window) + 1
-                added.append(WindowEvent(key: k, time: t, recordKey: batch.records[i].key))
+                added.append(events[n])
             }
             batch.records[i].fields[countField] = .int(Int64(count))
             batch.records[i].fields[tagField] = .bool(count > limit)

@@ -38,25 +38,24 @@ public final class SQLiteStateStore: StateStore {
     let pid: Int32
 
     /// Window events added and not yet written; guarded by `pendingLock`.
-    nonisolated(unsafe) private var pending = PendingWindows()
-    private let pendingLock = Lock()
+    nonisolated(unsafe) var pending = PendingWindows()
+    let pendingLock = Lock()
     /// Pending window events are written in a transaction of their own past this many.
-    /// Each pending event holds ~230 bytes, but each such transaction dirties pages all
-    /// over the events' indexes: on the benchmark's 1M lines, 65,536 → 32,768 keeps ~7 MB
-    /// less resident for no measurable CPU, while 8,192 costs +25% CPU (docs/benchmarks.md).
-    static let maxPendingWindowEvents = 32_768
+    /// Each pending event holds ~230 bytes. Since v9 such a transaction appends to the end
+    /// of the time-ordered events instead of dirtying pages all over three indexes: on the
+    /// benchmark's 1M lines, 32,768 → 8,192 keeps ~2.5 MB less resident for the same CPU
+    /// (with the indexes of v7 it cost +25% CPU; docs/benchmarks.md).
+    static let maxPendingWindowEvents = 8_192
 
     /// A lease not renewed for this long is taken over (a holder on another machine died).
     public static let leaseTimeout: TimeInterval = 600
 
-    /// The 8-byte hash a window key is stored under (see `WindowKeys`); a parameter so
-    /// that tests can make every key collide.
+    /// The 8-byte hash migration v7 stored window keys under (see `WindowKeys`); a
+    /// parameter so that tests can make every key collide.
     let windowKeyHash: @Sendable (String) -> Int64
-    let windowMemory: StoredWindows.Limits
-    /// Scope and window-key ids known to be in the store; guarded by `idsLock`. Rows of
-    /// `window_scopes` and `window_keys` are never changed or deleted, so an id once read
-    /// stays right, also when other processes write the store.
-    nonisolated(unsafe) private var ids = WindowIDCache()
+    let windowMemory: StoredWindow.Limits
+    /// Ids of window scopes known to be in the store (SQLiteWindows.swift); guarded by `idsLock`.
+    nonisolated(unsafe) var windowScopeIDs: [String: Int64] = [:]
     /// Ids of the ledger's sinks and partitions (SQLiteLedger.swift); guarded by `idsLock`.
     nonisolated(unsafe) var ledgerIDs = LedgerIDCache()
     let idsLock = Lock()
@@ -70,10 +69,10 @@ public final class SQLiteStateStore: StateStore {
     }
 
     /// `migratingUpTo` stops the migrations at that one (tests of later migrations).
-    /// `windowMemory`: how many window keys and events `StoredWindows` keeps per scope
-    /// (tests make it small, so that keys are forgotten and loaded again).
+    /// `windowMemory`: how many events `StoredWindow` keeps per scope (tests make it
+    /// small, so that scopes are counted per batch).
     init(path: String, windowKeyHash: @escaping @Sendable (String) -> Int64, migratingUpTo: String?,
-         windowMemory: StoredWindows.Limits = StoredWindows.Limits()) throws {
+         windowMemory: StoredWindow.Limits = StoredWindow.Limits()) throws {
         self.path = path
         self.windowKeyHash = windowKeyHash
         self.windowMemory = windowMemory
@@ -259,6 +258,8 @@ public final class SQLiteStateStore: StateStore {
         }
         // v8: the compact delivery ledger (SQLiteLedger.swift).
         Self.registerCompactLedger(&migrator)
+        // v9: window events in time order (SQLiteWindows.swift).
+        Self.registerTimeOrderedWindows(&migrator)
         do {
             if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
                 throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
@@ -545,344 +546,6 @@ public final class SQLiteStateStore: StateStore {
         } }
     }
 
-    // MARK: sliding windows
-
-    // Window events are kept in memory (`pending`) from `addWindowEvents` until the next
-    // segment commit (or run end), which writes them in the same transaction as the
-    // segment's checkpoints and deliveries. Written per batch, every batch was a write
-    // transaction of a few thousand inserts at random places of three indexes: about 6
-    // page writes and 6 page reads per record, half of the signup pipeline's time.
-    // Events not committed are lost with a crash, together with the records they belong
-    // to (neither delivered nor checkpointed): the next run reads those records again
-    // and counts them anew, in the same order, with the same result. Events written
-    // before their records were delivered (past `maxPendingWindowEvents`, or of the
-    // batches the runner's stateful stages work ahead of its writes) are replays for
-    // the next run: `windowSequences` finds them, and each record gets its first count.
-    // Counts of stored events come from `StoredWindows` (a copy in memory of the recent
-    // events of the keys counted lately, loaded once per key instead of a count on the
-    // index per record), which is trusted like the Bloom filters: only while nothing but
-    // this store's write path wrote the database, and not after a failed write.
-    // Lock order: `pendingLock`, then the database queue, then `ledgerLock`.
-
-    /// The name of a scope's filter of record keys (see `filterCandidates`): `window_events`
-    /// is written by `writePendingWindowEvents` alone, inside `write`.
-    static func windowFilterName(_ scope: String) -> String { "\u{1}window\u{0}" + scope }
-
-    public func windowSequences(scope: String, recordKeys: [String]) throws -> [String: Int64] {
-        guard !recordKeys.isEmpty else { return [:] }
-        return try pendingLock.withLock {
-            var out: [String: Int64] = try queue.read { db in
-                // Like the ledger's lookups: while the store knows every record key of the
-                // scope's stored events, a key its filter has never seen is not there.
-                let epoch = try LedgerKnowledge.Epoch(db)
-                let scopeID = try cachedScopeID(db, scope, create: false)
-                let candidates = try filterCandidates(Self.windowFilterName(scope), keys: recordKeys, epoch: epoch) {
-                    try scopeID.map { try Int.fetchOne(db, sql: "SELECT 1 FROM window_events WHERE scope_id = ? LIMIT 1", arguments: [$0]) == nil } ?? true
-                }
-                guard let scopeID else { return [:] }
-                let before = pending.pruneBefore[scope] ?? .min
-                var out: [String: Int64] = [:]
-                try db.forEachChunk(of: candidates, size: Self.keysPerStatement, sql: {
-                    "SELECT record_key, seq FROM window_events WHERE scope_id = ? AND event_time >= ? AND record_key IN (\(Database.marks($0)))"
-                }) { chunk, statement in
-                    var arguments: [(any DatabaseValueConvertible)?] = [scopeID, before]
-                    arguments.reserveCapacity(chunk.count + 2)
-                    var original: [DatabaseValue: String] = [:]
-                    for key in chunk {
-                        let stored = WindowKeys.recordKey(key).databaseValue
-                        original[stored] = key
-                        arguments.append(stored)
-                    }
-                    let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
-                    while let row = try rows.next() {
-                        if let key = original[row[0] as DatabaseValue] { out[key] = row[1] as Int64 }
-                    }
-                }
-                return out
-            }
-            if let p = pending.scopes[scope] {
-                for key in recordKeys where out[key] == nil {
-                    if let seq = p.sequenceOf[key] { out[key] = seq }
-                }
-            }
-            return out
-        }
-    }
-
-    /// The id of a scope (created in a write transaction when `create`), through the cache.
-    func cachedScopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
-        if let id = idsLock.withLock({ ids.scopes[scope] }) { return id }
-        guard let id = try WindowKeys.scopeID(db, scope, create: create) else { return nil }
-        idsLock.withLock { ids.scopes[scope] = id }
-        return id
-    }
-
-    /// The stored hashes of window keys (created in a write transaction when `create`;
-    /// missing keys have no events), through the cache.
-    func cachedKeyIDs(_ db: Database, scopeID: Int64, _ keys: some Sequence<String>, create: Bool) throws -> [String: Int64] {
-        var out: [String: Int64] = [:]
-        var missing: [String] = []
-        idsLock.withLock {
-            let known = ids.keys[scopeID] ?? [:]
-            for key in keys where out[key] == nil {
-                if let id = known[key] { out[key] = id } else { missing.append(key) }
-            }
-        }
-        guard !missing.isEmpty else { return out }
-        let found = try WindowKeys.ids(db, scopeID: scopeID, missing, hash: windowKeyHash, create: create)
-        idsLock.withLock {
-            if ids.count > WindowIDCache.maxKeys { ids = WindowIDCache(scopes: ids.scopes) }
-            for (key, id) in found {
-                out[key] = id
-                ids.keys[scopeID, default: [:]][key] = id
-                ids.count += 1
-            }
-        }
-        return out
-    }
-
-    /// Forgets cached ids after a failed write (ids created in it were rolled back).
-    func forgetCachedIDs() {
-        idsLock.withLock {
-            ids = WindowIDCache()
-            ledgerIDs = LedgerIDCache()
-        }
-    }
-
-    /// `queue.write` for the writes that add window keys: on failure, the ids they cached
-    /// are forgotten.
-    func writeForgettingIDsOnFailure<T>(_ body: (Database) throws -> T) throws -> T {
-        do { return try write(body) } catch {
-            forgetCachedIDs()
-            throw error
-        }
-    }
-
-    public func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int {
-        try windowCounts(scope: scope, [WindowQuery(key: key, after: from, upTo: to, maxSequence: maxSequence)])[0]
-    }
-
-    /// Counts are answered from `StoredWindows`, a copy in memory of the stored events of
-    /// the window keys counted lately (loaded once per key, from one window before the
-    /// batch's earliest query), plus the pending events; a query that reaches further back
-    /// than its key's copy (a late record) is counted on the store's index. The
-    /// copy is trusted like the filters (`LedgerKnowledge`): only while nothing but this
-    /// store's write path wrote the database.
-    public func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int] {
-        guard !queries.isEmpty else { return [] }
-        return try pendingLock.withLock {
-            // Events a pending prune forgets are not counted (event_time >= before).
-            let before = pending.pruneBefore[scope] ?? .min
-            func after(_ q: WindowQuery) -> Int64 { before == .min ? q.after : max(q.after, before - 1) }
-            var counts: [Int] = try queue.read { db in
-                var counts = [Int](repeating: 0, count: queries.count)
-                let epoch = try LedgerKnowledge.Epoch(db)
-                var windows = ledgerLock.withLock { () -> StoredWindows in
-                    if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
-                    return ledgerKnown.windows.removeValue(forKey: scope) ?? StoredWindows()
-                }
-                let scopeID = try cachedScopeID(db, scope, create: false)
-                // `reach`: one window before the earliest query of the batch. Keys not in memory
-                // yet are loaded from there.
-                var reach = Int64.max
-                for q in queries {
-                    let (from, overflow) = after(q).subtractingReportingOverflow(max(0, q.upTo - q.after))
-                    reach = min(reach, overflow ? .min : from)
-                }
-                windows.makeRoom(forMore: queries.count, keepingAfter: reach, limits: windowMemory)
-                var missing = Set<String>()
-                for q in queries where windows.keys[q.key] == nil { missing.insert(q.key) }
-                if !missing.isEmpty {
-                    try loadStoredWindows(db, scopeID: scopeID, Array(missing), from: reach, into: &windows)
-                }
-                // In memory where the copy reaches back far enough; on the index otherwise.
-                var asked: [Int] = []
-                for (n, q) in queries.enumerated() {
-                    // No query of this batch reaches back to `reach`: a key's events up to it
-                    // are forgotten as it is counted (its copy starts there from then on).
-                    if let count = windows.keys[q.key]?.count(after: after(q), upTo: q.upTo, maxSequence: q.maxSequence,
-                                                              forgettingUpTo: reach, total: &windows.events) {
-                        counts[n] = count
-                    } else {
-                        asked.append(n)
-                    }
-                }
-                if !asked.isEmpty, let scopeID {
-                    try countOnIndex(db, scopeID: scopeID, queries, asked, after: after, into: &counts)
-                }
-                ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.windows[scope] = windows } }
-                return counts
-            }
-            if let p = pending.scopes[scope] {
-                for (n, q) in queries.enumerated() { counts[n] += p.count(q) }
-            }
-            return counts
-        }
-    }
-
-    /// Loads the stored events of these window keys with times after `from` into `windows`
-    /// (a key the store does not hold has none at all).
-    func loadStoredWindows(_ db: Database, scopeID: Int64?, _ keys: [String], from: Int64, into windows: inout StoredWindows) throws {
-        var keyIDs: [String: Int64] = [:]
-        if let scopeID { keyIDs = try cachedKeyIDs(db, scopeID: scopeID, keys, create: false) }
-        var byID: [Int64: String] = [:]
-        for key in keys {
-            if let id = keyIDs[key] { byID[id] = key } else { windows.set(key, StoredWindows.Key(from: .min, events: [])) }
-        }
-        guard let scopeID, !byID.isEmpty else { return }
-        try db.forEachChunk(of: Array(byID.keys), size: Self.keysPerStatement, sql: { """
-            SELECT key_hash, event_time, seq FROM window_events WHERE scope_id = ? AND key_hash IN (\(Database.marks($0))) AND event_time > ?
-            ORDER BY key_hash, event_time, seq
-            """ }) { chunk, statement in
-            var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
-            arguments.reserveCapacity(chunk.count + 2)
-            for id in chunk { arguments.append(id) }
-            arguments.append(from)
-            var loaded: [Int64: [StoredWindows.Event]] = [:]
-            let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
-            while let row = try rows.next() {
-                loaded[row[0] as Int64, default: []].append(StoredWindows.Event(time: row[1], sequence: row[2]))
-            }
-            for id in chunk { windows.set(byID[id]!, StoredWindows.Key(from: from, events: loaded[id] ?? [])) }
-        }
-    }
-
-    /// Counts on the (scope, key hash, event time) index, for the queries `asked`: up to
-    /// 200 per statement, a list of (index, scope, key, after, upTo, maxSequence) and one
-    /// correlated count each.
-    func countOnIndex(_ db: Database, scopeID: Int64, _ queries: [WindowQuery], _ asked: [Int], after: (WindowQuery) -> Int64,
-                      into counts: inout [Int]) throws {
-        let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, asked.lazy.map { queries[$0].key }, create: false)
-        // Only keys the store holds have stored events.
-        let asked = asked.filter { keyIDs[queries[$0].key] != nil }
-        // Plain `?` parameters (see `insertLedger`): the scope id is a column of the list.
-        try db.forEachChunk(of: asked, size: 200, sql: { """
-            WITH q(n, s, k, a, b, m) AS (VALUES \(Database.marks($0, "(?, ?, ?, ?, ?, ?)")))
-            SELECT q.n, (SELECT count(*) FROM window_events w WHERE w.scope_id = q.s AND w.key_hash = q.k
-                         AND w.event_time > q.a AND w.event_time <= q.b AND (q.m IS NULL OR w.seq <= q.m)) FROM q
-            """ }) { chunk, statement in
-            var arguments: [(any DatabaseValueConvertible)?] = []
-            arguments.reserveCapacity(chunk.count * 6)
-            for n in chunk {
-                let q = queries[n]
-                arguments.append(n)
-                arguments.append(scopeID)
-                arguments.append(keyIDs[q.key]!)
-                arguments.append(after(q))
-                arguments.append(q.upTo)
-                arguments.append(q.maxSequence)
-            }
-            let cursor = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
-            while let row = try cursor.next() { counts[row[0] as Int] = row[1] }
-        }
-    }
-
-    /// Keeps the events in memory until the next commit (see above). Like the insert it
-    /// stands for, an event whose record key is pending already is ignored; callers add
-    /// only events whose record keys `windowSequences` did not find.
-    public func addWindowEvents(scope: String, _ events: [WindowEvent]) throws {
-        guard !events.isEmpty else { return }
-        try pendingLock.withLock {
-            for e in events {
-                if pending.scopes[scope, default: PendingWindowScope()].add(e, sequence: pending.nextSequence) {
-                    pending.nextSequence += 1
-                    pending.count += 1
-                }
-            }
-            // A bound on memory when segments are long: write them in a transaction of their own.
-            if pending.count >= Self.maxPendingWindowEvents {
-                try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
-            }
-        }
-    }
-
-    /// Forgets pending events at once, and stored ones at the next commit: the delete
-    /// scans the scope's events (no index leads with the time), so once per segment, not
-    /// per batch. Until then, queries skip the events it will delete.
-    public func pruneWindowEvents(scope: String, before: Int64) throws {
-        pendingLock.withLock {
-            pending.count -= pending.scopes[scope]?.prune(before: before) ?? 0
-            pending.pruneBefore[scope] = max(pending.pruneBefore[scope] ?? .min, before)
-        }
-    }
-
-    /// Pending window events, most events per statement. Called with `pendingLock` held,
-    /// inside a write transaction.
-    static let windowEventsPerStatement = 300
-
-    static func windowInsertSQL(rows: Int) -> String {
-        "INSERT OR IGNORE INTO window_events (seq, scope_id, key_hash, event_time, record_key) VALUES "
-            + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ",")
-    }
-
-    /// The insert of a full chunk, made once (not per statement).
-    static let windowInsertSQL = windowInsertSQL(rows: windowEventsPerStatement)
-
-    func writePendingWindowEvents(_ db: Database) throws {
-        let perStatement = Self.windowEventsPerStatement
-        // Sequence numbers are given here, as AUTOINCREMENT would (above every number the
-        // table ever held, in the order added), so that the copies in memory of stored
-        // windows (`StoredWindows`) take the events as written.
-        var next = try Int64.fetchOne(db, sql: """
-            SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'window_events'), 0),
-                       coalesce((SELECT max(seq) FROM window_events), 0)) + 1
-            """)!
-        for (scope, p) in pending.scopes where !p.events.isEmpty {
-            rememberKeys(Self.windowFilterName(scope), p.events.lazy.map(\.recordKey))
-            let scopeID = try cachedScopeID(db, scope, create: true)!
-            let keyIDs = try cachedKeyIDs(db, scopeID: scopeID, p.byKey.keys, create: true)
-            var windows = ledgerLock.withLock { ledgerKnown.windows.removeValue(forKey: scope) }
-            // Sequence numbers in the order added (the order records were seen); inserted in
-            // the order of the (scope, key, time) index, so that its pages are walked once,
-            // in order, instead of at random (the table's new rows all go to its end anyway).
-            let base = next
-            next += Int64(p.events.count)
-            var order = p.events.indices.map { (keyIDs[p.events[$0].key]!, p.events[$0].time, $0) }
-            order.sort { $0 < $1 }
-            var start = 0
-            while start < order.count {
-                let chunk = order[start..<min(order.count, start + perStatement)]
-                start += chunk.count
-                // Plain `?` parameters (see `insertLedger`).
-                let statement = chunk.count == perStatement ? try db.cachedStatement(sql: Self.windowInsertSQL)
-                    : try db.makeStatement(sql: Self.windowInsertSQL(rows: chunk.count))
-                var arguments: [(any DatabaseValueConvertible)?] = []
-                arguments.reserveCapacity(chunk.count * 5)
-                for (keyID, time, n) in chunk {
-                    arguments.append(base + Int64(n))
-                    arguments.append(scopeID)
-                    arguments.append(keyID)
-                    arguments.append(time)
-                    arguments.append(WindowKeys.recordKey(p.events[n].recordKey))
-                }
-                try statement.execute(arguments: StatementArguments(arguments))
-                if db.changesCount != chunk.count {
-                    // Some were ignored (their record keys were stored): the copy would be wrong.
-                    windows = nil
-                } else if windows != nil {
-                    for (_, time, n) in chunk { windows!.inserted(p.events[n].key, time: time, sequence: base + Int64(n)) }
-                }
-            }
-            if let windows { ledgerLock.withLock { ledgerKnown.windows[scope] = windows } }
-        }
-        for (scope, before) in pending.pruneBefore {
-            guard let scopeID = try cachedScopeID(db, scope, create: false) else { continue }
-            try db.execute(sql: "DELETE FROM window_events WHERE scope_id = ? AND event_time < ?", arguments: [scopeID, before])
-            ledgerLock.withLock { ledgerKnown.windows[scope]?.pruned(before: before) }
-        }
-        pending.scopes = [:]
-        pending.pruneBefore = [:]
-        pending.count = 0
-    }
-
-    /// Writes pending window events now (a run ends; tests).
-    public func flushWindowEvents() throws {
-        try pendingLock.withLock {
-            guard pending.count > 0 || !pending.scopes.isEmpty || !pending.pruneBefore.isEmpty else { return }
-            try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
-        }
-    }
-
     // MARK: replaces
 
     public func replacePending(pipeline: String, partition: String) throws -> Bool {
@@ -920,82 +583,6 @@ public final class SQLiteStateStore: StateStore {
     }
 }
 
-/// How window events are stored compactly (migration v7): scopes by an integer id,
-/// window keys by an 8-byte hash, record keys by their 16 bytes.
-///
-/// Hash collisions are harmless: `window_keys` holds each key's text under its hash,
-/// and a key whose hash another key of the scope holds already takes the next free
-/// value (hash + 1, + 2, ...: open addressing). Rows of `window_keys` are never deleted,
-/// so a key's chain has no gaps: a lookup walks from its hash until it finds the key's
-/// text (its id) or a free value (the key has no events). Two keys never share an id.
-enum WindowKeys {
-    /// FNV-1a, 64 bits, of the key's UTF-8 bytes.
-    @Sendable static func hash(_ key: String) -> Int64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in key.utf8 {
-            h ^= UInt64(b)
-            h &*= 0x0000_0100_0000_01b3
-        }
-        return Int64(bitPattern: h)
-    }
-
-    /// A record key as stored: the 16 bytes of sluice's own keys (32 lowercase hex
-    /// digits), the text of any other (a BLOB and a TEXT never compare equal in SQLite).
-    static func recordKey(_ key: String) -> any DatabaseValueConvertible {
-        LedgerKeys.stored(key)
-    }
-
-    static func scopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
-        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM window_scopes WHERE name = ?", arguments: [scope]) { return id }
-        guard create else { return nil }
-        try db.execute(sql: "INSERT INTO window_scopes (name) VALUES (?)", arguments: [scope])
-        return db.lastInsertedRowID
-    }
-
-    /// The stored hashes of these keys; with `create` (in a write transaction), keys not
-    /// stored yet are added, else left out.
-    static func ids(_ db: Database, scopeID: Int64, _ keys: [String], hash: (String) -> Int64, create: Bool) throws -> [String: Int64] {
-        var out: [String: Int64] = [:]
-        // First the keys' own hashes, 500 per statement; then, for the rare key whose
-        // hash holds another key, its chain one value at a time.
-        var holder: [Int64: String] = [:]
-        let hashes = keys.map(hash)
-        try db.forEachChunk(of: hashes, size: SQLiteStateStore.keysPerStatement, sql: {
-            "SELECT key_hash, key FROM window_keys WHERE scope_id = ? AND key_hash IN (\(Database.marks($0)))"
-        }) { chunk, statement in
-            var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
-            for h in chunk { arguments.append(h) }
-            let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
-            while let row = try rows.next() { holder[row[0]] = row[1] }
-        }
-        for (key, first) in zip(keys, hashes) where out[key] == nil {
-            var h = first
-            while true {
-                let text: String?
-                if let t = holder[h] { text = t } else if h == first {
-                    text = nil // looked up above
-                } else {
-                    text = try String.fetchOne(db, sql: "SELECT key FROM window_keys WHERE scope_id = ? AND key_hash = ?", arguments: [scopeID, h])
-                    if let text { holder[h] = text }
-                }
-                if text == key { out[key] = h; break }
-                if text == nil {
-                    if create {
-                        // A cached statement: one per new key (tens of thousands in a run), not a parse each.
-                        try db.cachedStatement(sql: "INSERT INTO window_keys (scope_id, key_hash, key) VALUES (?, ?, ?)")
-                            .execute(arguments: [scopeID, h, key])
-                        holder[h] = key
-                        out[key] = h
-                    }
-                    break
-                }
-                h &+= 1
-            }
-        }
-        return out
-    }
-}
-
 /// What the store knows of the ledger without reading it: per (pipeline, sink), either
 /// a Bloom filter of every key the ledger holds (it was empty when first asked, and
 /// every insert since went through this store's `commit`), or nothing; the same per
@@ -1019,124 +606,8 @@ struct LedgerKnowledge {
     }
     var epoch: Epoch?
     var filters: [String: Filter] = [:]
-    /// Per rate-limit scope: the stored events of the window keys counted lately.
-    var windows: [String: StoredWindows] = [:]
-}
-
-/// A copy in memory of a scope's stored window events, per window key: every stored event
-/// of the key with a time after the key's `from`, sorted by time and sequence number.
-/// Loaded by `windowCounts`, kept up to date by the store's own writes of window events
-/// (`writePendingWindowEvents`: inserts with the sequence numbers they are given, and
-/// prunes), and dropped with the rest of `LedgerKnowledge` when anything else wrote the
-/// database, or a write of the store failed.
-struct StoredWindows {
-    struct Event {
-        var time: Int64
-        var sequence: Int64
-    }
-    struct Key {
-        var from: Int64
-        var events: [Event]
-
-        /// Events with times in (after, upTo], optionally only those with sequence numbers
-        /// up to `maxSequence`. `after` must not be before `from`.
-        func count(after: Int64, upTo: Int64, maxSequence: Int64?) -> Int {
-            let lo = Self.upperBound(events, after), hi = Self.upperBound(events, upTo)
-            guard hi > lo else { return 0 }
-            guard let maxSequence else { return hi - lo }
-            var n = 0
-            for i in lo..<hi where events[i].sequence <= maxSequence { n += 1 }
-            return n
-        }
-
-        /// Index of the first event whose time is greater than `t`.
-        static func upperBound(_ a: [Event], _ t: Int64) -> Int { a.upperBound(t, by: \.time) }
-    }
-    /// Past this many keys or events, keys with nothing newer than the window of the
-    /// current queries are forgotten; if that is not enough, all of them.
-    struct Limits: Sendable {
-        // At 1M lines (benchmark): 2^13 keys keep peak RSS 1.6 MB below 2^14, same CPU.
-        var keys = 1 << 13
-        var events = 1 << 16
-    }
-    var keys: [String: Key] = [:]
-    var events = 0
-
-    mutating func set(_ key: String, _ value: Key) {
-        events += value.events.count - (keys[key]?.events.count ?? 0)
-        keys[key] = value
-    }
-
-    /// An event the store just wrote (its sequence number above every stored one).
-    mutating func inserted(_ key: String, time: Int64, sequence: Int64) {
-        guard keys[key] != nil else { return }
-        keys[key]!.insert(time: time, sequence: sequence, counting: &events)
-    }
-
-    /// The store deleted its events older than `before`.
-    mutating func pruned(before: Int64) {
-        for (key, value) in keys {
-            guard let first = value.events.first, first.time < before else { continue }
-            let kept = value.events.drop { $0.time < before }
-            events -= value.events.count - kept.count
-            keys[key]!.events = Array(kept)
-        }
-    }
-
-    /// Keeps memory bounded before `count` keys more are loaded: past the limits, forgets
-    /// the events of each key up to `keepingAfter` (before every current query's window)
-    /// and the keys left without events; if still too many, keys in no particular order.
-    mutating func makeRoom(forMore count: Int, keepingAfter reach: Int64, limits: Limits) {
-        guard keys.count + count > limits.keys || events > limits.events else { return }
-        var total = 0
-        keys = keys.compactMapValues { value in
-            let kept = value.events.drop { $0.time <= reach }
-            guard !kept.isEmpty else { return nil }
-            total += kept.count
-            return Key(from: max(value.from, reach), events: kept.count == value.events.count ? value.events : Array(kept))
-        }
-        events = total
-        // Still too many (they all have events in the current windows): forget keys in no
-        // particular order (the dictionary's) down to three quarters of the limits.
-        let targetKeys = limits.keys * 3 / 4, targetEvents = limits.events * 3 / 4
-        guard keys.count + count > targetKeys || events > targetEvents else { return }
-        var victims: [String] = []
-        var n = keys.count + count
-        for (key, value) in keys where n > targetKeys || total > targetEvents {
-            victims.append(key)
-            n -= 1
-            total -= value.events.count
-        }
-        for key in victims { keys[key] = nil }
-        events = total
-    }
-}
-
-extension StoredWindows.Key {
-    /// `count`, after forgetting the events up to `reach` (before every query's `after`);
-    /// nil when `after` is before `from` (the copy does not reach back that far).
-    mutating func count(after: Int64, upTo: Int64, maxSequence: Int64?, forgettingUpTo reach: Int64, total: inout Int) -> Int? {
-        guard after >= from else { return nil }
-        if reach > from {
-            if let first = events.first, first.time <= reach {
-                let cut = Self.upperBound(events, reach)
-                events.removeFirst(cut)
-                total -= cut
-            }
-            from = reach
-        }
-        return count(after: after, upTo: upTo, maxSequence: maxSequence)
-    }
-
-    /// Adds a stored event; one before `from` is not kept (the copy holds only later ones).
-    mutating func insert(time: Int64, sequence: Int64, counting total: inout Int) {
-        guard time > from else { return }
-        // After every stored event of the same time: its sequence number is the highest.
-        var at = Self.upperBound(events, time)
-        while at < events.count, events[at].time == time, events[at].sequence < sequence { at += 1 }
-        events.insert(StoredWindows.Event(time: time, sequence: sequence), at: at)
-        total += 1
-    }
+    /// Per rate-limit scope: its stored events in the time range counted lately.
+    var windows: [String: StoredWindow] = [:]
 }
 
 /// A Bloom filter of strings that grows: a new block of 2^23 bits (1 MiB) per 2^20 keys
@@ -1196,77 +667,3 @@ struct BloomFilter {
     }
 }
 
-/// Ids of scopes and window keys read from or written to the store.
-struct WindowIDCache {
-    /// Past this many keys the cache starts over (memory).
-    static let maxKeys = 1 << 16 // what grew with the input (one entry per window key): 25 MB at 4M lines with 2^20
-    var scopes: [String: Int64] = [:]
-    var keys: [Int64: [String: Int64]] = [:]
-    var count = 0
-}
-
-/// Window events added since the last commit, per scope. Their sequence numbers are
-/// provisional, from 2^62 on, above any the database assigns, so that they order after
-/// every stored event, as they will once written.
-struct PendingWindows {
-    var scopes: [String: PendingWindowScope] = [:]
-    /// Per scope: stored events older than this are to be deleted at the next commit.
-    var pruneBefore: [String: Int64] = [:]
-    var count = 0
-    var nextSequence: Int64 = 1 << 62
-}
-
-struct PendingWindowScope {
-    struct Entry {
-        var time: Int64
-        var sequence: Int64
-    }
-    /// In the order added (the order they are written in).
-    var events: [WindowEvent] = []
-    var sequenceOf: [String: Int64] = [:]
-    /// Per window key, sorted by time.
-    var byKey: [String: [Entry]] = [:]
-    var minTime = Int64.max
-
-    /// Adds an event unless its record key is pending already.
-    mutating func add(_ e: WindowEvent, sequence: Int64) -> Bool {
-        guard sequenceOf[e.recordKey] == nil else { return false }
-        sequenceOf[e.recordKey] = sequence
-        var stored = e
-        stored.sequence = sequence
-        events.append(stored)
-        minTime = min(minTime, e.time)
-        let at = Self.upperBound(byKey[e.key] ?? [], e.time)
-        byKey[e.key, default: []].insert(Entry(time: e.time, sequence: sequence), at: at)
-        return true
-    }
-
-    /// Forgets events older than `before`; returns how many.
-    mutating func prune(before: Int64) -> Int {
-        guard minTime < before else { return 0 }
-        let old = events.count
-        events.removeAll { $0.time < before }
-        for (key, entries) in byKey {
-            let kept = entries.filter { $0.time >= before }
-            byKey[key] = kept.isEmpty ? nil : kept
-        }
-        sequenceOf = [:]
-        for e in events { sequenceOf[e.recordKey] = e.sequence }
-        minTime = events.map(\.time).min() ?? .max
-        return old - events.count
-    }
-
-    /// The pending part of a window count.
-    func count(_ q: WindowQuery) -> Int {
-        guard let entries = byKey[q.key] else { return 0 }
-        if let maxSequence = q.maxSequence {
-            var n = 0
-            for e in entries where e.time > q.after && e.time <= q.upTo && e.sequence <= maxSequence { n += 1 }
-            return n
-        }
-        return max(0, Self.upperBound(entries, q.upTo) - Self.upperBound(entries, q.after))
-    }
-
-    /// Index of the first entry whose time is greater than `t`.
-    static func upperBound(_ a: [Entry], _ t: Int64) -> Int { a.upperBound(t, by: \.time) }
-}

@@ -132,7 +132,7 @@ import Testing
         #expect(try state.windowCount(scope: "s", key: "k", after: t0 - 1, upTo: t0 + 100, maxSequence: nil) == 20)
         try state.pruneWindowEvents(scope: "s", before: t0 + 15)
         #expect(try state.windowCount(scope: "s", key: "k", after: t0 - 1, upTo: t0 + 100, maxSequence: nil) == 5)
-        #expect(try state.windowSequences(scope: "s", recordKeys: ["r3", "r12", "r17"]).keys.sorted() == ["r17"])
+        #expect(try state.windowSequences(scope: "s", [3, 12, 17].map { WindowEvent(key: "k", time: t0 + Int64($0), recordKey: "r\($0)") }).keys.sorted() == ["r17"])
         try state.flushWindowEvents()
         #expect(try state.windowCount(scope: "s", key: "k", after: t0 - 1, upTo: t0 + 100, maxSequence: nil) == 5)
     }

@@ -1,0 +1,651 @@
+import Foundation
+import GRDB
+import SluiceCore
+
+// The sliding windows of `rate_limit`, ordered by time (migration v9-window-events-by-time,
+// issue #7):
+//
+//     window_scopes(id, name, next_seq)              one row per scope
+//     window_events(scope_id, event_time, seq, window_key, record_key)
+//         PRIMARY KEY (scope_id, event_time, seq) WITHOUT ROWID
+//
+// One B-tree, in time order: a segment's events go to the end of their scope's range (but
+// for late ones), so a commit writes a few new pages instead of rewriting pages all over
+// three indexes; the prune deletes a range at the front. Before v9 each event went into a
+// rowid table, an index on (scope, key hash, time) and a unique index on the record key,
+// two of them at random places: half of the runner's SQLite time at 1M lines.
+//
+// Counts come from a copy in memory of every stored event of a scope with a time in a
+// range (`StoredWindow`: the batch's windows and a little before), loaded by time range
+// and kept up to date by the store's own writes, so no count reads the store. A scope
+// whose range holds more events than `StoredWindow.Limits` is counted per batch instead
+// (the range read again, only the batch's keys kept).
+//
+// A replayed record is found by its event time and record key (the primary key's range of
+// that time), so the record key needs no index of its own. A record replayed with another
+// event time (its pipeline's `time` changed between the runs) is not found, and counts as
+// a new event.
+//
+// Sequence numbers (the order in which the store first saw events) count up per scope
+// from `window_scopes.next_seq`, above every number the scope ever held.
+extension SQLiteStateStore {
+    static func registerTimeOrderedWindows(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v9-window-events-by-time") { db in
+            // The keys' texts come back from `window_keys` (their hashes are not needed any
+            // more); sequence numbers stay, and new ones start above the old table's.
+            try db.execute(sql: """
+                ALTER TABLE window_scopes ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1;
+                CREATE TABLE window_events_v9 (
+                    scope_id INTEGER NOT NULL,
+                    event_time INTEGER NOT NULL,
+                    seq INTEGER NOT NULL,
+                    window_key TEXT NOT NULL,
+                    record_key BLOB NOT NULL,
+                    PRIMARY KEY (scope_id, event_time, seq)
+                ) WITHOUT ROWID;
+                INSERT INTO window_events_v9 (scope_id, event_time, seq, window_key, record_key)
+                    SELECT w.scope_id, w.event_time, w.seq, k.key, w.record_key FROM window_events w
+                    JOIN window_keys k ON k.scope_id = w.scope_id AND k.key_hash = w.key_hash
+                    ORDER BY w.scope_id, w.event_time, w.seq;
+                UPDATE window_scopes SET next_seq = 1 + max(
+                    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'window_events'), 0),
+                    coalesce((SELECT max(seq) FROM window_events), 0));
+                DROP TABLE window_events;
+                DROP TABLE window_keys;
+                DELETE FROM sqlite_sequence WHERE name = 'window_events';
+                ALTER TABLE window_events_v9 RENAME TO window_events;
+                """)
+        }
+    }
+
+    // Window events are kept in memory (`pending`) from `addWindowEvents` until the next
+    // segment commit (or run end), which writes them in the same transaction as the
+    // segment's checkpoints and deliveries. Events not committed are lost with a crash,
+    // together with the records they belong to (neither delivered nor checkpointed): the
+    // next run reads those records again and counts them anew, in the same order, with
+    // the same result. Events written before their records were delivered (past
+    // `maxPendingWindowEvents`, or of the batches the runner's stateful stages work ahead
+    // of its writes) are replays for the next run: `windowSequences` finds them, and each
+    // record gets its first count.
+    // Lock order: `pendingLock`, then the database queue, then `ledgerLock`.
+
+    /// The name of a scope's filter of record keys (see `filterCandidates`): `window_events`
+    /// is written by `writePendingWindowEvents` alone, inside `write`.
+    static func windowFilterName(_ scope: String) -> String { "\u{1}window\u{0}" + scope }
+
+    public func windowSequences(scope: String, _ events: [WindowEvent]) throws -> [String: Int64] {
+        guard !events.isEmpty else { return [:] }
+        return try pendingLock.withLock {
+            var out: [String: Int64] = try queue.read { db in
+                // Like the ledger's lookups: while the store knows every record key of the
+                // scope's stored events, a key its filter has never seen is not there.
+                let epoch = try LedgerKnowledge.Epoch(db)
+                let scopeID = try cachedScopeID(db, scope, create: false)
+                let candidates = try filterCandidates(Self.windowFilterName(scope), keys: events.map(\.recordKey), epoch: epoch) {
+                    try scopeID.map { try Int.fetchOne(db, sql: "SELECT 1 FROM window_events WHERE scope_id = ? LIMIT 1", arguments: [$0]) == nil } ?? true
+                }
+                guard let scopeID, !candidates.isEmpty else { return [:] }
+                var timeOf: [String: Int64] = [:]
+                timeOf.reserveCapacity(events.count)
+                for e in events where timeOf[e.recordKey] == nil { timeOf[e.recordKey] = e.time }
+                // Stored events a pending prune will delete are not replays any more.
+                let before = pending.pruneBefore[scope] ?? .min
+                var out: [String: Int64] = [:]
+                // Each (time, record key) looked up on the primary key's range of its time.
+                try db.forEachChunk(of: candidates, size: Self.keysPerStatement / 2, sql: { """
+                    WITH q(t, r) AS (VALUES \(Database.marks($0, "(?, ?)")))
+                    SELECT q.r, w.seq FROM q JOIN window_events w
+                    ON w.scope_id = ? AND w.event_time = q.t AND w.record_key = q.r WHERE q.t >= ?
+                    """ }) { chunk, statement in
+                    var arguments: [(any DatabaseValueConvertible)?] = []
+                    arguments.reserveCapacity(chunk.count * 2 + 2)
+                    var original: [DatabaseValue: String] = [:]
+                    for key in chunk {
+                        let stored = WindowKeys.recordKey(key).databaseValue
+                        original[stored] = key
+                        arguments.append(timeOf[key]!)
+                        arguments.append(stored)
+                    }
+                    arguments.append(scopeID)
+                    arguments.append(before)
+                    let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
+                    while let row = try rows.next() {
+                        if let key = original[row[0] as DatabaseValue] { out[key] = row[1] as Int64 }
+                    }
+                }
+                return out
+            }
+            if let p = pending.scopes[scope] {
+                for e in events where out[e.recordKey] == nil {
+                    if let seq = p.sequenceOf[PendingWindowScope.Identity(e)] { out[e.recordKey] = seq }
+                }
+            }
+            return out
+        }
+    }
+
+    /// The id of a scope (created in a write transaction when `create`), through the cache.
+    /// Rows of `window_scopes` are never deleted, so an id once read stays right.
+    func cachedScopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
+        if let id = idsLock.withLock({ windowScopeIDs[scope] }) { return id }
+        guard let id = try WindowKeys.scopeID(db, scope, create: create) else { return nil }
+        idsLock.withLock { windowScopeIDs[scope] = id }
+        return id
+    }
+
+    /// Forgets cached ids after a failed write (ids created in it were rolled back).
+    func forgetCachedIDs() {
+        idsLock.withLock {
+            windowScopeIDs = [:]
+            ledgerIDs = LedgerIDCache()
+        }
+    }
+
+    /// `queue.write` for the writes that may add ids: on failure, the ids cached are forgotten.
+    func writeForgettingIDsOnFailure<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try write(body) } catch {
+            forgetCachedIDs()
+            throw error
+        }
+    }
+
+    public func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int {
+        try windowCounts(scope: scope, [WindowQuery(key: key, after: from, upTo: to, maxSequence: maxSequence)])[0]
+    }
+
+    /// Counts are answered from `StoredWindow`, a copy in memory of every stored event of
+    /// the scope in a time range, extended to cover the batch's windows (by reading only the
+    /// part of the range it lacks), plus the pending events. The copy is trusted like the
+    /// filters (`LedgerKnowledge`): only while nothing but this store's write path wrote the
+    /// database.
+    public func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int] {
+        guard !queries.isEmpty else { return [] }
+        return try pendingLock.withLock {
+            // Events a pending prune forgets are not counted (event_time >= before).
+            let before = pending.pruneBefore[scope] ?? .min
+            func after(_ q: WindowQuery) -> Int64 { before == .min ? q.after : max(q.after, before - 1) }
+            // The batch's range (lo, hi], and its longest window.
+            var lo = Int64.max, hi = Int64.min, span: Int64 = 0
+            for q in queries where after(q) < q.upTo {
+                lo = min(lo, after(q))
+                hi = max(hi, q.upTo)
+                let (width, overflow) = q.upTo.subtractingReportingOverflow(after(q))
+                span = max(span, overflow ? .max : width)
+            }
+            var counts = [Int](repeating: 0, count: queries.count)
+            if lo < hi {
+                try queue.read { db in
+                    guard let scopeID = try cachedScopeID(db, scope, create: false) else { return }
+                    let epoch = try LedgerKnowledge.Epoch(db)
+                    var window = ledgerLock.withLock { () -> StoredWindow in
+                        if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
+                        return ledgerKnown.windows.removeValue(forKey: scope) ?? StoredWindow()
+                    }
+                    let limit = windowMemory.events
+                    let covered = try window.cover(after: lo, upTo: hi, span: span, limit: limit) { a, b, keep in
+                        try loadWindowEvents(db, scopeID: scopeID, after: a, upTo: b, keys: nil, limit: keep)
+                    }
+                    if covered {
+                        for (n, q) in queries.enumerated() {
+                            counts[n] = window.count(q.key, after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
+                        }
+                    } else {
+                        // Too many events in the range to keep: this batch's keys only, for this batch.
+                        let keys = Set(queries.lazy.map(\.key))
+                        let loaded = try loadWindowEvents(db, scopeID: scopeID, after: lo, upTo: hi, keys: keys, limit: nil)!
+                        var batch = StoredWindow(from: lo, upTo: hi)
+                        batch.merge(loaded.keys, count: loaded.count, atFront: false)
+                        for (n, q) in queries.enumerated() {
+                            counts[n] = batch.count(q.key, after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
+                        }
+                    }
+                    ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.windows[scope] = window } }
+                }
+            }
+            if let p = pending.scopes[scope] {
+                for (n, q) in queries.enumerated() { counts[n] += p.count(q) }
+            }
+            return counts
+        }
+    }
+
+    /// The stored events of a scope with times in (after, upTo], per window key in the order
+    /// of time and sequence number (only those of `keys` when given); nil when there are
+    /// more than `limit`.
+    func loadWindowEvents(_ db: Database, scopeID: Int64, after: Int64, upTo: Int64, keys: Set<String>?,
+                          limit: Int?) throws -> (keys: [String: [StoredWindow.Event]], count: Int)? {
+        var loaded: [String: [StoredWindow.Event]] = [:]
+        var count = 0
+        let statement = try db.cachedStatement(sql: """
+            SELECT window_key, event_time, seq FROM window_events WHERE scope_id = ? AND event_time > ? AND event_time <= ?
+            ORDER BY event_time, seq
+            """)
+        let rows = try GRDB.Row.fetchCursor(statement, arguments: [scopeID, after, upTo])
+        while let row = try rows.next() {
+            let key: String = row[0]
+            if let keys, !keys.contains(key) { continue }
+            count += 1
+            if let limit, count > limit { return nil }
+            loaded[key, default: []].append(StoredWindow.Event(time: row[1], sequence: row[2]))
+        }
+        return (loaded, count)
+    }
+
+    /// Keeps the events in memory until the next commit (see above). An event pending
+    /// already (same record key and time) is ignored; callers add only events that
+    /// `windowSequences` did not find.
+    public func addWindowEvents(scope: String, _ events: [WindowEvent]) throws {
+        guard !events.isEmpty else { return }
+        try pendingLock.withLock {
+            for e in events {
+                if pending.scopes[scope, default: PendingWindowScope()].add(e, sequence: pending.nextSequence) {
+                    pending.nextSequence += 1
+                    pending.count += 1
+                }
+            }
+            // A bound on memory when segments are long: write them in a transaction of their own.
+            if pending.count >= Self.maxPendingWindowEvents {
+                try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
+            }
+        }
+    }
+
+    /// Forgets pending events at once, and stored ones at the next commit (a range of the
+    /// primary key). Until then, queries skip the events it will delete.
+    public func pruneWindowEvents(scope: String, before: Int64) throws {
+        pendingLock.withLock {
+            pending.count -= pending.scopes[scope]?.prune(before: before) ?? 0
+            pending.pruneBefore[scope] = max(pending.pruneBefore[scope] ?? .min, before)
+        }
+    }
+
+    /// Pending window events, most events per statement. Called with `pendingLock` held,
+    /// inside a write transaction.
+    static let windowEventsPerStatement = 300
+
+    static func windowInsertSQL(rows: Int) -> String {
+        "INSERT INTO window_events (scope_id, event_time, seq, window_key, record_key) VALUES "
+            + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ",")
+    }
+
+    /// The insert of a full chunk, made once (not per statement).
+    static let windowInsertSQL = windowInsertSQL(rows: windowEventsPerStatement)
+
+    func writePendingWindowEvents(_ db: Database) throws {
+        let perStatement = Self.windowEventsPerStatement
+        for (scope, p) in pending.scopes where !p.events.isEmpty {
+            rememberKeys(Self.windowFilterName(scope), p.events.lazy.map(\.recordKey))
+            let scopeID = try cachedScopeID(db, scope, create: true)!
+            // Sequence numbers in the order added (the order records were seen), above every
+            // number the scope held; rows in the primary key's order (time, then sequence).
+            let base = try Int64.fetchOne(db, sql: "SELECT next_seq FROM window_scopes WHERE id = ?", arguments: [scopeID])!
+            try db.execute(sql: "UPDATE window_scopes SET next_seq = ? WHERE id = ?", arguments: [base + Int64(p.events.count), scopeID])
+            var window = ledgerLock.withLock { ledgerKnown.windows.removeValue(forKey: scope) }
+            var order = p.events.indices.map { (p.events[$0].time, $0) }
+            order.sort { $0 < $1 }
+            var start = 0
+            while start < order.count {
+                let chunk = order[start..<min(order.count, start + perStatement)]
+                start += chunk.count
+                // Plain `?` parameters (see `insertLedger`).
+                let statement = chunk.count == perStatement ? try db.cachedStatement(sql: Self.windowInsertSQL)
+                    : try db.makeStatement(sql: Self.windowInsertSQL(rows: chunk.count))
+                var arguments: [(any DatabaseValueConvertible)?] = []
+                arguments.reserveCapacity(chunk.count * 5)
+                for (time, n) in chunk {
+                    let e = p.events[n]
+                    arguments.append(scopeID)
+                    arguments.append(time)
+                    arguments.append(base + Int64(n))
+                    arguments.append(e.key)
+                    arguments.append(WindowKeys.recordKey(e.recordKey))
+                    window?.inserted(e.key, time: time, sequence: base + Int64(n))
+                }
+                try statement.execute(arguments: StatementArguments(arguments))
+            }
+            if let window { ledgerLock.withLock { ledgerKnown.windows[scope] = window } }
+        }
+        for (scope, before) in pending.pruneBefore {
+            guard let scopeID = try cachedScopeID(db, scope, create: false) else { continue }
+            try db.execute(sql: "DELETE FROM window_events WHERE scope_id = ? AND event_time < ?", arguments: [scopeID, before])
+            ledgerLock.withLock { ledgerKnown.windows[scope]?.forget(upTo: before - 1) }
+        }
+        pending.scopes = [:]
+        pending.pruneBefore = [:]
+        pending.count = 0
+    }
+
+    /// Writes pending window events now (a run ends; tests).
+    public func flushWindowEvents() throws {
+        try pendingLock.withLock {
+            guard pending.count > 0 || !pending.scopes.isEmpty || !pending.pruneBefore.isEmpty else { return }
+            try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
+        }
+    }
+}
+
+/// How window events were stored compactly by migration v7 (scopes by an integer id,
+/// window keys by an 8-byte hash, record keys by their 16 bytes); v9 keeps the scope ids
+/// and the record keys' form, and stores the window keys' texts again.
+///
+/// In v7, hash collisions were harmless: `window_keys` held each key's text under its
+/// hash, and a key whose hash another key of the scope held already took the next free
+/// value (hash + 1, + 2, ...: open addressing).
+enum WindowKeys {
+    /// FNV-1a, 64 bits, of the key's UTF-8 bytes.
+    @Sendable static func hash(_ key: String) -> Int64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key.utf8 {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01b3
+        }
+        return Int64(bitPattern: h)
+    }
+
+    /// A record key as stored: the 16 bytes of sluice's own keys (32 lowercase hex
+    /// digits), the text of any other (a BLOB and a TEXT never compare equal in SQLite).
+    static func recordKey(_ key: String) -> any DatabaseValueConvertible {
+        LedgerKeys.stored(key)
+    }
+
+    static func scopeID(_ db: Database, _ scope: String, create: Bool) throws -> Int64? {
+        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM window_scopes WHERE name = ?", arguments: [scope]) { return id }
+        guard create else { return nil }
+        try db.execute(sql: "INSERT INTO window_scopes (name) VALUES (?)", arguments: [scope])
+        return db.lastInsertedRowID
+    }
+
+    /// The v7 hashes of these keys (migration v7 only); with `create` (in a write
+    /// transaction), keys not stored yet are added, else left out.
+    static func ids(_ db: Database, scopeID: Int64, _ keys: [String], hash: (String) -> Int64, create: Bool) throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        // First the keys' own hashes, 500 per statement; then, for the rare key whose
+        // hash holds another key, its chain one value at a time.
+        var holder: [Int64: String] = [:]
+        let hashes = keys.map(hash)
+        try db.forEachChunk(of: hashes, size: SQLiteStateStore.keysPerStatement, sql: {
+            "SELECT key_hash, key FROM window_keys WHERE scope_id = ? AND key_hash IN (\(Database.marks($0)))"
+        }) { chunk, statement in
+            var arguments: [(any DatabaseValueConvertible)?] = [scopeID]
+            for h in chunk { arguments.append(h) }
+            let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
+            while let row = try rows.next() { holder[row[0]] = row[1] }
+        }
+        for (key, first) in zip(keys, hashes) where out[key] == nil {
+            var h = first
+            while true {
+                let text: String?
+                if let t = holder[h] { text = t } else if h == first {
+                    text = nil // looked up above
+                } else {
+                    text = try String.fetchOne(db, sql: "SELECT key FROM window_keys WHERE scope_id = ? AND key_hash = ?", arguments: [scopeID, h])
+                    if let text { holder[h] = text }
+                }
+                if text == key { out[key] = h; break }
+                if text == nil {
+                    if create {
+                        try db.cachedStatement(sql: "INSERT INTO window_keys (scope_id, key_hash, key) VALUES (?, ?, ?)")
+                            .execute(arguments: [scopeID, h, key])
+                        holder[h] = key
+                        out[key] = h
+                    }
+                    break
+                }
+                h &+= 1
+            }
+        }
+        return out
+    }
+}
+
+/// A copy in memory of a scope's stored window events: every one with a time in
+/// (from, upTo] (none when the range is empty), per window key, sorted by time and
+/// sequence number. Loaded by `windowCounts` one part of the range at a time (the part a
+/// batch's windows reach and the copy lacks), kept up to date by the store's own writes
+/// (`writePendingWindowEvents`: inserts with the sequence numbers they are given, and
+/// prunes), and dropped with the rest of `LedgerKnowledge` when anything else wrote the
+/// database, or a write of the store failed.
+struct StoredWindow {
+    struct Event {
+        var time: Int64
+        var sequence: Int64
+    }
+    /// Past this many events in the range, the scope is counted per batch (`tooLarge`).
+    struct Limits: Sendable {
+        var events = 1 << 20
+    }
+    var from: Int64 = 0
+    var upTo: Int64 = 0
+    var keys: [String: KeyEvents] = [:]
+    var events = 0
+    /// The range of the scope's windows held more events than the limit: from then on,
+    /// counted per batch.
+    var tooLarge = false
+
+    init() {}
+
+    init(from: Int64, upTo: Int64) {
+        self.from = from
+        self.upTo = upTo
+    }
+
+    /// Events of `key` with times in (after, upTo], optionally only those with sequence
+    /// numbers up to `maxSequence`. The copy must cover (after, upTo].
+    func count(_ key: String, after: Int64, upTo: Int64, maxSequence: Int64?) -> Int {
+        guard let events = keys[key] else { return 0 }
+        let lo = events.upperBound(after, by: \.time), hi = events.upperBound(upTo, by: \.time)
+        guard hi > lo else { return 0 }
+        guard let maxSequence else { return hi - lo }
+        var n = 0
+        for i in lo..<hi where events[i].sequence <= maxSequence { n += 1 }
+        return n
+    }
+
+    /// Makes the copy cover (lo, hi], reading from the store (`load(after, upTo, limit)`,
+    /// nil past `limit` events) only what it lacks, and forgets what lies more than a
+    /// sixteenth of `span` (the longest window) before `lo`. False when the range holds
+    /// too many events (the copy is then empty and `tooLarge`).
+    mutating func cover(after lo: Int64, upTo hi: Int64, span: Int64, limit: Int,
+                        load: (Int64, Int64, Int) throws -> (keys: [String: [Event]], count: Int)?) rethrows -> Bool {
+        guard !tooLarge else { return false }
+        func giveUp() -> Bool {
+            self = StoredWindow()
+            tooLarge = true
+            return false
+        }
+        if from >= upTo || lo >= upTo || hi <= from {
+            // Nothing held, or nothing of use: start over with the batch's range.
+            self = StoredWindow(from: lo, upTo: lo)
+        } else {
+            // Forget what no window reaches any more, keeping a margin for late records
+            // (a late record reaching further back reads the part it lacks).
+            let margin = span / 16
+            let (gap, overflow) = lo.subtractingReportingOverflow(from)
+            if !overflow, gap > 2 * margin { forget(upTo: lo - margin) }
+        }
+        if lo < from {
+            guard let loaded = try load(lo, from, limit - events) else { return giveUp() }
+            merge(loaded.keys, count: loaded.count, atFront: true)
+            from = lo
+        }
+        if hi > upTo {
+            guard let loaded = try load(upTo, hi, limit - events) else { return giveUp() }
+            merge(loaded.keys, count: loaded.count, atFront: false)
+            upTo = hi
+        }
+        return events <= limit || giveUp()
+    }
+
+    /// Adds events read from the store: all before (`atFront`) or all after the held ones
+    /// of their keys.
+    mutating func merge(_ loaded: [String: [Event]], count: Int, atFront: Bool) {
+        for (key, new) in loaded {
+            if let old = keys[key] {
+                keys[key] = KeyEvents(atFront ? new + old : Array(old) + new)
+            } else {
+                keys[key] = KeyEvents(new)
+            }
+        }
+        events += count
+    }
+
+    /// An event the store just wrote (its sequence number above every stored one of its
+    /// time); kept if its time is in the range.
+    mutating func inserted(_ key: String, time: Int64, sequence: Int64) {
+        guard time > from, time <= upTo else { return }
+        let event = Event(time: time, sequence: sequence)
+        if let index = keys.index(forKey: key) {
+            keys.values[index].insert(event) // in place: a dictionary's value is not copied
+        } else {
+            keys[key] = KeyEvents(first: event)
+        }
+        events += 1
+    }
+
+    /// Forgets the events with times up to `reach` (the store deleted them, or no window
+    /// reaches them any more); the range starts there.
+    mutating func forget(upTo reach: Int64) {
+        guard reach > from else { return }
+        guard reach < upTo else {
+            keys = [:]
+            events = 0
+            from = upTo
+            return
+        }
+        // In place: no second dictionary while the first is alive.
+        var emptied: [String] = []
+        var index = keys.startIndex
+        while index != keys.endIndex {
+            let cut = keys.values[index].upperBound(reach, by: \.time)
+            if cut > 0 {
+                events -= cut
+                if cut == keys.values[index].count {
+                    emptied.append(keys.keys[index])
+                } else {
+                    keys.values[index].removeFirst(cut)
+                }
+            }
+            keys.formIndex(after: &index)
+        }
+        for key in emptied { keys.removeValue(forKey: key) }
+        from = reach
+    }
+}
+
+/// The events of one window key, sorted by time and sequence number; the first held
+/// inline, so that a key with one event in the range (most of them) costs no allocation.
+struct KeyEvents: RandomAccessCollection {
+    private var first: StoredWindow.Event
+    private var rest: [StoredWindow.Event] = []
+
+    init(first: StoredWindow.Event) { self.first = first }
+
+    /// From a sorted, non-empty array.
+    init(_ events: [StoredWindow.Event]) {
+        first = events[0]
+        rest = Array(events.dropFirst())
+    }
+
+    var startIndex: Int { 0 }
+    var endIndex: Int { rest.count + 1 }
+    subscript(i: Int) -> StoredWindow.Event { i == 0 ? first : rest[i - 1] }
+
+    /// Inserts an event in order: after every event of an earlier time, or of the same
+    /// time and a lower sequence number.
+    mutating func insert(_ e: StoredWindow.Event) {
+        var at = upperBound(e.time, by: \.time)
+        while at > 0, self[at - 1].time == e.time, self[at - 1].sequence > e.sequence { at -= 1 }
+        insert(e, at: at)
+    }
+
+    private mutating func insert(_ e: StoredWindow.Event, at i: Int) {
+        if i == 0 {
+            rest.insert(first, at: 0)
+            first = e
+        } else {
+            rest.insert(e, at: i - 1)
+        }
+    }
+
+    /// Removes the first `k` events, fewer than all of them.
+    mutating func removeFirst(_ k: Int) {
+        guard k > 0 else { return }
+        first = rest[k - 1]
+        rest.removeFirst(k)
+    }
+}
+
+/// Window events added since the last commit, per scope. Their sequence numbers are
+/// provisional, from 2^62 on, above any the database assigns, so that they order after
+/// every stored event, as they will once written.
+struct PendingWindows {
+    var scopes: [String: PendingWindowScope] = [:]
+    /// Per scope: stored events older than this are to be deleted at the next commit.
+    var pruneBefore: [String: Int64] = [:]
+    var count = 0
+    var nextSequence: Int64 = 1 << 62
+}
+
+struct PendingWindowScope {
+    struct Entry {
+        var time: Int64
+        var sequence: Int64
+    }
+    /// What makes two events one: the record key and the event time.
+    struct Identity: Hashable {
+        var recordKey: String
+        var time: Int64
+        init(_ e: WindowEvent) {
+            recordKey = e.recordKey
+            time = e.time
+        }
+    }
+    /// In the order added (the order they are written in).
+    var events: [WindowEvent] = []
+    var sequenceOf: [Identity: Int64] = [:]
+    /// Per window key, sorted by time.
+    var byKey: [String: [Entry]] = [:]
+    var minTime = Int64.max
+
+    /// Adds an event unless it is pending already (same record key and time).
+    mutating func add(_ e: WindowEvent, sequence: Int64) -> Bool {
+        guard sequenceOf[Identity(e)] == nil else { return false }
+        sequenceOf[Identity(e)] = sequence
+        var stored = e
+        stored.sequence = sequence
+        events.append(stored)
+        minTime = min(minTime, e.time)
+        let at = Self.upperBound(byKey[e.key] ?? [], e.time)
+        byKey[e.key, default: []].insert(Entry(time: e.time, sequence: sequence), at: at)
+        return true
+    }
+
+    /// Forgets events older than `before`; returns how many.
+    mutating func prune(before: Int64) -> Int {
+        guard minTime < before else { return 0 }
+        let old = events.count
+        events.removeAll { $0.time < before }
+        for (key, entries) in byKey {
+            let kept = entries.filter { $0.time >= before }
+            byKey[key] = kept.isEmpty ? nil : kept
+        }
+        sequenceOf = [:]
+        for e in events { sequenceOf[Identity(e)] = e.sequence }
+        minTime = events.map(\.time).min() ?? .max
+        return old - events.count
+    }
+
+    /// The pending part of a window count.
+    func count(_ q: WindowQuery) -> Int {
+        guard let entries = byKey[q.key] else { return 0 }
+        if let maxSequence = q.maxSequence {
+            var n = 0
+            for e in entries where e.time > q.after && e.time <= q.upTo && e.sequence <= maxSequence { n += 1 }
+            return n
+        }
+        return max(0, Self.upperBound(entries, q.upTo) - Self.upperBound(entries, q.after))
+    }
+
+    /// Index of the first entry whose time is greater than `t`.
+    static func upperBound(_ a: [Entry], _ t: Int64) -> Int { a.upperBound(t, by: \.time) }
+}
