@@ -73,6 +73,19 @@ extension SQLiteStateStore {
     /// is written by `writePendingWindowEvents` alone, inside `write`.
     static func windowFilterName(_ scope: String) -> String { "\u{1}window\u{0}" + scope }
 
+    /// Finds `rows` (event time, record key) pairs of a scope, events a pending prune will
+    /// delete excepted: each looked up on the primary key's range of its time. `CROSS JOIN`
+    /// keeps the list as the outer loop: with a plain join, SQLite's planner chose for some
+    /// list lengths (100 of them, but not 50 or 250) to scan the scope's whole range against
+    /// an automatic index of the list (at 4M lines, 94% of the run's time).
+    static func windowReplaySQL(rows: Int) -> String {
+        """
+        WITH q(t, r) AS (VALUES \(Database.marks(rows, "(?, ?)")))
+        SELECT q.r, w.seq FROM q CROSS JOIN window_events w
+        ON w.scope_id = ? AND w.event_time = q.t AND w.record_key = q.r WHERE q.t >= ?
+        """
+    }
+
     public func windowSequences(scope: String, _ events: [WindowEvent]) throws -> [String: Int64] {
         guard !events.isEmpty else { return [:] }
         return try pendingLock.withLock {
@@ -91,12 +104,7 @@ extension SQLiteStateStore {
                 // Stored events a pending prune will delete are not replays any more.
                 let before = pending.pruneBefore[scope] ?? .min
                 var out: [String: Int64] = [:]
-                // Each (time, record key) looked up on the primary key's range of its time.
-                try db.forEachChunk(of: candidates, size: Self.keysPerStatement / 2, sql: { """
-                    WITH q(t, r) AS (VALUES \(Database.marks($0, "(?, ?)")))
-                    SELECT q.r, w.seq FROM q JOIN window_events w
-                    ON w.scope_id = ? AND w.event_time = q.t AND w.record_key = q.r WHERE q.t >= ?
-                    """ }) { chunk, statement in
+                try db.forEachChunk(of: candidates, size: Self.keysPerStatement / 2, sql: Self.windowReplaySQL) { chunk, statement in
                     var arguments: [(any DatabaseValueConvertible)?] = []
                     arguments.reserveCapacity(chunk.count * 2 + 2)
                     var original: [DatabaseValue: String] = [:]

@@ -356,6 +356,30 @@ import Testing
         try db.execute(sql: "UPDATE window_scopes SET next_seq = next_seq + 1 WHERE id = ?", arguments: [scopeID])
     }
 
+    /// The replay lookup searches the primary key for each (time, record key) of its list,
+    /// whatever the list's length: SQLite's planner once chose, for some lengths, to scan
+    /// the scope's whole range instead (94% of a 4M-line run).
+    @Test func replayLookupsSearchThePrimaryKeyAtEveryListLength() throws {
+        let dir = try TestSupport.scratchDirectory("windowfilter")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        try Self.add(state, (0..<5_000).map { "k\($0)" })
+        let scopeID = try #require(try state.queue.read { db in
+            try Int64.fetchOne(db, sql: "SELECT id FROM window_scopes WHERE name = ?", arguments: [Self.scope])
+        })
+        for rows in 1...SQLiteStateStore.keysPerStatement / 2 {
+            var arguments: [(any DatabaseValueConvertible)?] = []
+            for n in 0..<rows { arguments += [1_000_000 + Int64(n), "k\(n)"] }
+            arguments += [scopeID, 0]
+            let plan = try state.queue.read { db in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + SQLiteStateStore.windowReplaySQL(rows: rows),
+                                 arguments: StatementArguments(arguments)).map { $0["detail"] as String }
+            }
+            #expect(plan.contains("SEARCH w USING PRIMARY KEY (scope_id=? AND event_time=?)"), "\(rows) rows: \(plan)")
+            #expect(!plan.contains { $0.contains("AUTOMATIC") || $0.hasPrefix("SCAN w") }, "\(rows) rows: \(plan)")
+        }
+    }
+
     @Test(arguments: ["this store's commit", "another store on the file", "this connection, outside the store",
                       "a store before this one", "pending, not yet written"])
     func replayedRecordsAreFound(how: String) throws {
