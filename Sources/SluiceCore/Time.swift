@@ -14,13 +14,23 @@ public struct CivilDate: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// Parses exactly `YYYY-MM-DD`.
     public init?<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        let b = Array(bytes)
+        guard let date = bytes.withContiguousStorageIfAvailable({ CivilDate(utf8: $0) }) ?? Array(bytes).withUnsafeBufferPointer({ CivilDate(utf8: $0) })
+        else { return nil }
+        self = date
+    }
+
+    public init?(_ text: String) {
+        var text = text
+        guard let date = text.withUTF8({ CivilDate(utf8: $0) }) else { return nil }
+        self = date
+    }
+
+    /// Parses exactly `YYYY-MM-DD` (no copy of the bytes: this is on every record's path).
+    init?(utf8 b: UnsafeBufferPointer<UInt8>) {
         guard b.count == 10, b[4] == 0x2D, b[7] == 0x2D,
               let y = digits(b, 0, 4), let m = digits(b, 5, 2), let d = digits(b, 8, 2) else { return nil }
         self.init(year: y, month: m, day: d)
     }
-
-    public init?(_ text: String) { self.init(Array(text.utf8)) }
 
     /// From days since 1970-01-01 (H. Hinnant's civil_from_days).
     public init(epochDay: Int64) {
@@ -64,7 +74,7 @@ public struct CivilDate: Sendable, Hashable, Comparable, CustomStringConvertible
 }
 
 @inline(__always)
-func digits(_ b: [UInt8], _ start: Int, _ count: Int) -> Int? {
+func digits(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ count: Int) -> Int? {
     guard start + count <= b.count else { return nil }
     var v = 0
     for i in start..<(start + count) {
@@ -89,23 +99,27 @@ public enum Timestamp {
     /// where zone is `Z`, `z`, ` UTC`, `±HH`, `±HHMM` or `±HH:MM`; no zone means UTC.
     /// Fractions beyond microseconds are truncated, as BigQuery does.
     public static func parse(_ text: String) -> Int64? {
-        var b = Array(text.utf8)
-        // Trailing " UTC" / "UTC".
-        if b.count > 3, b.suffix(3) == Array("UTC".utf8) {
-            b.removeLast(3)
-            if b.last == 0x20 { b.removeLast() }
-            return parseBytes(b, requireNoZone: true)
+        var text = text
+        return text.withUTF8 { b in
+            // Trailing " UTC" / "UTC".
+            if b.count > 3, b[b.count - 3] == 0x55, b[b.count - 2] == 0x54, b[b.count - 1] == 0x43 {
+                var n = b.count - 3
+                if n > 0, b[n - 1] == 0x20 { n -= 1 }
+                return parseBytes(UnsafeBufferPointer(rebasing: b[..<n]), requireNoZone: true)
+            }
+            return parseBytes(b, requireNoZone: false)
         }
-        return parseBytes(b, requireNoZone: false)
     }
 
     /// Parses a civil date-time without a zone (BigQuery DATETIME): micros since epoch as if UTC.
     public static func parseDateTime(_ text: String) -> Int64? {
-        parseBytes(Array(text.utf8), requireNoZone: true)
+        var text = text
+        return text.withUTF8 { parseBytes($0, requireNoZone: true) }
     }
 
-    private static func parseBytes(_ b: [UInt8], requireNoZone: Bool) -> Int64? {
-        guard b.count >= 10, let date = CivilDate(b[0..<10]) else { return nil }
+    /// The bytes are the string's own (no copy: event times are parsed on every record's path).
+    private static func parseBytes(_ b: UnsafeBufferPointer<UInt8>, requireNoZone: Bool) -> Int64? {
+        guard b.count >= 10, let date = CivilDate(utf8: UnsafeBufferPointer(rebasing: b[0..<10])) else { return nil }
         var micros = date.epochDay * 86_400_000_000
         var i = 10
         if i == b.count { return micros }
@@ -123,7 +137,7 @@ public enum Timestamp {
     }
 
     /// `HH:MM[:SS[.ffffff…]]` → micros since midnight; advances `i`.
-    static func parseTime(_ b: [UInt8], _ i: inout Int) -> Int64? {
+    static func parseTime(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> Int64? {
         guard let h = digits(b, i, 2), i + 2 < b.count, b[i + 2] == 0x3A, let m = digits(b, i + 3, 2),
               h < 24, m < 60 else { return nil }
         i += 5
@@ -149,7 +163,7 @@ public enum Timestamp {
     }
 
     /// `Z`, `±HH`, `±HHMM`, `±HH:MM` → offset in micros; advances `i`.
-    static func parseZone(_ b: [UInt8], _ i: inout Int) -> Int64? {
+    static func parseZone(_ b: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> Int64? {
         if b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") { i += 1; return 0 }
         guard b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") else { return nil }
         let sign: Int64 = b[i] == UInt8(ascii: "-") ? -1 : 1
@@ -193,9 +207,11 @@ public enum Timestamp {
 
     /// Parses `HH:MM[:SS[.f]]` (BigQuery TIME) to micros since midnight.
     public static func parseTimeOfDay(_ text: String) -> Int64? {
-        let b = Array(text.utf8)
-        var i = 0
-        guard let t = parseTime(b, &i), i == b.count else { return nil }
-        return t
+        var text = text
+        return text.withUTF8 { b in
+            var i = 0
+            guard let t = parseTime(b, &i), i == b.count else { return nil }
+            return t
+        }
     }
 }

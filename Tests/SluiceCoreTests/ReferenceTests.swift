@@ -144,7 +144,8 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
 
     @Test(arguments: ["yesterday", "2026-13-45T00:00:00Z", "2026-02-29T00:00:00Z", "2026-11-18T24:00:00Z",
                       "2026-11-18T10:61:00Z", "2026-11-18T10:00:00.Z", "2026-11-18T10:00:00+25:00", "2026-11-18X10:00",
-                      "", "10000-01-01T00:00:00Z", "2026-11-18T10:00:00Zjunk"])
+                      "", "10000-01-01T00:00:00Z", "2026-11-18T10:00:00Zjunk", "UTC", " UTC", "2026-11-18T10:00:00Z UTC",
+                      "2026-11-18T10:00:00+01:00 UTC"])
     func rejectsInvalid(text: String) {
         #expect(Timestamp.parse(text) == nil)
     }
