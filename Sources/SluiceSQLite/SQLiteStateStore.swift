@@ -585,8 +585,8 @@ public final class SQLiteStateStore: StateStore {
 
 /// What the store knows of the ledger without reading it: per (pipeline, sink), either
 /// a Bloom filter of every key the ledger holds (it was empty when first asked, and
-/// every insert since went through this store's `commit`), or nothing; the same per
-/// rate-limit scope for its window events' record keys (`windowFilterName`). Valid only at
+/// every insert since went through this store's `commit`), or nothing; and per rate-limit
+/// scope, a copy of its stored events in a time range (`StoredWindow`). Valid only at
 /// `epoch`: the database's data version (which moves when another connection commits)
 /// and this connection's change count (which moves with every row this connection
 /// changes) as they were after the store's last own write.

@@ -22,9 +22,10 @@ import SluiceCore
 // (the range read again, only the batch's keys kept).
 //
 // A replayed record is found by its event time and record key (the primary key's range of
-// that time), so the record key needs no index of its own. A record replayed with another
-// event time (its pipeline's `time` changed between the runs) is not found, and counts as
-// a new event.
+// that time), so the record key needs no index of its own; and only a record whose window
+// key has a stored event at its time in the copy is looked up at all. A record replayed
+// with another event time (its pipeline's `time` changed between the runs) is not found,
+// and counts as a new event.
 //
 // Sequence numbers (the order in which the store first saw events) count up per scope
 // from `window_scopes.next_seq`, above every number the scope ever held.
@@ -69,10 +70,6 @@ extension SQLiteStateStore {
     // record gets its first count.
     // Lock order: `pendingLock`, then the database queue, then `ledgerLock`.
 
-    /// The name of a scope's filter of record keys (see `filterCandidates`): `window_events`
-    /// is written by `writePendingWindowEvents` alone, inside `write`.
-    static func windowFilterName(_ scope: String) -> String { "\u{1}window\u{0}" + scope }
-
     /// Finds `rows` (event time, record key) pairs of a scope, events a pending prune will
     /// delete excepted: each looked up on the primary key's range of its time. `CROSS JOIN`
     /// keeps the list as the outer loop: with a plain join, SQLite's planner chose for some
@@ -86,32 +83,36 @@ extension SQLiteStateStore {
         """
     }
 
+    /// Only events whose window key has a stored event at the same time can be replays:
+    /// while the store's copy of the scope's events (`StoredWindow`) covers the batch's
+    /// times, it says which, and only those are looked up.
     public func windowSequences(scope: String, _ events: [WindowEvent]) throws -> [String: Int64] {
         guard !events.isEmpty else { return [:] }
         return try pendingLock.withLock {
+            // Stored events a pending prune will delete are not replays any more.
+            let before = pending.pruneBefore[scope] ?? .min
             var out: [String: Int64] = try queue.read { db in
-                // Like the ledger's lookups: while the store knows every record key of the
-                // scope's stored events, a key its filter has never seen is not there.
-                let epoch = try LedgerKnowledge.Epoch(db)
-                let scopeID = try cachedScopeID(db, scope, create: false)
-                let candidates = try filterCandidates(Self.windowFilterName(scope), keys: events.map(\.recordKey), epoch: epoch) {
-                    try scopeID.map { try Int.fetchOne(db, sql: "SELECT 1 FROM window_events WHERE scope_id = ? LIMIT 1", arguments: [$0]) == nil } ?? true
+                guard let scopeID = try cachedScopeID(db, scope, create: false) else { return [:] }
+                var lo = Int64.max, hi = Int64.min
+                for e in events where e.time >= before {
+                    lo = min(lo, e.time)
+                    hi = max(hi, e.time)
                 }
-                guard let scopeID, !candidates.isEmpty else { return [:] }
-                var timeOf: [String: Int64] = [:]
-                timeOf.reserveCapacity(events.count)
-                for e in events where timeOf[e.recordKey] == nil { timeOf[e.recordKey] = e.time }
-                // Stored events a pending prune will delete are not replays any more.
-                let before = pending.pruneBefore[scope] ?? .min
+                guard lo <= hi else { return [:] }
+                let (from, overflow) = lo.subtractingReportingOverflow(1)
+                let candidates = overflow ? events.filter { $0.time >= before }
+                    : try withStoredWindow(db, scope: scope, scopeID: scopeID, after: from, upTo: hi, span: nil) { window in
+                        events.filter { e in e.time >= before && window?.has(e.key, at: e.time) ?? true }
+                    }
                 var out: [String: Int64] = [:]
                 try db.forEachChunk(of: candidates, size: Self.keysPerStatement / 2, sql: Self.windowReplaySQL) { chunk, statement in
                     var arguments: [(any DatabaseValueConvertible)?] = []
                     arguments.reserveCapacity(chunk.count * 2 + 2)
                     var original: [DatabaseValue: String] = [:]
-                    for key in chunk {
-                        let stored = WindowKeys.recordKey(key).databaseValue
-                        original[stored] = key
-                        arguments.append(timeOf[key]!)
+                    for e in chunk {
+                        let stored = WindowKeys.recordKey(e.recordKey).databaseValue
+                        original[stored] = e.recordKey
+                        arguments.append(e.time)
                         arguments.append(stored)
                     }
                     arguments.append(scopeID)
@@ -130,6 +131,25 @@ extension SQLiteStateStore {
             }
             return out
         }
+    }
+
+    /// Runs `body` with the store's copy of the scope's stored events, made to cover
+    /// (lo, hi] (nil when the scope's range holds too many events to keep); `span`, the
+    /// longest window of the batch, lets the copy forget what no window reaches any more.
+    /// The copy is trusted like the ledger's filters (`LedgerKnowledge`): only while
+    /// nothing but this store's write path wrote the database.
+    func withStoredWindow<T>(_ db: Database, scope: String, scopeID: Int64, after lo: Int64, upTo hi: Int64, span: Int64?,
+                             _ body: (StoredWindow?) throws -> T) throws -> T {
+        let epoch = try LedgerKnowledge.Epoch(db)
+        var window = ledgerLock.withLock { () -> StoredWindow in
+            if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
+            return ledgerKnown.windows.removeValue(forKey: scope) ?? StoredWindow()
+        }
+        defer { ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.windows[scope] = window } } }
+        let covered = try window.cover(after: lo, upTo: hi, span: span, limit: windowMemory.events) { a, b, keep in
+            try loadWindowEvents(db, scopeID: scopeID, after: a, upTo: b, keys: nil, limit: keep)
+        }
+        return try body(covered ? window : nil)
     }
 
     /// The id of a scope (created in a write transaction when `create`), through the cache.
@@ -184,20 +204,14 @@ extension SQLiteStateStore {
             if lo < hi {
                 try queue.read { db in
                     guard let scopeID = try cachedScopeID(db, scope, create: false) else { return }
-                    let epoch = try LedgerKnowledge.Epoch(db)
-                    var window = ledgerLock.withLock { () -> StoredWindow in
-                        if ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
-                        return ledgerKnown.windows.removeValue(forKey: scope) ?? StoredWindow()
-                    }
-                    let limit = windowMemory.events
-                    let covered = try window.cover(after: lo, upTo: hi, span: span, limit: limit) { a, b, keep in
-                        try loadWindowEvents(db, scopeID: scopeID, after: a, upTo: b, keys: nil, limit: keep)
-                    }
-                    if covered {
+                    let covered = try withStoredWindow(db, scope: scope, scopeID: scopeID, after: lo, upTo: hi, span: span) { window in
+                        guard let window else { return false }
                         for (n, q) in queries.enumerated() {
                             counts[n] = window.count(q.key, after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
                         }
-                    } else {
+                        return true
+                    }
+                    if !covered {
                         // Too many events in the range to keep: this batch's keys only, for this batch.
                         let keys = Set(queries.lazy.map(\.key))
                         let loaded = try loadWindowEvents(db, scopeID: scopeID, after: lo, upTo: hi, keys: keys, limit: nil)!
@@ -207,7 +221,6 @@ extension SQLiteStateStore {
                             counts[n] = batch.count(q.key, after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
                         }
                     }
-                    ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.windows[scope] = window } }
                 }
             }
             if let p = pending.scopes[scope] {
@@ -282,7 +295,6 @@ extension SQLiteStateStore {
     func writePendingWindowEvents(_ db: Database) throws {
         let perStatement = Self.windowEventsPerStatement
         for (scope, p) in pending.scopes where !p.events.isEmpty {
-            rememberKeys(Self.windowFilterName(scope), p.events.lazy.map(\.recordKey))
             let scopeID = try cachedScopeID(db, scope, create: true)!
             // Sequence numbers in the order added (the order records were seen), above every
             // number the scope held; rows in the primary key's order (time, then sequence).
@@ -424,7 +436,11 @@ struct StoredWindow {
     }
     var from: Int64 = 0
     var upTo: Int64 = 0
-    var keys: [String: KeyEvents] = [:]
+    /// The keys' events, in 64 dictionaries by the key's hash: as the copy grows, each
+    /// grows on its own, so that a resize holds two copies of 1/64 of the keys at once, not
+    /// of all of them (at 4M lines a day, ~150,000 keys an hour: 16 MB at the peak of one
+    /// dictionary's resize, against ~10 MB held).
+    var shards = [[String: KeyEvents]](repeating: [:], count: 64)
     var events = 0
     /// The range of the scope's windows held more events than the limit: from then on,
     /// counted per batch.
@@ -437,10 +453,19 @@ struct StoredWindow {
         self.upTo = upTo
     }
 
+    static func shard(_ key: String) -> Int { key.hashValue & 63 }
+
+    /// Whether `key` has an event at `time` (which the copy must cover).
+    func has(_ key: String, at time: Int64) -> Bool {
+        guard let events = shards[Self.shard(key)][key] else { return false }
+        let at = events.upperBound(time, by: \.time)
+        return at > 0 && events[at - 1].time == time
+    }
+
     /// Events of `key` with times in (after, upTo], optionally only those with sequence
     /// numbers up to `maxSequence`. The copy must cover (after, upTo].
     func count(_ key: String, after: Int64, upTo: Int64, maxSequence: Int64?) -> Int {
-        guard let events = keys[key] else { return 0 }
+        guard let events = shards[Self.shard(key)][key] else { return 0 }
         let lo = events.upperBound(after, by: \.time), hi = events.upperBound(upTo, by: \.time)
         guard hi > lo else { return 0 }
         guard let maxSequence else { return hi - lo }
@@ -451,9 +476,9 @@ struct StoredWindow {
 
     /// Makes the copy cover (lo, hi], reading from the store (`load(after, upTo, limit)`,
     /// nil past `limit` events) only what it lacks, and forgets what lies more than a
-    /// sixteenth of `span` (the longest window) before `lo`. False when the range holds
-    /// too many events (the copy is then empty and `tooLarge`).
-    mutating func cover(after lo: Int64, upTo hi: Int64, span: Int64, limit: Int,
+    /// sixteenth of `span` (the longest window; nil: nothing is forgotten) before `lo`.
+    /// False when the range holds too many events (the copy is then empty and `tooLarge`).
+    mutating func cover(after lo: Int64, upTo hi: Int64, span: Int64?, limit: Int,
                         load: (Int64, Int64, Int) throws -> (keys: [String: [Event]], count: Int)?) rethrows -> Bool {
         guard !tooLarge else { return false }
         func giveUp() -> Bool {
@@ -464,7 +489,7 @@ struct StoredWindow {
         if from >= upTo || lo >= upTo || hi <= from {
             // Nothing held, or nothing of use: start over with the batch's range.
             self = StoredWindow(from: lo, upTo: lo)
-        } else {
+        } else if let span {
             // Forget what no window reaches any more, keeping a margin for late records
             // (a late record reaching further back reads the part it lacks).
             let margin = span / 16
@@ -488,10 +513,11 @@ struct StoredWindow {
     /// of their keys.
     mutating func merge(_ loaded: [String: [Event]], count: Int, atFront: Bool) {
         for (key, new) in loaded {
-            if let old = keys[key] {
-                keys[key] = KeyEvents(atFront ? new + old : Array(old) + new)
+            let s = Self.shard(key)
+            if let old = shards[s][key] {
+                shards[s][key] = KeyEvents(atFront ? new + old : Array(old) + new)
             } else {
-                keys[key] = KeyEvents(new)
+                shards[s][key] = KeyEvents(new)
             }
         }
         events += count
@@ -502,10 +528,11 @@ struct StoredWindow {
     mutating func inserted(_ key: String, time: Int64, sequence: Int64) {
         guard time > from, time <= upTo else { return }
         let event = Event(time: time, sequence: sequence)
-        if let index = keys.index(forKey: key) {
-            keys.values[index].insert(event) // in place: a dictionary's value is not copied
+        let s = Self.shard(key)
+        if let index = shards[s].index(forKey: key) {
+            shards[s].values[index].insert(event) // in place: a dictionary's value is not copied
         } else {
-            keys[key] = KeyEvents(first: event)
+            shards[s][key] = KeyEvents(first: event)
         }
         events += 1
     }
@@ -515,27 +542,30 @@ struct StoredWindow {
     mutating func forget(upTo reach: Int64) {
         guard reach > from else { return }
         guard reach < upTo else {
-            keys = [:]
+            for s in shards.indices { shards[s].removeAll(keepingCapacity: true) }
             events = 0
             from = upTo
             return
         }
         // In place: no second dictionary while the first is alive.
         var emptied: [String] = []
-        var index = keys.startIndex
-        while index != keys.endIndex {
-            let cut = keys.values[index].upperBound(reach, by: \.time)
-            if cut > 0 {
-                events -= cut
-                if cut == keys.values[index].count {
-                    emptied.append(keys.keys[index])
-                } else {
-                    keys.values[index].removeFirst(cut)
+        for s in shards.indices {
+            emptied.removeAll(keepingCapacity: true)
+            var index = shards[s].startIndex
+            while index != shards[s].endIndex {
+                let cut = shards[s].values[index].upperBound(reach, by: \.time)
+                if cut > 0 {
+                    events -= cut
+                    if cut == shards[s].values[index].count {
+                        emptied.append(shards[s].keys[index])
+                    } else {
+                        shards[s].values[index].removeFirst(cut)
+                    }
                 }
+                shards[s].formIndex(after: &index)
             }
-            keys.formIndex(after: &index)
+            for key in emptied { shards[s].removeValue(forKey: key) }
         }
-        for key in emptied { keys.removeValue(forKey: key) }
         from = reach
     }
 }

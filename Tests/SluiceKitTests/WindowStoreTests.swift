@@ -333,18 +333,19 @@ import Testing
 @Suite struct WindowFilterTests {
     static let scope = "p/rate_limit/fp"
 
-    /// Each record key's event time (replays are looked up at it).
-    static func event(_ key: String, _ n: Int) -> WindowEvent {
-        WindowEvent(key: "fp\(n % 5)", time: 1_000_000 + WindowKeys.hash(key) & 0xfff, recordKey: key)
+    /// Each record key's event: its window key and time (a replay has the same).
+    static func event(_ key: String) -> WindowEvent {
+        let h = WindowKeys.hash(key)
+        return WindowEvent(key: "fp\(h & 7)", time: 1_000_000 + (h >> 3) & 0xfff, recordKey: key)
     }
 
     static func add(_ state: SQLiteStateStore, _ keys: [String], commit: Bool = true) throws {
-        try state.addWindowEvents(scope: scope, keys.enumerated().map { event($0.element, $0.offset) })
+        try state.addWindowEvents(scope: scope, keys.map(event))
         if commit { try state.commit(WindowStoreTests.commit) }
     }
 
     static func found(_ state: SQLiteStateStore, _ keys: [String]) throws -> Set<String> {
-        Set(try state.windowSequences(scope: scope, keys.enumerated().map { event($0.element, $0.offset) }).keys)
+        Set(try state.windowSequences(scope: scope, keys.map(event)).keys)
     }
 
     /// An event written outside the store's write path, numbered after every other one.
@@ -397,7 +398,7 @@ import Testing
         case "this connection, outside the store":
             try state.queue.write { db in
                 let scopeID = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM window_scopes WHERE name = ?", arguments: [Self.scope]))
-                try Self.insertOutside(db, scopeID: scopeID, key: "fp0", time: Self.event("r2", 0).time, recordKey: "r2")
+                try Self.insertOutside(db, scopeID: scopeID, key: Self.event("r2").key, time: Self.event("r2").time, recordKey: "r2")
             }
         case "pending, not yet written": try Self.add(state, ["r2"], commit: false)
         case "this store's commit": try Self.add(state, ["r2"])
