@@ -7,10 +7,11 @@ import SluiceCore
 ///
 /// Counting is in input order: a record counts itself and the records seen before it
 /// (in earlier batches, earlier runs or earlier partitions) whose times fall in its
-/// window. The window's events live in the state store, keyed by record key, so:
+/// window. The window's events live in the state store with their record keys, so:
 /// - one run, many small incremental runs, or a backfill give the same tags;
-/// - a replayed record (after a crash, or a replace) is not counted twice and gets the
-///   tag it had, because its count only includes events first seen before it;
+/// - a replayed record (after a crash, or a replace: the same record key at the same
+///   event time) is not counted twice and gets the tag it had, because its count only
+///   includes events first seen before it;
 /// - a late record (arriving after records with later times) is counted by the records
 ///   that come after it, not by those already delivered: tags once delivered never change.
 /// Partitions processed out of time order (`backfill --parallel`) can under-count
