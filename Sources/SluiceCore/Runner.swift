@@ -362,19 +362,24 @@ struct FailedAfterReading: Error {
     var error: any Error
 }
 
-/// Event times: RFC 3339 text or epoch seconds.
+/// Event times: RFC 3339 text or epoch seconds, within years 1–9999 (as BigQuery's
+/// TIMESTAMP; a stage's arithmetic on times, e.g. a window before one, cannot overflow).
 public enum EventTime {
     public static func micros(_ value: Value) -> Int64? {
         switch value {
         case .string(let s): return Timestamp.parse(s)
         case .int(let n):
             let (m, o) = n.multipliedReportingOverflow(by: 1_000_000)
-            return o ? nil : m
+            return o ? nil : bounded(m)
         case .double(let d):
             let m = d * 1_000_000
-            return m.isFinite && abs(m) < 9e18 ? Int64(m) : nil
+            return m.isFinite && abs(m) < 9e18 ? bounded(Int64(m)) : nil
         default: return nil
         }
+    }
+
+    static func bounded(_ micros: Int64) -> Int64? {
+        micros >= Timestamp.minMicros && micros <= Timestamp.maxMicros ? micros : nil
     }
 }
 

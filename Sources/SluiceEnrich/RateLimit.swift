@@ -111,16 +111,23 @@ public struct RateLimit: Transformer {
         max(0, upperBound(a, to) - upperBound(a, from))
     }
 
-    /// `30s`, `15m`, `1h`, `2d` → microseconds.
+    /// The longest window or retention: 36,500 days. Event times are within years 1–9999
+    /// (`EventTime`), so a time minus a window and a retention never overflows.
+    public static let maxDuration: Int64 = 36_500 * 86_400_000_000
+
+    /// `30s`, `15m`, `1h`, `2d` → microseconds; nil past `maxDuration`.
     public static func duration(_ text: String) -> Int64? {
         guard let unit = text.last, let n = Int64(text.dropLast()), n > 0 else { return nil }
+        let scale: Int64
         switch unit {
-        case "s": return n * 1_000_000
-        case "m": return n * 60_000_000
-        case "h": return n * 3_600_000_000
-        case "d": return n * 86_400_000_000
+        case "s": scale = 1_000_000
+        case "m": scale = 60_000_000
+        case "h": scale = 3_600_000_000
+        case "d": scale = 86_400_000_000
         default: return nil
         }
+        let (micros, overflow) = n.multipliedReportingOverflow(by: scale)
+        return overflow || micros > maxDuration ? nil : micros
     }
 
     public static func register(into registry: inout StageRegistry) {
@@ -136,10 +143,10 @@ public struct RateLimit: Transformer {
             var window: Int64?
             if let windowText {
                 window = duration(windowText)
-                if window == nil { ctx.diagnostics.error(o.node("window")!.location, "`window` must be a duration like 30s, 15m, 1h or 2d") }
+                if window == nil { ctx.diagnostics.error(o.node("window")!.location, "`window` must be a duration like 30s, 15m, 1h or 2d, at most 36500d") }
             }
             let retention = duration(retentionText)
-            if retention == nil { ctx.diagnostics.error(o.node("retention")!.location, "`retention` must be a duration like 1h or 7d") }
+            if retention == nil { ctx.diagnostics.error(o.node("retention")!.location, "`retention` must be a duration like 1h or 7d, at most 36500d") }
             if time == nil { ctx.diagnostics.error(o.location, "rate_limit needs `time` (or an extract `time`)") }
             o.finish()
             guard let key, let time, let window, let limit, let retention else { return nil }

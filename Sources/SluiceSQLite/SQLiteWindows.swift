@@ -442,9 +442,12 @@ struct StoredWindow {
     /// dictionary's resize, against ~10 MB held).
     var shards = [[String: KeyEvents]](repeating: [:], count: 64)
     var events = 0
-    /// The range of the scope's windows held more events than the limit: from then on,
-    /// counted per batch.
-    var tooLarge = false
+    /// The width of a range that held more events than the limit: batches whose ranges
+    /// are not much narrower are counted per batch; a narrower one tries the copy again
+    /// (one batch with a record far in the past, whose range reached back over everything
+    /// stored, does not send the scope to per-batch counts for good).
+    var tooLargeWidth: Int64?
+    var tooLarge: Bool { tooLargeWidth != nil }
 
     init() {}
 
@@ -477,13 +480,19 @@ struct StoredWindow {
     /// Makes the copy cover (lo, hi], reading from the store (`load(after, upTo, limit)`,
     /// nil past `limit` events) only what it lacks, and forgets what lies more than a
     /// sixteenth of `span` (the longest window; nil: nothing is forgotten) before `lo`.
-    /// False when the range holds too many events (the copy is then empty and `tooLarge`).
+    /// False when the range holds too many events (the copy is then empty and `tooLarge`),
+    /// or a range not much narrower did.
     mutating func cover(after lo: Int64, upTo hi: Int64, span: Int64?, limit: Int,
                         load: (Int64, Int64, Int) throws -> (keys: [String: [Event]], count: Int)?) rethrows -> Bool {
-        guard !tooLarge else { return false }
+        let (difference, overflow) = hi.subtractingReportingOverflow(lo)
+        let width = overflow ? Int64.max : difference
+        if let big = tooLargeWidth {
+            guard width < big / 2 else { return false }
+            self = StoredWindow() // try again, from nothing
+        }
         func giveUp() -> Bool {
             self = StoredWindow()
-            tooLarge = true
+            tooLargeWidth = width
             return false
         }
         if from >= upTo || lo >= upTo || hi <= from {

@@ -137,6 +137,32 @@ import Testing
         #expect(try state.windowCount(scope: "s", key: "k", after: t0 - 1, upTo: t0 + 100, maxSequence: nil) == 5)
     }
 
+    /// Durations by hand: a value that overflowed Int64 microseconds crashed the
+    /// configuration's check; one past 36,500 days could overflow a time minus it.
+    @Test(arguments: [("30s", 30_000_000), ("15m", 900_000_000), ("1h", 3_600_000_000), ("2d", 172_800_000_000),
+                      ("36500d", 3_153_600_000_000_000), ("36501d", nil), ("9999999999999d", nil), ("9223372036854775807s", nil),
+                      ("0s", nil), ("-1h", nil), ("1w", nil), ("h", nil), ("", nil)] as [(String, Int64?)])
+    func durations(text: String, micros: Int64?) {
+        #expect(RateLimit.duration(text) == micros)
+    }
+
+    /// Event times past years 1–9999 (epoch seconds near Int64's limits) leave the record
+    /// without a count (it crashed: the time minus the window overflowed); the others count.
+    @Test func outOfRangeTimesAreNotCounted() throws {
+        let dir = try TestSupport.scratchDirectory("rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let times: [Value] = [.int(-9_223_372_036_854), .int(253_402_300_800), .double(-9e12), .int(1_794_996_000), .int(253_402_300_799),
+                              .int(-62_135_596_800), .int(-62_135_596_801)]
+        var batch = RecordBatch(records: times.enumerated().map {
+            Record(fields: Fields(["fp": .string("a"), "ts": $0.element]), position: SourcePosition(file: "f", line: $0.offset + 1), key: "k\($0.offset)")
+        })
+        try Self.stage.apply(&batch, context: RunContext(projectRoot: "/", outputRoot: "/", pipeline: "p",
+                                                         partition: Partition("2026-11-18", granularity: .day)!, logger: .init(label: "t"), state: state))
+        // 2026-11-18T10:00:00Z, 9999-12-31T23:59:59Z and 0001-01-01T00:00:00Z are in range, each alone in its hour.
+        #expect(batch.records.map { $0.fields["rate_count"] } == [.null, .null, .null, .int(1), .int(1), .int(1), .null])
+    }
+
     @Test func tagsFollowTheLimit() throws {
         let dir = try TestSupport.scratchDirectory("rate")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -258,6 +258,31 @@ import Testing
         #expect((countedPerBatch.min() ?? .max) > (limit == 300 ? 10 : 0))
     }
 
+    /// A batch whose windows reach back over more events than the copy may hold (a record
+    /// far in the past) is counted per batch; the next, ordinary batch is counted from
+    /// memory again.
+    @Test func oneFarReachingBatchDoesNotEndTheCopy() throws {
+        let dir = try TestSupport.scratchDirectory("storedwindows")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite", windowKeyHash: WindowKeys.hash, migratingUpTo: nil,
+                                         windowMemory: StoredWindow.Limits(events: 100))
+        let stored = (0..<300).map { WindowEvent(key: "fp\($0 % 3)", time: 10_000 + Int64($0) * 10, recordKey: "s\($0)") }
+        try state.addWindowEvents(scope: Self.scope, stored)
+        try state.commit(WindowStoreTests.commit)
+        func copy() -> StoredWindow? { state.ledgerLock.withLock { state.ledgerKnown.windows[Self.scope] } }
+        // Ordinary: the last 500 time units hold 49 events, 16 of fp0 (counts by Python, by hand).
+        #expect(try state.windowCount(scope: Self.scope, key: "fp0", after: 12_500, upTo: 13_000, maxSequence: nil) == 16)
+        #expect(copy()?.tooLarge == false)
+        // Reaching back over all 300: counted per batch, right all the same.
+        #expect(try state.windowCounts(scope: Self.scope, [WindowQuery(key: "fp0", after: 0, upTo: 13_000, maxSequence: nil),
+                                                           WindowQuery(key: "fp1", after: 12_500, upTo: 13_000, maxSequence: nil)]) == [100, 16])
+        #expect(copy()?.tooLarge == true)
+        // Ordinary again: from memory.
+        #expect(try state.windowCount(scope: Self.scope, key: "fp2", after: 12_500, upTo: 13_000, maxSequence: nil) == 17)
+        #expect(copy()?.tooLarge == false)
+        #expect(copy()?.events == 49)
+    }
+
     /// Events added without being counted first (a store's caller may), at times past the
     /// range the copy holds, are counted once when the copy reaches them.
     @Test func eventsPastTheCopysRangeAreCountedOnce() throws {
