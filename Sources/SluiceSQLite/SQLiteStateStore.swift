@@ -261,13 +261,25 @@ public final class SQLiteStateStore: StateStore {
         // v9: window events in time order (SQLiteWindows.swift).
         Self.registerTimeOrderedWindows(&migrator)
         do {
-            if try queue.read({ db in try migrator.hasBeenSuperseded(db) }) {
-                throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
-            }
-            // One process migrates at a time (two schedulers may open a new store together).
+            // One process checks and migrates at a time (two schedulers may open a new store
+            // together). The version check is inside the lock too: outside, it could read
+            // `grdb_migrations` while another process was creating the store, through a
+            // schema this connection had loaded before ("no such table", 1 in ~40 starts of
+            // four processes on a new store).
             let lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             if lockFD >= 0 { flock(lockFD, LOCK_EX) }
             defer { if lockFD >= 0 { flock(lockFD, LOCK_UN); close(lockFD) } }
+            let superseded = try retryingWhileBusy {
+                try queue.inDatabase { db in
+                    // The schema as it is now, not as it was when the connection opened.
+                    db.clearSchemaCache()
+                    _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master")
+                    return try migrator.hasBeenSuperseded(db)
+                }
+            }
+            if superseded {
+                throw SQLiteStoreError(path: path, detail: "was written by a newer sluice; upgrade sluice to use it")
+            }
             try retryingWhileBusy {
                 if let migratingUpTo { try migrator.migrate(queue, upTo: migratingUpTo) } else { try migrator.migrate(queue) }
             }

@@ -194,6 +194,23 @@ import Testing
         #expect(rows.allSatisfy { $0[17] == .string("changed") })
     }
 
+    /// Four processes started together on a state store that does not exist yet all open
+    /// it: the version check read the store outside the migration lock, through a schema
+    /// loaded before another process created it ("no such table: grdb_migrations", 5 in
+    /// 80 such starts of a release build).
+    @Test func processesStartingTogetherOnANewStoreAllOpenIt() async throws {
+        let root = try EndToEndTests.copyProject()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for round in 0..<60 {
+            try? FileManager.default.removeItem(atPath: root + "/.sluice")
+            let results = try await withThrowingTaskGroup(of: TestSupport.ProcessResult.self) { group in
+                for _ in 0..<4 { group.addTask { try Self.sluice(root, ["status"]) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            for r in results { #expect(r.status == 0, "round \(round): \(r.stderr)") }
+        }
+    }
+
     /// Two `schedule --once` processes started together on one state store: each due
     /// partition runs once; after downtime, missed fires are caught up, once.
     @Test func twoSchedulersOnOneStoreRunEachDuePartitionOnce() async throws {
