@@ -72,19 +72,16 @@ extension SQLiteStateStore: StreamBufferStore {
     public func acknowledgeBuffered(pipeline: String, sink: String, keys: [String]) throws {
         guard !keys.isEmpty else { return }
         try writeForgettingIDsOnFailure { db in
+            // Each chunk's rows leave the buffer in one statement that says which they were.
             var byPartition: [String: [String]] = [:]
-            var start = 0
-            while start < keys.count {
-                let chunk = keys[start..<min(keys.count, start + Self.keysPerStatement)]
-                start += chunk.count
-                let marks = repeatElement("?", count: chunk.count).joined(separator: ",")
+            try db.forEachChunk(of: keys, size: Self.keysPerStatement, sql: {
+                "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key IN (\(Database.marks($0))) RETURNING record_key, partition"
+            }) { chunk, statement in
                 var arguments: [(any DatabaseValueConvertible)?] = [pipeline, sink]
+                arguments.reserveCapacity(chunk.count + 2)
                 for key in chunk { arguments.append(key) }
-                let rows = try GRDB.Row.fetchCursor(db, sql: "SELECT record_key, partition FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))",
-                                                    arguments: StatementArguments(arguments))
+                let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
                 while let row = try rows.next() { byPartition[row[1], default: []].append(row[0]) }
-                try db.execute(sql: "DELETE FROM stream_buffer WHERE pipeline = ? AND sink = ? AND record_key IN (\(marks))",
-                               arguments: StatementArguments(arguments))
             }
             for (partition, moved) in byPartition.sorted(by: { $0.key < $1.key }) {
                 try insertLedger(db, pipeline: pipeline, sink: sink, partition: partition, keys: moved)
