@@ -87,10 +87,13 @@ public struct Fields: Sendable, Hashable, Sequence {
         self.init(pairs.map { Field($0.key, $0.value) })
     }
 
-    /// One of 64 bits, from a name's UTF-8 length and last byte.
+    /// One of 64 bits, from a name's UTF-8 length and last byte. The last byte is read
+    /// from the string's own buffer: `utf8.last` (a generic walk back from the end) was
+    /// 1.8% of a 1M-line run's samples.
     @inline(__always) public static func nameBit(_ name: String) -> UInt64 {
         let u = name.utf8
-        return UInt64(1) << ((UInt64(u.count) &* 7 &+ UInt64(u.last ?? 0)) & 63)
+        let last = u.withContiguousStorageIfAvailable { $0.last ?? 0 } ?? (u.last ?? 0)
+        return UInt64(1) << ((UInt64(u.count) &* 7 &+ UInt64(last)) & 63)
     }
 
     // Equal fields are equal whatever bits removed fields left behind.
