@@ -468,13 +468,7 @@ struct StoredWindow {
     /// Events of `key` with times in (after, upTo], optionally only those with sequence
     /// numbers up to `maxSequence`. The copy must cover (after, upTo].
     func count(_ key: String, after: Int64, upTo: Int64, maxSequence: Int64?) -> Int {
-        guard let events = shards[Self.shard(key)][key] else { return 0 }
-        let lo = events.upperBound(after, by: \.time), hi = events.upperBound(upTo, by: \.time)
-        guard hi > lo else { return 0 }
-        guard let maxSequence else { return hi - lo }
-        var n = 0
-        for i in lo..<hi where events[i].sequence <= maxSequence { n += 1 }
-        return n
+        shards[Self.shard(key)][key]?.eventCount(after: after, upTo: upTo, maxSequence: maxSequence) ?? 0
     }
 
     /// Makes the copy cover (lo, hi], reading from the store (`load(after, upTo, limit)`,
@@ -634,10 +628,6 @@ struct PendingWindows {
 }
 
 struct PendingWindowScope {
-    struct Entry {
-        var time: Int64
-        var sequence: Int64
-    }
     /// What makes two events one: the record key and the event time.
     struct Identity: Hashable {
         var recordKey: String
@@ -651,7 +641,7 @@ struct PendingWindowScope {
     var events: [WindowEvent] = []
     var sequenceOf: [Identity: Int64] = [:]
     /// Per window key, sorted by time.
-    var byKey: [String: [Entry]] = [:]
+    var byKey: [String: [StoredWindow.Event]] = [:]
     var minTime = Int64.max
 
     /// Adds an event unless it is pending already (same record key and time).
@@ -662,8 +652,8 @@ struct PendingWindowScope {
         stored.sequence = sequence
         events.append(stored)
         minTime = min(minTime, e.time)
-        let at = Self.upperBound(byKey[e.key] ?? [], e.time)
-        byKey[e.key, default: []].insert(Entry(time: e.time, sequence: sequence), at: at)
+        let at = (byKey[e.key] ?? []).upperBound(e.time, by: \.time)
+        byKey[e.key, default: []].insert(StoredWindow.Event(time: e.time, sequence: sequence), at: at)
         return true
     }
 
@@ -684,15 +674,19 @@ struct PendingWindowScope {
 
     /// The pending part of a window count.
     func count(_ q: WindowQuery) -> Int {
-        guard let entries = byKey[q.key] else { return 0 }
-        if let maxSequence = q.maxSequence {
-            var n = 0
-            for e in entries where e.time > q.after && e.time <= q.upTo && e.sequence <= maxSequence { n += 1 }
-            return n
-        }
-        return max(0, Self.upperBound(entries, q.upTo) - Self.upperBound(entries, q.after))
+        byKey[q.key]?.eventCount(after: q.after, upTo: q.upTo, maxSequence: q.maxSequence) ?? 0
     }
+}
 
-    /// Index of the first entry whose time is greater than `t`.
-    static func upperBound(_ a: [Entry], _ t: Int64) -> Int { a.upperBound(t, by: \.time) }
+extension RandomAccessCollection where Element == StoredWindow.Event, Index == Int {
+    /// Events (sorted by time) with times in (after, upTo], optionally only those first
+    /// seen up to `maxSequence`: a count of the copy of stored events or of pending ones.
+    func eventCount(after: Int64, upTo: Int64, maxSequence: Int64?) -> Int {
+        let lo = upperBound(after, by: \.time), hi = upperBound(upTo, by: \.time)
+        guard hi > lo else { return 0 }
+        guard let maxSequence else { return hi - lo }
+        var n = 0
+        for i in lo..<hi where self[i].sequence <= maxSequence { n += 1 }
+        return n
+    }
 }
