@@ -28,17 +28,31 @@ public struct SchemaCoercer: Sendable {
     /// The column that receives the record key, if the schema has it.
     public let keyColumn: Int?
 
+    /// Per column, what the common cases need (`Value`s already of the column's type, or
+    /// null where null is allowed), read without copying the column's `SchemaField` (its
+    /// name, sub-fields and description: several retains a column, on every record).
+    private let columns: [Column]
+    private let names: [String]
+
+    private struct Column {
+        var type: SchemaField.FieldType
+        var nullable: Bool
+        var plain: Bool
+    }
+
     public init(schema: TableSchema, keyColumn: String?) {
         self.schema = schema
         self.keyColumn = keyColumn.flatMap { schema.index(of: $0) }
+        columns = schema.fields.map { Column(type: $0.type, nullable: $0.mode == .nullable, plain: $0.mode != .repeated) }
+        names = schema.fields.map(\.name)
     }
 
     public func row(for record: Record) -> Result<Row, CoercionError> {
         // Records usually hold their fields in the schema's order (a select before the
         // load): each name is looked for where the previous one was found first.
         var next = 0
-        return row(for: record) { _, field in
-            guard let i = record.fields.index(of: field.name, from: next) else { return nil }
+        return row(for: record) { index in
+            guard let i = record.fields.index(of: names[index], from: next) else { return nil }
             next = i + 1
             return record.fields.storage[i].value
         }
@@ -53,26 +67,46 @@ public struct SchemaCoercer: Sendable {
     /// The row of the record that `projection` would make of `record`: the same as
     /// `row(for:)` after the projection's `select`, without building the selected record.
     public func row(for record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader]) -> Result<Row, CoercionError> {
-        row(for: record) { index, _ in plan[index].map { projection.value($0, in: record.fields, reader: &readers[$0]) } }
+        row(for: record) { index in plan[index].map { projection.value($0, in: record.fields, reader: &readers[$0]) } }
     }
 
-    /// The row with each column's value from `value(index, field)` (nil: absent), asked in
+    /// The row with each column's value from `value(index)` (nil: absent), asked in
     /// schema order for every column but the key's.
-    private func row(for record: Record, _ value: (Int, SchemaField) -> Value?) -> Result<Row, CoercionError> {
+    private func row(for record: Record, _ value: (Int) -> Value?) -> Result<Row, CoercionError> {
         var values: [Value] = []
-        values.reserveCapacity(schema.fields.count)
-        for (index, field) in schema.fields.enumerated() {
+        values.reserveCapacity(columns.count)
+        for index in columns.indices {
             if index == keyColumn {
                 values.append(.string(record.key))
                 continue
             }
+            let v = value(index)
+            if let same = Self.unchanged(v, columns[index]) {
+                values.append(same)
+                continue
+            }
             do {
-                values.append(try Self.coerce(value(index, field), to: field, path: field.name))
+                values.append(try Self.coerce(v, to: schema.fields[index], path: names[index]))
             } catch {
                 return .failure(error)
             }
         }
         return .success(Row(key: record.key, position: record.position, values: values))
+    }
+
+    /// What `coerce` makes of a value that needs no change (nil: ask `coerce`): null in a
+    /// NULLABLE column, a string in a STRING column, an integer in an INTEGER one, ...
+    @inline(__always)
+    private static func unchanged(_ value: Value?, _ column: Column) -> Value? {
+        guard column.plain else { return nil }
+        switch value {
+        case nil, .null?: return column.nullable ? .null : nil
+        case .string?: return column.type == .string ? value : nil
+        case .int?: return column.type == .integer ? value : nil
+        case .bool?: return column.type == .boolean ? value : nil
+        case .double?: return column.type == .float ? value : nil
+        default: return nil
+        }
     }
 
     public static func coerce(_ value: Value?, to field: SchemaField, path: String) throws(CoercionError) -> Value {
@@ -177,7 +211,7 @@ public struct SchemaCoercer: Sendable {
             switch value {
             case .string(let s):
                 guard let micros = Timestamp.parse(s) else { throw mismatch(path, field, value, "that is not a valid timestamp") }
-                return .string(Timestamp.format(micros))
+                return .string(Timestamp.canonical(micros, of: s))
             case .int(let n):
                 let (m, o) = n.multipliedReportingOverflow(by: 1_000_000)
                 guard !o, m >= Timestamp.minMicros, m <= Timestamp.maxMicros else {

@@ -60,7 +60,19 @@ public struct CivilDate: Sendable, Hashable, Comparable, CustomStringConvertible
 
     public func adding(days: Int) -> CivilDate { CivilDate(epochDay: epochDay + Int64(days)) }
 
-    public var description: String { pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) }
+    public var description: String {
+        guard (1...9999).contains(year) else { return pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) }
+        return String(unsafeUninitializedCapacity: 10) { out in
+            let p = out.baseAddress!
+            var y = year
+            for k in stride(from: 3, through: 0, by: -1) { p[k] = UInt8(truncatingIfNeeded: 0x30 + y % 10); y /= 10 }
+            p[4] = UInt8(ascii: "-")
+            p[5] = UInt8(truncatingIfNeeded: 0x30 + month / 10); p[6] = UInt8(truncatingIfNeeded: 0x30 + month % 10)
+            p[7] = UInt8(ascii: "-")
+            p[8] = UInt8(truncatingIfNeeded: 0x30 + day / 10); p[9] = UInt8(truncatingIfNeeded: 0x30 + day % 10)
+            return 10
+        }
+    }
 
     public static func < (a: CivilDate, b: CivilDate) -> Bool { a.epochDay < b.epochDay }
 
@@ -182,27 +194,100 @@ public enum Timestamp {
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     public static func format(_ micros: Int64) -> String {
-        formatCivil(micros) + "Z"
+        formatted(micros, zone: true)
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffff` (no zone).
     public static func formatCivil(_ micros: Int64) -> String {
-        let day = micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1
-        var rest = micros - day * 86_400_000_000
-        let date = CivilDate(epochDay: day)
-        let h = rest / 3_600_000_000; rest -= h * 3_600_000_000
-        let m = rest / 60_000_000; rest -= m * 60_000_000
-        let s = rest / 1_000_000; rest -= s * 1_000_000
-        return date.description + "T" + pad(Int(h), 2) + ":" + pad(Int(m), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(rest), 6)
+        formatted(micros, zone: false)
     }
 
-    /// `HH:MM:SS.ffffff` of micros since midnight.
-    public static func formatTime(_ micros: Int64) -> String {
+    /// `format(micros)`, but `text` itself when it is that very text already (a
+    /// timestamp column of a log that writes the canonical form, the usual case): no new
+    /// string for every record.
+    public static func canonical(_ micros: Int64, of text: String) -> String {
+        guard (minMicros...maxMicros).contains(micros) else { return format(micros) }
+        var text = text
+        let same = text.withUTF8 { b in
+            b.count == 27 && withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 27) { out in
+                write(micros, zone: true, into: out.baseAddress!)
+                for k in 0..<27 where out[k] != b[k] { return false }
+                return true
+            }
+        }
+        return same ? text : format(micros)
+    }
+
+    /// The text of `micros`, written byte by byte into one string (a string of pieces
+    /// was a dozen allocations, on every record of a TIMESTAMP column).
+    private static func formatted(_ micros: Int64, zone: Bool) -> String {
+        guard (minMicros...maxMicros).contains(micros) else { return formattedByParts(micros, zone: zone) }
+        let count = zone ? 27 : 26
+        return String(unsafeUninitializedCapacity: count) { out in
+            write(micros, zone: zone, into: out.baseAddress!)
+            return count
+        }
+    }
+
+    /// Writes `YYYY-MM-DDTHH:MM:SS.ffffff` and, with `zone`, `Z` (26 or 27 bytes) of a time
+    /// in years 1-9999.
+    private static func write(_ micros: Int64, zone: Bool, into p: UnsafeMutablePointer<UInt8>) {
+        let day = micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1
+        let rest = micros - day * 86_400_000_000
+        let date = CivilDate(epochDay: day)
+        writeDigits(date.year, 4, p)
+        p[4] = UInt8(ascii: "-")
+        writeDigits(date.month, 2, p + 5)
+        p[7] = UInt8(ascii: "-")
+        writeDigits(date.day, 2, p + 8)
+        p[10] = UInt8(ascii: "T")
+        writeTime(rest, p + 11)
+        if zone { p[26] = UInt8(ascii: "Z") }
+    }
+
+    /// `HH:MM:SS.ffffff` (15 bytes) of micros since midnight.
+    private static func writeTime(_ micros: Int64, _ p: UnsafeMutablePointer<UInt8>) {
         var rest = micros
         let h = rest / 3_600_000_000; rest -= h * 3_600_000_000
         let m = rest / 60_000_000; rest -= m * 60_000_000
         let s = rest / 1_000_000; rest -= s * 1_000_000
-        return pad(Int(h), 2) + ":" + pad(Int(m), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(rest), 6)
+        writeDigits(Int(h), 2, p)
+        p[2] = UInt8(ascii: ":")
+        writeDigits(Int(m), 2, p + 3)
+        p[5] = UInt8(ascii: ":")
+        writeDigits(Int(s), 2, p + 6)
+        p[8] = UInt8(ascii: ".")
+        writeDigits(Int(rest), 6, p + 9)
+    }
+
+    @inline(__always) private static func writeDigits(_ v: Int, _ width: Int, _ p: UnsafeMutablePointer<UInt8>) {
+        var v = v
+        for k in stride(from: width - 1, through: 0, by: -1) {
+            p[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+            v /= 10
+        }
+    }
+
+    /// Times outside years 1-9999 (no parser yields them; kept total for any caller).
+    private static func formattedByParts(_ micros: Int64, zone: Bool) -> String {
+        let day = micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1
+        let date = CivilDate(epochDay: day)
+        return date.description + "T" + formatTime(micros - day * 86_400_000_000) + (zone ? "Z" : "")
+    }
+
+    /// `HH:MM:SS.ffffff` of micros since midnight.
+    public static func formatTime(_ micros: Int64) -> String {
+        guard (0..<86_400_000_000).contains(micros) else {
+            var rest = micros
+            let h = rest / 3_600_000_000; rest -= h * 3_600_000_000
+            let m = rest / 60_000_000; rest -= m * 60_000_000
+            let s = rest / 1_000_000; rest -= s * 1_000_000
+            return pad(Int(h), 2) + ":" + pad(Int(m), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(rest), 6)
+        }
+        return String(unsafeUninitializedCapacity: 15) { out in
+            writeTime(micros, out.baseAddress!)
+            return 15
+        }
     }
 
     /// Parses `HH:MM[:SS[.f]]` (BigQuery TIME) to micros since midnight.

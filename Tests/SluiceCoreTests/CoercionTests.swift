@@ -88,6 +88,28 @@ import Testing
         }
     }
 
+    /// A row takes the common cases (a value already of its column's type, null in a
+    /// NULLABLE column) without calling `coerce`: every case of the table gives the same
+    /// through a row, and a missing field counts as null.
+    @Test(arguments: cases)
+    func rowsCoerceLikeBigQuery(type: String, mode: String, input: String, expected: String?) throws {
+        let field = SchemaField(name: "c", type: SchemaField.FieldType(name: type)!, mode: SchemaField.Mode(rawValue: mode)!)
+        let coercer = SchemaCoercer(schema: TableSchema(fields: [field]), keyColumn: nil)
+        let value = try JSONParser.parse(input)
+        let want = try expected.map { try JSONParser.parse($0) }
+        let records = [Record(fields: Fields(["c": value]), position: SourcePosition(file: "f", line: 1), key: "k")]
+            + (value.isNull ? [Record(fields: Fields(), position: SourcePosition(file: "f", line: 2), key: "k")] : [])
+        for record in records {
+            switch coercer.row(for: record) {
+            case .success(let row):
+                #expect(want != nil, "accepted a value BigQuery rejects")
+                if let want { #expect(row.values == [want]) }
+            case .failure(let error):
+                #expect(expected == nil, "rejected: \(error)")
+            }
+        }
+    }
+
     @Test func recordsCoerceNestedFieldsInSchemaOrder() throws {
         let schema = SchemaField(name: "r", type: .record, mode: .nullable, fields: [
             SchemaField(name: "b", type: .integer, mode: .required),

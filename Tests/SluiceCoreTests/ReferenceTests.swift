@@ -156,6 +156,30 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         #expect(Timestamp.format(-1) == "1969-12-31T23:59:59.999999Z")
     }
 
+    /// Times written by BigQuery's canonical form, against Python's datetime: years 1 to
+    /// 9999, before and after 1970, leap days; and a canonical text given to `canonical`
+    /// comes back as the very same string (the TIMESTAMP column's fast path), any other
+    /// form of the same time as the canonical text.
+    @Test func formatsLikePython() throws {
+        let micros: [Int64] = [0, -1, 1, 1_700_000_000_123_456, -62_135_596_800_000_000, 253_402_300_799_999_999,
+                               951_782_400_000_000, 951_868_799_999_999, -2_208_988_800_000_001, 86_399_999_999,
+                               Timestamp.parse("2026-11-18T10:00:00.5Z")!, 4_102_444_800_000_000]
+        let theirs = try reference(micros.map { ["op": "format_timestamp", "micros": $0] })
+        for (m, expected) in zip(micros, theirs) {
+            let text = try #require(expected as? String)
+            #expect(Timestamp.format(m) == text, "\(m)")
+            #expect(Timestamp.formatCivil(m) + "Z" == text, "\(m)")
+            #expect(Timestamp.canonical(m, of: text) == text)
+            #expect(Timestamp.canonical(m, of: String(text.dropLast()) + "+00:00") == text)
+            #expect(Timestamp.canonical(m, of: text.replacingOccurrences(of: "T", with: " ")) == text)
+            let day = m >= 0 ? m / 86_400_000_000 : (m + 1) / 86_400_000_000 - 1
+            #expect(CivilDate(epochDay: day).description == String(text.prefix(10)))
+            #expect(Timestamp.formatTime(m - day * 86_400_000_000) == String(text.dropFirst(11).dropLast()))
+        }
+        // The time written for another time is not taken as canonical.
+        #expect(Timestamp.canonical(0, of: "1970-01-01T00:00:00.000001Z") == "1970-01-01T00:00:00.000000Z")
+    }
+
     @Test func partitions() {
         let p = Partition("2026-11-18", granularity: .day)!
         #expect(p.contains(Timestamp.parse("2026-11-18T23:59:59.999999Z")!))

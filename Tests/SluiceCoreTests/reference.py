@@ -88,6 +88,10 @@ for line in sys.stdin:
             out = {"value": json.dumps(v, ensure_ascii=False, separators=(",", ":"))}
     elif op == "timestamp":
         out = timestamp(req["text"])
+    elif op == "format_timestamp":
+        # BigQuery's canonical TIMESTAMP text of epoch microseconds, by datetime.
+        d = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=req["micros"])
+        out = d.strftime("%Y-%m-%dT%H:%M:%S.%f").rjust(26, "0") + "Z"
     else:
         raise ValueError(op)
     print(json.dumps(out))
