@@ -129,3 +129,107 @@ public enum ShortDigest {
         RecordKeyer.hex(SHA256.hash(data: Array(bytes)).prefix(16))
     }
 }
+
+/// A record key's 16 bytes as two big-endian halves, for sluice's own keys (32 lowercase
+/// hex digits); other keys (a sink's own, from outside) have none.
+public struct RecordKeyBits: Hashable, Sendable {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// The bits of a key of exactly 32 lowercase hex digits; nil for any other text.
+    public init?(_ key: String) {
+        var high: UInt64 = 0, low: UInt64 = 0, n = 0
+        for c in key.utf8 {
+            let v: UInt64
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt64(c - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = UInt64(c - UInt8(ascii: "a") + 10)
+            default: return nil
+            }
+            if n < 16 { high = high << 4 | v } else if n < 32 { low = low << 4 | v } else { return nil }
+            n += 1
+        }
+        guard n == 32 else { return nil }
+        self.init(high: high, low: low)
+    }
+}
+
+/// A set of record keys that holds sluice's own keys as their 16 bytes, in a table of its
+/// own: the bytes are already uniformly spread (a SHA-256 prefix), so they need no
+/// hashing, and the set holds no string (a `Set<String>` of a segment's 100,000 keys kept
+/// each key's string alive and hashed 32 bytes for every insert). Other keys go to a
+/// plain set of strings.
+public struct RecordKeySet: Sendable {
+    /// Open addressing, linear probing, a power-of-two size at most half full. An empty
+    /// slot is all zeros; the all-zero key itself is held by `hasZero`.
+    private var slots: [RecordKeyBits] = []
+    private var ownCount = 0
+    private var hasZero = false
+    private var other: Set<String> = []
+
+    public init() {}
+
+    public var count: Int { ownCount + (hasZero ? 1 : 0) + other.count }
+    public var isEmpty: Bool { count == 0 }
+
+    public func contains(_ key: String) -> Bool {
+        guard let bits = RecordKeyBits(key) else { return other.contains(key) }
+        if bits.high == 0, bits.low == 0 { return hasZero }
+        guard !slots.isEmpty else { return false }
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: bits.low) & mask
+        while true {
+            let s = slots[i]
+            if s == bits { return true }
+            if s.high == 0, s.low == 0 { return false }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Adds a key; false when it was there already.
+    @discardableResult
+    public mutating func insert(_ key: String) -> Bool {
+        guard let bits = RecordKeyBits(key) else { return other.insert(key).inserted }
+        if bits.high == 0, bits.low == 0 {
+            defer { hasZero = true }
+            return !hasZero
+        }
+        if (ownCount + 1) * 2 > slots.count { grow() }
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: bits.low) & mask
+        while true {
+            let s = slots[i]
+            if s == bits { return false }
+            if s.high == 0, s.low == 0 {
+                slots[i] = bits
+                ownCount += 1
+                return true
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Empties the set, keeping its table for the next segment's keys (no regrowth).
+    public mutating func removeAll() {
+        for i in slots.indices { slots[i] = RecordKeyBits(high: 0, low: 0) }
+        ownCount = 0
+        hasZero = false
+        other.removeAll()
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = [RecordKeyBits](repeating: RecordKeyBits(high: 0, low: 0), count: max(64, old.count * 2))
+        let mask = slots.count - 1
+        for bits in old where bits.high != 0 || bits.low != 0 {
+            var i = Int(truncatingIfNeeded: bits.low) & mask
+            while slots[i].high != 0 || slots[i].low != 0 { i = (i + 1) & mask }
+            slots[i] = bits
+        }
+    }
+}

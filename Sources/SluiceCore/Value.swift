@@ -124,9 +124,13 @@ public struct Fields: Sendable, Hashable, Sequence {
     public func index(of name: String, from start: Int) -> Int? {
         guard names64 & Self.nameBit(name) != 0 else { return nil }
         let n = storage.count
-        for d in [0, -1, 1, -2, 2] {
-            let i = start + d
-            if i >= 0, i < n, Self.sameName(storage[i].name, name) { return i }
+        // At `start`, then one and two places either side (no array of offsets: this is
+        // on every path of every record).
+        if start >= 0, start < n, Self.sameName(storage[start].name, name) { return start }
+        for d in 1...2 {
+            let before = start - d, after = start + d
+            if before >= 0, before < n, Self.sameName(storage[before].name, name) { return before }
+            if after >= 0, after < n, Self.sameName(storage[after].name, name) { return after }
         }
         for i in 0..<n where Self.sameName(storage[i].name, name) { return i }
         return nil

@@ -25,7 +25,7 @@ public struct EmailDomain: Transformer {
         var reader = PathReader(field)
         for i in batch.records.indices {
             var suggestion = Value.null
-            if case .string(let email)? = reader.value(in: batch.records[i].fields), let at = email.lastIndex(of: "@") {
+            if case .string(let email)? = reader.value(in: batch.records[i].fields), let at = email.utf8.lastIndex(of: UInt8(ascii: "@")) {
                 let raw = email[email.index(after: at)...]
                 if let known = memo[raw] {
                     suggestion = known

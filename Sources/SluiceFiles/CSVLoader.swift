@@ -231,7 +231,7 @@ final class CSVSession: LoadSession {
     var length: Int64
     /// Keys written since the last segment commit (not yet in the ledger).
     var pending: [String] = []
-    var pendingSet: Set<String> = []
+    var pendingSet = RecordKeySet()
 
     init(path: String, target: String, sink: String, format: CSVFormat, header: [UInt8], mode: LoadMode,
          committedLength: Int64?, context: RunContext) throws {
@@ -294,7 +294,7 @@ final class CSVSession: LoadSession {
         // A row is written unless the ledger or this segment holds its key already.
         var kept: [Int] = []
         kept.reserveCapacity(rows.count)
-        for (i, row) in rows.enumerated() where !delivered.contains(row.key) && pendingSet.insert(row.key).inserted {
+        for (i, row) in rows.enumerated() where !delivered.contains(row.key) && pendingSet.insert(row.key) {
             pending.append(row.key)
             kept.append(i)
         }
@@ -353,7 +353,7 @@ final class CSVSession: LoadSession {
         committedLength = length
         let keys = pending
         pending = []
-        pendingSet = []
+        pendingSet.removeAll()
         return SegmentResult(deliveredKeys: keys, receipts: [SinkReceipt(sink: sink, target: target, length: length)])
     }
 

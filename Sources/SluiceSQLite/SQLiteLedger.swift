@@ -253,18 +253,7 @@ enum LedgerKeys {
     /// The 16 bytes of one of sluice's own keys (32 lowercase hex digits) as two big-endian
     /// halves; nil for any other key.
     static func bits(_ key: String) -> (UInt64, UInt64)? {
-        var high: UInt64 = 0, low: UInt64 = 0, n = 0
-        for c in key.utf8 {
-            let v: UInt64
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt64(c - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = UInt64(c - UInt8(ascii: "a") + 10)
-            default: return nil
-            }
-            if n < 16 { high = high << 4 | v } else if n < 32 { low = low << 4 | v } else { return nil }
-            n += 1
-        }
-        return n == 32 ? (high, low) : nil
+        RecordKeyBits(key).map { ($0.high, $0.low) }
     }
 
     /// The stored blob of a key's two halves.

@@ -69,6 +69,36 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         let theirs = try reference([["op": "position_key", "pipeline": "events", "file": file, "offset": offset]])
         #expect(ours == theirs[0] as? String)
     }
+
+    /// `RecordKeySet` (own keys as 16 bytes in a table of its own) answers as a
+    /// `Set<String>` does, over inserts, lookups and emptyings: sluice's keys, keys that
+    /// share one half, the all-zero key, near-keys that are not sluice's (upper case, 31
+    /// or 33 digits), and other text.
+    @Test(arguments: [0, 1, 7, 1_000, 40_000])
+    func keySetAnswersAsASetOfStrings(own: Int) {
+        var rng = SystemRandomNumberGenerator()
+        func hex(_ high: UInt64, _ low: UInt64) -> String {
+            let h = String(high, radix: 16), l = String(low, radix: 16)
+            return String(repeating: "0", count: 16 - h.count) + h + String(repeating: "0", count: 16 - l.count) + l
+        }
+        var keys = (0..<own).map { _ in hex(rng.next(), rng.next()) }
+        keys += (0..<min(own, 50)).map { hex(7, UInt64($0) << 20) } // one low slot, many highs
+        keys += [hex(0, 0), hex(0, 1), hex(1, 0), String(repeating: "A", count: 32), String(repeating: "a", count: 31),
+                 String(repeating: "a", count: 33), "order-17", "", "ü"]
+        var ours = RecordKeySet(), theirs = Set<String>()
+        for _ in 0..<2 {
+            for key in keys.shuffled() + keys.prefix(100) {
+                #expect(ours.contains(key) == theirs.contains(key))
+                #expect(ours.insert(key) == theirs.insert(key).inserted)
+            }
+            #expect(ours.count == theirs.count)
+            for k in 0..<200 { #expect(!ours.contains(hex(UInt64(k), rng.next()))) } // 2^-64 odds of a real hit
+            ours.removeAll()
+            theirs.removeAll()
+            #expect(ours.isEmpty)
+            for key in keys.prefix(20) { #expect(!ours.contains(key)) }
+        }
+    }
 }
 
 @Suite struct JSONTests {
