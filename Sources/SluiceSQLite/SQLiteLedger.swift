@@ -136,35 +136,32 @@ extension SQLiteStateStore {
         let segment = try Int64.fetchOne(db, sql: "SELECT segments FROM ledger_partitions WHERE id = ?", arguments: [partitionID])!
         // In the primary key's order (text sorts before blobs in SQLite; a blob's bytes in
         // order are its two big-endian halves in order), sorted as integers, not as strings.
-        var own: [(UInt64, UInt64)] = []
+        var own: [RecordKeyBits] = []
         own.reserveCapacity(unsorted.count)
         var other: [String] = []
         for key in unsorted {
-            if let bits = LedgerKeys.bits(key) { own.append(bits) } else { other.append(key) }
+            if let bits = RecordKeyBits(key) { own.append(bits) } else { other.append(key) }
         }
-        own.sort { $0 < $1 }
+        own.sort { ($0.high, $0.low) < ($1.high, $1.low) }
         other.sort()
-        // Made per chunk: a blob's `Data` is an allocation of its own.
         let count = other.count + own.count
-        func key(_ i: Int) -> DatabaseValue { i < other.count ? other[i].databaseValue : LedgerKeys.blob(own[i - other.count]) }
         var start = 0
         while start < count {
-            let chunk = (start..<min(count, start + Self.keysPerStatement)).lazy.map(key)
+            let chunk = start..<min(count, start + Self.keysPerStatement)
             start += chunk.count
             // Plain `?` parameters, each value repeated per row: GRDB reads the name of every
             // parameter of a new statement, and for numbered ones (`?1`) SQLite finds each
             // name by a walk over all of them (quadratic in the parameters of a statement).
             let statement = chunk.count == Self.keysPerStatement ? try db.cachedStatement(sql: Self.ledgerInsertSQL)
                 : try db.makeStatement(sql: Self.ledgerInsertSQL(rows: chunk.count))
-            var arguments: [(any DatabaseValueConvertible)?] = []
-            arguments.reserveCapacity(chunk.count * 4)
-            for key in chunk {
-                arguments.append(sinkID)
-                arguments.append(key)
-                arguments.append(partitionID)
-                arguments.append(segment)
+            try statement.executeBound(db) { b in
+                for i in chunk {
+                    b.bind(sinkID)
+                    if i < other.count { b.bind(other[i]) } else { b.bind(own[i - other.count]) }
+                    b.bind(partitionID)
+                    b.bind(segment)
+                }
             }
-            try statement.execute(arguments: StatementArguments(arguments))
         }
     }
 
@@ -247,18 +244,8 @@ enum LedgerKeys {
     /// The 16 bytes of sluice's own keys (32 lowercase hex digits), the text of any other
     /// (the same conversion as window events' record keys).
     static func stored(_ key: String) -> DatabaseValue {
-        bits(key).map(blob) ?? key.databaseValue
-    }
-
-    /// The 16 bytes of one of sluice's own keys (32 lowercase hex digits) as two big-endian
-    /// halves; nil for any other key.
-    static func bits(_ key: String) -> (UInt64, UInt64)? {
-        RecordKeyBits(key).map { ($0.high, $0.low) }
-    }
-
-    /// The stored blob of a key's two halves.
-    static func blob(_ bits: (UInt64, UInt64)) -> DatabaseValue {
-        withUnsafeBytes(of: (bits.0.bigEndian, bits.1.bigEndian)) { Data($0) }.databaseValue
+        guard let bits = RecordKeyBits(key) else { return key.databaseValue }
+        return withUnsafeBytes(of: (bits.high.bigEndian, bits.low.bigEndian)) { Data($0) }.databaseValue
     }
 }
 

@@ -310,18 +310,17 @@ extension SQLiteStateStore {
                 // Plain `?` parameters (see `insertLedger`).
                 let statement = chunk.count == perStatement ? try db.cachedStatement(sql: Self.windowInsertSQL)
                     : try db.makeStatement(sql: Self.windowInsertSQL(rows: chunk.count))
-                var arguments: [(any DatabaseValueConvertible)?] = []
-                arguments.reserveCapacity(chunk.count * 5)
-                for (time, n) in chunk {
-                    let e = p.events[n]
-                    arguments.append(scopeID)
-                    arguments.append(time)
-                    arguments.append(base + Int64(n))
-                    arguments.append(e.key)
-                    arguments.append(WindowKeys.recordKey(e.recordKey))
-                    window?.inserted(e.key, time: time, sequence: base + Int64(n))
+                try statement.executeBound(db) { b in
+                    for (time, n) in chunk {
+                        let e = p.events[n]
+                        b.bind(scopeID)
+                        b.bind(time)
+                        b.bind(base + Int64(n))
+                        b.bind(e.key)
+                        b.bind(recordKey: e.recordKey)
+                    }
                 }
-                try statement.execute(arguments: StatementArguments(arguments))
+                for (time, n) in chunk { window?.inserted(p.events[n].key, time: time, sequence: base + Int64(n)) }
             }
             if let window { ledgerLock.withLock { ledgerKnown.windows[scope] = window } }
         }

@@ -436,3 +436,68 @@ import Testing
         #expect(try Self.found(state, probe) == Set(probe.filter { !$0.hasPrefix("s3") }))
     }
 }
+
+/// The store's bulk inserts bind values through SQLite's C API (`executeBound`): what
+/// GRDB reads back is what was bound, text and blobs alike (an empty string stays an
+/// empty string, not NULL; a record key of sluice's is its 16 bytes, any other its text),
+/// and a failing statement throws GRDB's error naming the SQL, never a value.
+@Suite struct BoundInsertTests {
+    static let texts = ["", "a", "ü ığdır", String(repeating: "x", count: 5_000), "fp_6407a34c945e"]
+    static let keys = ["000102030405060708090a0b0c0d0e0f", "ffffffffffffffffffffffffffffffff", "0000000000000000000000000000000",
+                       "ABCDEF00000000000000000000000000", "order-17", ""]
+
+    @Test func boundValuesReadBackAsGRDBReadsThem() throws {
+        let folder = try TestSupport.scratchDirectory("bound")
+        let db = try DatabaseQueue(path: folder + "/t.sqlite")
+        try db.write { db in
+            try db.execute(sql: "CREATE TABLE t (n INTEGER, s TEXT, k ANY) STRICT")
+            let sql = "INSERT INTO t (n, s, k) VALUES " + repeatElement("(?, ?, ?)", count: Self.keys.count).joined(separator: ",")
+            for (r, text) in Self.texts.enumerated() {
+                try db.cachedStatement(sql: sql).executeBound(db) { b in
+                    for (i, key) in Self.keys.enumerated() {
+                        b.bind(i == 0 ? Int64.min : i == 1 ? Int64.max : Int64(r * 10 + i))
+                        b.bind(text)
+                        b.bind(recordKey: key)
+                    }
+                }
+            }
+        }
+        let rows = try db.read { db in try Row.fetchAll(db, sql: "SELECT n, s, k, typeof(s) FROM t ORDER BY rowid") }
+        #expect(rows.count == Self.texts.count * Self.keys.count)
+        for (r, text) in Self.texts.enumerated() {
+            for (i, key) in Self.keys.enumerated() {
+                let row = rows[r * Self.keys.count + i]
+                #expect(row[0] as Int64 == (i == 0 ? Int64.min : i == 1 ? Int64.max : Int64(r * 10 + i)))
+                #expect(row[3] as String == "text")
+                #expect(row[1] as String == text)
+                #expect((row[2] as DatabaseValue) == LedgerKeys.stored(key))
+            }
+        }
+    }
+
+    @Test func failuresNameTheStatementNotTheValues() throws {
+        let folder = try TestSupport.scratchDirectory("bound")
+        let db = try DatabaseQueue(path: folder + "/t.sqlite")
+        try db.write { db in try db.execute(sql: "CREATE TABLE t (s TEXT PRIMARY KEY)") }
+        let secret = "secret-value-17"
+        try db.write { db in
+            try db.makeStatement(sql: "INSERT INTO t (s) VALUES (?)").executeBound(db) { $0.bind(secret) }
+        }
+        for bindTwice in [false, true] {
+            do {
+                try db.write { db in
+                    try db.makeStatement(sql: "INSERT INTO t (s) VALUES (?)").executeBound(db) { b in
+                        b.bind(secret)
+                        if bindTwice { b.bind(secret) }
+                    }
+                }
+                Issue.record("a duplicate key or a parameter too many was accepted")
+            } catch let error as DatabaseError {
+                #expect(error.resultCode == (bindTwice ? .SQLITE_RANGE : .SQLITE_CONSTRAINT))
+                #expect(!"\(error)".contains(secret))
+                #expect(error.sql == "INSERT INTO t (s) VALUES (?)")
+            }
+        }
+        #expect(try db.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM t") } == 1)
+    }
+}

@@ -1,0 +1,79 @@
+import GRDB
+import GRDBSQLite
+import SluiceCore
+
+/// Values bound to a prepared statement straight through SQLite's C API, for the store's
+/// bulk inserts (window events, ledger keys: hundreds of rows per statement, a million
+/// rows a run). Through GRDB each value became an existential, then a `DatabaseValue`, in
+/// an array of arguments (~4% of a 1M-line run's CPU); here an integer is bound as an
+/// integer and a string's bytes are copied by SQLite from the string's own buffer.
+struct SQLiteBinder {
+    fileprivate let statement: SQLiteStatement
+    fileprivate var index: Int32 = 1
+    fileprivate var code = SQLITE_OK
+
+    mutating func bind(_ value: Int64) {
+        if code == SQLITE_OK { code = sqlite3_bind_int64(statement, index, value) }
+        index += 1
+    }
+
+    mutating func bind(_ value: String) {
+        if code == SQLITE_OK {
+            var value = value
+            code = value.withUTF8 { b in
+                // An empty string is bound from a literal: a nil pointer would bind NULL.
+                guard let p = b.baseAddress, b.count > 0 else { return sqlite3_bind_text(statement, index, "", 0, sqliteTransient) }
+                return p.withMemoryRebound(to: CChar.self, capacity: b.count) {
+                    sqlite3_bind_text(statement, index, $0, Int32(b.count), sqliteTransient)
+                }
+            }
+        }
+        index += 1
+    }
+
+    /// A record key as the store keeps it (`LedgerKeys.stored`): the 16 bytes of sluice's
+    /// own keys, the text of any other.
+    mutating func bind(recordKey key: String) {
+        if let bits = RecordKeyBits(key) { bind(bits) } else { bind(key) }
+    }
+
+    /// A 16-byte blob of two big-endian halves (a record key's bits).
+    mutating func bind(_ bits: RecordKeyBits) {
+        if code == SQLITE_OK {
+            code = withUnsafeBytes(of: (bits.high.bigEndian, bits.low.bigEndian)) { b in
+                sqlite3_bind_blob(statement, index, b.baseAddress, Int32(b.count), sqliteTransient)
+            }
+        }
+        index += 1
+    }
+}
+
+/// SQLite's SQLITE_TRANSIENT: it copies the bytes before the call returns.
+private let sqliteTransient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
+
+extension Statement {
+    /// Runs the statement (an INSERT, UPDATE or DELETE: rows it returns are skipped) with
+    /// every parameter bound by `bind`, in order. Must be called inside the transaction
+    /// of a `Database` write (the store's bulk writes are). Errors are GRDB's
+    /// `DatabaseError`, naming the statement's SQL, never the values.
+    func executeBound(_ db: Database, _ bind: (inout SQLiteBinder) -> Void) throws {
+        let s = sqliteStatement
+        var code = sqlite3_reset(s)
+        if code == SQLITE_OK {
+            var binder = SQLiteBinder(statement: s)
+            bind(&binder)
+            code = binder.code
+            if code == SQLITE_OK, binder.index - 1 != sqlite3_bind_parameter_count(s) { code = SQLITE_RANGE }
+        }
+        if code == SQLITE_OK {
+            repeat { code = sqlite3_step(s) } while code == SQLITE_ROW
+            if code == SQLITE_DONE { code = SQLITE_OK }
+        }
+        guard code == SQLITE_OK else {
+            let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
+            sqlite3_reset(s)
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
+        }
+        sqlite3_reset(s) // no statement stays active between uses
+    }
+}
