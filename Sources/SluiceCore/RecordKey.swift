@@ -143,19 +143,36 @@ public struct RecordKeyBits: Hashable, Sendable {
 
     /// The bits of a key of exactly 32 lowercase hex digits; nil for any other text.
     public init?(_ key: String) {
-        var high: UInt64 = 0, low: UInt64 = 0, n = 0
-        for c in key.utf8 {
-            let v: UInt64
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt64(c - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = UInt64(c - UInt8(ascii: "a") + 10)
-            default: return nil
-            }
-            if n < 16 { high = high << 4 | v } else if n < 32 { low = low << 4 | v } else { return nil }
-            n += 1
+        guard key.utf8.count == 32 else { return nil }
+        // From the string's own bytes (a native string's are contiguous); every key of a
+        // run is parsed several times (the sink's key set, the ledger, window events).
+        let parsed = key.utf8.withContiguousStorageIfAvailable { b -> RecordKeyBits? in
+            guard let high = Self.half(b, 0), let low = Self.half(b, 16) else { return nil }
+            return RecordKeyBits(high: high, low: low)
         }
-        guard n == 32 else { return nil }
-        self.init(high: high, low: low)
+        guard let bits = parsed ?? Self.parse(Array(key.utf8)) else { return nil }
+        self = bits
+    }
+
+    private static func parse(_ bytes: [UInt8]) -> RecordKeyBits? {
+        bytes.withUnsafeBufferPointer { b in
+            guard let high = half(b, 0), let low = half(b, 16) else { return nil }
+            return RecordKeyBits(high: high, low: low)
+        }
+    }
+
+    /// 16 lowercase hex digits from `start`, as a number; nil if any is not one.
+    @inline(__always) private static func half(_ b: UnsafeBufferPointer<UInt8>, _ start: Int) -> UInt64? {
+        var v: UInt64 = 0
+        var bad: UInt8 = 0
+        for i in start..<(start + 16) {
+            let c = b[i]
+            let digit = c &- UInt8(ascii: "0"), letter = c &- UInt8(ascii: "a")
+            let isDigit = digit < 10, isLetter = letter < 6
+            bad |= (isDigit || isLetter) ? 0 : 1
+            v = v << 4 | UInt64(isDigit ? digit : letter &+ 10)
+        }
+        return bad == 0 ? v : nil
     }
 }
 

@@ -72,6 +72,7 @@ public struct RateLimit: Transformer {
         let stored = try state.windowCounts(scope: scope, queries)
         // New events of this batch, per key, as sorted times (binary search keeps a hot key cheap).
         var pending: [String: [Int64]] = [:]
+        pending.reserveCapacity(items.count)
         var added: [WindowEvent] = []
         added.reserveCapacity(items.count)
         for (n, (i, k, t)) in items.enumerated() {

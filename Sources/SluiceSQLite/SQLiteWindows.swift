@@ -639,8 +639,8 @@ struct PendingWindowScope {
     /// In the order added (the order they are written in).
     var events: [WindowEvent] = []
     var sequenceOf: [Identity: Int64] = [:]
-    /// Per window key, sorted by time.
-    var byKey: [String: [StoredWindow.Event]] = [:]
+    /// Per window key, sorted by time (the first inline: most keys have one event here).
+    var byKey: [String: KeyEvents] = [:]
     var minTime = Int64.max
 
     /// Adds an event unless it is pending already (same record key and time).
@@ -651,8 +651,12 @@ struct PendingWindowScope {
         stored.sequence = sequence
         events.append(stored)
         minTime = min(minTime, e.time)
-        let at = (byKey[e.key] ?? []).upperBound(e.time, by: \.time)
-        byKey[e.key, default: []].insert(StoredWindow.Event(time: e.time, sequence: sequence), at: at)
+        let event = StoredWindow.Event(time: e.time, sequence: sequence)
+        if let index = byKey.index(forKey: e.key) {
+            byKey.values[index].insert(event) // in place
+        } else {
+            byKey[e.key] = KeyEvents(first: event)
+        }
         return true
     }
 
@@ -663,7 +667,7 @@ struct PendingWindowScope {
         events.removeAll { $0.time < before }
         for (key, entries) in byKey {
             let kept = entries.filter { $0.time >= before }
-            byKey[key] = kept.isEmpty ? nil : kept
+            byKey[key] = kept.isEmpty ? nil : KeyEvents(kept)
         }
         sequenceOf = [:]
         for e in events { sequenceOf[Identity(e)] = e.sequence }
