@@ -48,10 +48,20 @@ public struct SchemaCoercer: Sendable {
     }
 
     public func row(for record: Record) -> Result<Row, CoercionError> {
-        // Records usually hold their fields in the schema's order (a select before the
-        // load): each name is looked for where the previous one was found first.
+        row(for: record, byName(record))
+    }
+
+    /// `forEachValue(of:through:...)` for a record without a projection: columns by name.
+    public func forEachValue(of record: Record, _ body: (Int, Value) -> Void) -> CoercionError? {
+        forEachValue(of: record, byName(record), body)
+    }
+
+    /// Each column's value by its name. Records usually hold their fields in the schema's
+    /// order (a select before the load): each name is looked for where the previous one
+    /// was found first.
+    private func byName(_ record: Record) -> (Int) -> Value? {
         var next = 0
-        return row(for: record) { index in
+        return { index in
             guard let i = record.fields.index(of: names[index], from: next) else { return nil }
             next = i + 1
             return record.fields.storage[i].value
@@ -70,28 +80,43 @@ public struct SchemaCoercer: Sendable {
         row(for: record) { index in plan[index].map { projection.value($0, in: record.fields, reader: &readers[$0]) } }
     }
 
+    /// The record's coerced values through `projection`, given to `body` in column order
+    /// instead of gathered into a row (a sink that encodes them writes each at once). Stops
+    /// at the first column that does not coerce.
+    public func forEachValue(of record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader],
+                             _ body: (Int, Value) -> Void) -> CoercionError? {
+        forEachValue(of: record, { index in plan[index].map { projection.value($0, in: record.fields, reader: &readers[$0]) } }, body)
+    }
+
     /// The row with each column's value from `value(index)` (nil: absent), asked in
     /// schema order for every column but the key's.
     private func row(for record: Record, _ value: (Int) -> Value?) -> Result<Row, CoercionError> {
         var values: [Value] = []
         values.reserveCapacity(columns.count)
+        if let error = forEachValue(of: record, value, { _, v in values.append(v) }) { return .failure(error) }
+        return .success(Row(key: record.key, position: record.position, values: values))
+    }
+
+    /// Each column's coerced value, from `value(index)` (nil: absent), in schema order (the
+    /// key column's is the record key); the first column that does not coerce ends it.
+    private func forEachValue(of record: Record, _ value: (Int) -> Value?, _ body: (Int, Value) -> Void) -> CoercionError? {
         for index in columns.indices {
             if index == keyColumn {
-                values.append(.string(record.key))
+                body(index, .string(record.key))
                 continue
             }
             let v = value(index)
             if let same = Self.unchanged(v, columns[index]) {
-                values.append(same)
+                body(index, same)
                 continue
             }
             do {
-                values.append(try Self.coerce(v, to: schema.fields[index], path: names[index]))
+                body(index, try Self.coerce(v, to: schema.fields[index], path: names[index]))
             } catch {
-                return .failure(error)
+                return error
             }
         }
-        return .success(Row(key: record.key, position: record.position, values: values))
+        return nil
     }
 
     /// What `coerce` makes of a value that needs no change (nil: ask `coerce`): null in a

@@ -274,28 +274,61 @@ public struct Runner: Sendable {
         for transformer in stages { try transformer.apply(&batch, context: context) }
         let plans = projection.map { p in coercers.map { $0.plan(p) } }
         var readers = projection?.columns.map { PathReader($0.path) } ?? []
+        // Rows that only encoding sinks take are encoded a value at a time, as each value is
+        // coerced: no row of values is made (`streamed`, its sinks' encoders in `targets`).
+        let targets = coercers.indices.map { c in encoders.indices.filter { coercerOf[$0] == c } }
+        let streamed = targets.map { $0.allSatisfy { encoders[$0] != nil } }
+        var encoded: [EncodedRows?] = encoders.map { $0 == nil ? nil : EncodedRows() }
+        for i in encoded.indices where encoded[i] != nil {
+            encoded[i]!.bytes.reserveCapacity(batch.records.count * 512)
+            encoded[i]!.ends.reserveCapacity(batch.records.count)
+        }
+        var marks = [Int](repeating: 0, count: encoders.count)
         var rows = [[Row]](repeating: [], count: coercers.count)
         for i in rows.indices { rows[i].reserveCapacity(batch.records.count) }
         var coerced: [Row] = []
         for r in batch.records.indices { // by index: a record is borrowed, not copied
             coerced.removeAll(keepingCapacity: true)
+            for i in encoded.indices { marks[i] = encoded[i]?.bytes.count ?? 0 }
             var failure: CoercionError?
             for (c, coercer) in coercers.enumerated() {
-                let result = if let projection, let plans {
-                    coercer.row(for: batch.records[r], through: projection, plan: plans[c], readers: &readers)
+                if streamed[c] {
+                    // (Closures written in place: non-escaping, so `encoded` is not boxed.)
+                    failure = if let projection, let plans {
+                        coercer.forEachValue(of: batch.records[r], through: projection, plan: plans[c], readers: &readers) { column, value in
+                            for i in targets[c] { encoders[i]!.append(value, column: column, to: &encoded[i]!.bytes) }
+                        }
+                    } else {
+                        coercer.forEachValue(of: batch.records[r]) { column, value in
+                            for i in targets[c] { encoders[i]!.append(value, column: column, to: &encoded[i]!.bytes) }
+                        }
+                    }
+                    if failure == nil { coerced.append(Row(key: batch.records[r].key, position: batch.records[r].position, values: [])) }
                 } else {
-                    coercer.row(for: batch.records[r])
-                }
-                switch result {
-                case .success(let row): coerced.append(row)
-                case .failure(let e): failure = e
+                    let result = if let projection, let plans {
+                        coercer.row(for: batch.records[r], through: projection, plan: plans[c], readers: &readers)
+                    } else {
+                        coercer.row(for: batch.records[r])
+                    }
+                    switch result {
+                    case .success(let row): coerced.append(row)
+                    case .failure(let e): failure = e
+                    }
                 }
                 if failure != nil { break }
             }
             if let failure {
+                // None of the record reaches any sink: its encoded columns are cut away.
+                for i in encoded.indices where encoded[i] != nil { encoded[i]!.bytes.removeSubrange(marks[i]...) }
                 batch.deadLetters.append(DeadLetter(kind: .schema, position: batch.records[r].position, message: failure.description,
                                                     raw: batch.records[r].raw))
             } else {
+                for c in coercers.indices where streamed[c] {
+                    for i in targets[c] {
+                        encoders[i]!.endRow(&encoded[i]!.bytes)
+                        encoded[i]!.ends.append(encoded[i]!.bytes.count)
+                    }
+                }
                 for (i, row) in coerced.enumerated() { rows[i].append(row) }
             }
         }
@@ -303,18 +336,9 @@ public struct Runner: Sendable {
         var records: [Record] = []
         swap(&records, &batch.records)
         recycle(records)
-        let encoded = encoders.indices.map { i in encoders[i]?.encode(rows[coercerOf[i]]) }
-        // Rows that only encoding sinks take need no values any more: they go to be freed
-        // where they were read, not on the loading thread.
-        for c in rows.indices where coercerOf.indices.allSatisfy({ coercerOf[$0] != c || encoders[$0] != nil }) {
-            var values: [[Value]] = []
-            values.reserveCapacity(rows[c].count)
-            for r in rows[c].indices {
-                var v: [Value] = []
-                swap(&v, &rows[c][r].values)
-                values.append(v)
-            }
-            recycle(values)
+        // Encoding sinks that share their rows with a sink that takes values: from the rows.
+        for i in encoders.indices where encoded[i] != nil && !streamed[coercerOf[i]] {
+            encoded[i] = encoders[i]!.encode(rows[coercerOf[i]])
         }
         return FinishedBatch(batch: batch, rows: rows, encoded: encoded, loaded: loaded)
     }

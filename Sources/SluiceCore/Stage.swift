@@ -316,7 +316,27 @@ public struct EncodedRows: Sendable {
     public func row(_ i: Int) -> ArraySlice<UInt8> { bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]] }
 }
 
-/// Encodes rows in a sink's format; pure, so it runs on any thread.
+/// Encodes rows in a sink's format; pure, so it runs on any thread. A row is encoded a
+/// value at a time, in column order, then ended: the worker writes each coerced value
+/// straight into the bytes, without a row of values in between.
 public protocol RowEncoder: Sendable {
-    func encode(_ rows: [Row]) -> EncodedRows
+    /// Appends the value of column `column` (0-based; called in column order).
+    func append(_ value: Value, column: Int, to out: inout [UInt8])
+    /// Ends a row whose every column was appended.
+    func endRow(_ out: inout [UInt8])
+}
+
+extension RowEncoder {
+    /// Rows of values, encoded the same way.
+    public func encode(_ rows: [Row]) -> EncodedRows {
+        var out = EncodedRows()
+        out.ends.reserveCapacity(rows.count)
+        out.bytes.reserveCapacity(rows.count * 512)
+        for row in rows {
+            for c in row.values.indices { append(row.values[c], column: c, to: &out.bytes) }
+            endRow(&out.bytes)
+            out.ends.append(out.bytes.count)
+        }
+        return out
+    }
 }

@@ -16,12 +16,9 @@ public struct CSVFormat: Sendable {
     public init(delimiter: UInt8 = UInt8(ascii: ",")) { self.delimiter = delimiter }
 
     public func appendRecord(_ values: [Value], to out: inout [UInt8]) {
-        for i in values.indices {
-            if i > 0 { out.append(delimiter) }
-            appendField(values[i], to: &out)
-        }
-        out.append(0x0D)
-        out.append(0x0A)
+        let encoder = CSVRowEncoder(format: self)
+        for i in values.indices { encoder.append(values[i], column: i, to: &out) }
+        encoder.endRow(&out)
     }
 
     public func appendHeader(_ names: [String], to out: inout [UInt8]) {
@@ -127,15 +124,14 @@ public struct CSVRowEncoder: RowEncoder {
 
     public init(format: CSVFormat) { self.format = format }
 
-    public func encode(_ rows: [Row]) -> EncodedRows {
-        var out = EncodedRows()
-        out.ends.reserveCapacity(rows.count)
-        out.bytes.reserveCapacity(rows.count * 512)
-        for row in rows {
-            format.appendRecord(row.values, to: &out.bytes)
-            out.ends.append(out.bytes.count)
-        }
-        return out
+    public func append(_ value: Value, column: Int, to out: inout [UInt8]) {
+        if column > 0 { out.append(format.delimiter) }
+        format.appendField(value, to: &out)
+    }
+
+    public func endRow(_ out: inout [UInt8]) {
+        out.append(0x0D)
+        out.append(0x0A)
     }
 }
 

@@ -1,6 +1,7 @@
 @testable import SluiceCore
 import Testing
 import Foundation
+import Logging
 
 /// The runner's read-ahead: batches come out in order, prepared on the reading thread;
 /// a source's error comes out after the batches before it; stopping early ends the
@@ -171,5 +172,57 @@ import Foundation
         for n in 1...4 { worker.submit(n) }
         worker.stop() // returns once the thread ended, without finishing all four
         #expect(worker.pending == 4)
+    }
+}
+
+/// The worker's coercion and encoding (`Runner.finish`): rows that only encoding sinks
+/// take are encoded a value at a time; a record that one schema rejects reaches no sink,
+/// and what another schema had encoded of it already is cut away. Expected bytes are
+/// written out by hand.
+@Suite struct FinishTests {
+    /// `a|b|...` rows of compact JSON values, one per line.
+    struct BarEncoder: RowEncoder {
+        func append(_ value: Value, column: Int, to out: inout [UInt8]) {
+            if column > 0 { out.append(UInt8(ascii: "|")) }
+            JSONWriter.write(value, into: &out)
+        }
+        func endRow(_ out: inout [UInt8]) { out.append(0x0A) }
+    }
+
+    static let context = RunContext(projectRoot: "/", outputRoot: "/", pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                                    logger: Logger(label: "test"))
+
+    static func batch() throws -> RecordBatch {
+        let lines = [#"{"n": 1, "s": "a"}"#, #"{"n": "2", "s": "b"}"#, #"{"n": 3, "s": null}"#, #"{"n": "x", "s": "d"}"#, #"{"n": 5}"#]
+        return RecordBatch(records: try lines.enumerated().map { i, line in
+            guard case .object(let fields) = try JSONParser.parse(line) else { throw CoercionError(column: "", problem: "") }
+            return Record(fields: fields, position: SourcePosition(file: "f", line: i + 1), key: "k\(i + 1)")
+        })
+    }
+
+    /// Schema A takes any `n` as a string; schema B wants an integer `n` and a REQUIRED `s`.
+    static let a = SchemaCoercer(schema: TableSchema(fields: [SchemaField(name: "n", type: .string), SchemaField(name: "key", type: .string)]),
+                                 keyColumn: "key")
+    static let b = SchemaCoercer(schema: TableSchema(fields: [SchemaField(name: "s", type: .string, mode: .required),
+                                                              SchemaField(name: "n", type: .integer)]), keyColumn: nil)
+
+    @Test(arguments: [false, true])
+    func rejectedRecordsLeaveNoBytes(withASinkOfValues: Bool) throws {
+        // Sinks: A encoded, B encoded, and (optionally) B again taking values, not bytes.
+        let encoders: [(any RowEncoder)?] = [BarEncoder(), BarEncoder()] + (withASinkOfValues ? [nil] : [])
+        let coercerOf = [0, 1] + (withASinkOfValues ? [1] : [])
+        let out = try Runner.finish(try Self.batch(), after: [], context: Self.context, coercers: [Self.a, Self.b],
+                                    coercerOf: coercerOf, encoders: encoders)
+        // Records 3 (no s), 4 (n not an integer) and 5 (no s) fail schema B: they reach no sink.
+        #expect(out.loaded == 2)
+        #expect(out.batch.deadLetters.map(\.position.line) == [3, 4, 5])
+        #expect(out.rows[0].map(\.key) == ["k1", "k2"])
+        #expect(String(decoding: out.encoded[0]!.bytes, as: UTF8.self) == "\"1\"|\"k1\"\n\"2\"|\"k2\"\n")
+        #expect(String(decoding: out.encoded[1]!.bytes, as: UTF8.self) == "\"a\"|1\n\"b\"|2\n")
+        #expect(out.encoded[0]!.ends == [9, 18])
+        #expect(out.encoded[1]!.ends == [6, 12])
+        // Values only where a sink takes them.
+        #expect(out.rows[0].allSatisfy { $0.values.isEmpty })
+        #expect(out.rows[1].map(\.values) == (withASinkOfValues ? [[.string("a"), .int(1)], [.string("b"), .int(2)]] : [[], []]))
     }
 }
