@@ -44,18 +44,22 @@ public struct RecordKeyer: Sendable {
 
     public func key(for record: Record) -> String {
         var readers = fields.map(PathReader.init)
-        return key(for: record, readers: &readers)
+        var bytes: [UInt8] = []
+        return key(for: record, readers: &readers, bytes: &bytes)
     }
 
-    /// The keys of many records, with one `PathReader` per key field across them.
+    /// The keys of many records, with one `PathReader` per key field and one buffer for
+    /// the encoding across them.
     public func keys(_ records: inout [Record]) {
         var readers = fields.map(PathReader.init)
-        for i in records.indices { records[i].key = key(for: records[i], readers: &readers) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(head.count + 128)
+        for i in records.indices { records[i].key = key(for: records[i], readers: &readers, bytes: &bytes) }
     }
 
-    private func key(for record: Record, readers: inout [PathReader]) -> String {
-        var bytes = head
-        bytes.reserveCapacity(head.count + 128)
+    private func key(for record: Record, readers: inout [PathReader], bytes: inout [UInt8]) -> String {
+        bytes.removeAll(keepingCapacity: true)
+        bytes.append(contentsOf: head)
         if fields.isEmpty {
             bytes.append(UInt8(ascii: "p"))
             Self.encodeString(record.position.fileID ?? record.position.file, into: &bytes)
@@ -66,7 +70,7 @@ public struct RecordKeyer: Sendable {
                 Self.encode(readers[k].value(in: record.fields) ?? .null, into: &bytes)
             }
         }
-        return Self.hex(SHA256.hash(data: bytes).prefix(16))
+        return Self.hex(SHA256.hash(data: bytes))
     }
 
     /// The canonical bytes (exposed for tests and documentation).
@@ -110,14 +114,17 @@ public struct RecordKeyer: Sendable {
         out.append(contentsOf: s.utf8)
     }
 
-    static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.underestimatedCount * 2)
-        for b in bytes {
-            out.append(hexDigit(b >> 4))
-            out.append(hexDigit(b & 0xF))
+    /// The lowercase hex of a digest's first 16 bytes, written into the string itself.
+    static func hex(_ digest: SHA256.Digest) -> String {
+        digest.withUnsafeBytes { d in
+            String(unsafeUninitializedCapacity: 32) { out in
+                for i in 0..<16 {
+                    out[2 * i] = hexDigit(d[i] >> 4)
+                    out[2 * i + 1] = hexDigit(d[i] & 0xF)
+                }
+                return 32
+            }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     @inline(__always) static func hexDigit(_ n: UInt8) -> UInt8 { n < 10 ? 0x30 + n : 0x57 + n }
@@ -126,7 +133,7 @@ public struct RecordKeyer: Sendable {
 /// The 128-bit SHA-256 prefix, as lowercase hex, that keys and file identities use.
 public enum ShortDigest {
     public static func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
-        RecordKeyer.hex(SHA256.hash(data: Array(bytes)).prefix(16))
+        RecordKeyer.hex(SHA256.hash(data: Array(bytes)))
     }
 }
 
