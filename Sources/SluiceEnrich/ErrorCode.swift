@@ -14,10 +14,13 @@ public struct ErrorCode: Transformer {
     public var target: String
     public var valuesTarget: String?
     public var matcher: ErrorCodeMatcher
-    public var unknown: UnknownTexts
+    /// Unknown texts, counted per run: a backfill's partitions (one after another, or at
+    /// the same time) each report their own.
+    public var unknown: UnknownTallies
     public var report: Int
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
+        let unknown = unknown.of(context)
         var reader = PathReader(text)
         // A log repeats few texts: each distinct text of a batch is matched once.
         var memo: [String: (code: Value, values: Value, unknown: Bool)] = [:]
@@ -32,7 +35,7 @@ public struct ErrorCode: Transformer {
                 result = known
                 if known.unknown { unknown.record(message) } // counted each time it occurs
             } else {
-                result = outcome(message)
+                result = outcome(message, unknown: unknown)
                 memo[message] = result
             }
             batch.records[i].fields[target] = result.code
@@ -42,7 +45,7 @@ public struct ErrorCode: Transformer {
 
     /// The code and the captured values (JSON text, null when none) of a text; an unknown
     /// text is recorded and coded `UNKNOWN`.
-    func outcome(_ message: String) -> (code: Value, values: Value, unknown: Bool) {
+    func outcome(_ message: String, unknown: UnknownTexts) -> (code: Value, values: Value, unknown: Bool) {
         guard let m = matcher.match(message, recordingUnknownIn: unknown) else { return (.string("UNKNOWN"), .null, true) }
         let values: Value = m.values.isEmpty ? .null
             : .string(JSONWriter.string(.object(Fields(m.values.sorted { $0.key < $1.key }.map { Fields.Field($0.key, Self.typed($0.value)) }))))
@@ -56,6 +59,7 @@ public struct ErrorCode: Transformer {
     }
 
     public func finish(context: RunContext) -> [String] {
+        guard let unknown = unknown.take(context) else { return [] }
         let top = unknown.top(report)
         guard !top.isEmpty else { return [] }
         // Error texts of the product's API, not user data: listed so catalogs can grow.
@@ -82,7 +86,7 @@ public struct ErrorCode: Transformer {
             do {
                 let matcher = try ErrorCodeMatcher(catalogPaths: catalogs, codesPath: codes.map(ctx.absolute))
                 return BuiltTransformer(transformer: ErrorCode(text: text, target: target, valuesTarget: valuesTarget, matcher: matcher,
-                                                               unknown: UnknownTexts(), report: report),
+                                                               unknown: UnknownTallies(), report: report),
                                         effects: [.add([target] + (valuesTarget.map { [$0] } ?? []))])
             } catch {
                 ctx.diagnostics.error(codes != nil && "\(error)".contains(codes!) ? codesLocation : o.keyLocation("catalogs"), "\(error)")
@@ -92,3 +96,30 @@ public struct ErrorCode: Transformer {
     }
 }
 
+
+/// The unknown texts of each run of a pipeline's `error_code` stage, by partition: a
+/// stage is built once for a backfill and its partitions' runs share it.
+public final class UnknownTallies: Sendable {
+    private let lock = Lock()
+    // Guarded by `lock`.
+    nonisolated(unsafe) private var runs: [String: UnknownTexts] = [:]
+
+    public init() {}
+
+    /// The run's tally (made on its first batch).
+    public func of(_ context: RunContext) -> UnknownTexts {
+        let run = context.pipeline + "\u{0}" + context.partition.description
+        return lock.withLock {
+            if let tally = runs[run] { return tally }
+            let tally = UnknownTexts()
+            runs[run] = tally
+            return tally
+        }
+    }
+
+    /// The run's tally, forgotten here (its run ends); nil if it counted nothing.
+    public func take(_ context: RunContext) -> UnknownTexts? {
+        let run = context.pipeline + "\u{0}" + context.partition.description
+        return lock.withLock { runs.removeValue(forKey: run) }
+    }
+}

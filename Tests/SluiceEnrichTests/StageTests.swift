@@ -148,4 +148,38 @@ import Testing
         #expect(byID["9"] == [nil, nil])
         #expect(console.errors.contains { $0.contains("2 × Something exploded") }, "\(console.errors)")
     }
+
+    /// A backfill builds the stage once for all its partitions: each partition's run
+    /// reports its own unknown texts (they added up over the partitions), one after
+    /// another and at the same time.
+    @Test(arguments: [1, 2])
+    func unknownTextsAreReportedPerPartition(parallel: Int) async throws {
+        let root = try TestSupport.scratchDirectory("enrich")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let counts = ["2026-11-18": 2, "2026-11-19": 3, "2026-11-20": 1]
+        for (date, n) in counts {
+            try FileManager.default.createDirectory(atPath: root + "/in/" + date, withIntermediateDirectories: true)
+            let lines = (0..<n).map { i in
+                #"{"id":"\#(date)-\#(i)","ts":"\#(date)T10:00:00Z","error":"Something exploded"}"# + "\n" }
+            try lines.joined().write(toFile: root + "/in/\(date)/a.jsonl", atomically: true, encoding: .utf8)
+        }
+        for dir in ["Pipelines", "Schemas"] { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) }
+        try #"[{"name": "id", "type": "STRING"}, {"name": "error_code", "type": "STRING"}]"#.write(toFile: root + "/Schemas/t.json", atomically: true, encoding: .utf8)
+        try """
+            name: t
+            key: [id]
+            extract: {kind: jsonl, path: "in/{date}/*.jsonl", time: ts}
+            transform:
+              - {kind: error_code, text: error, catalogs: ["\(TestSupport.repoRoot)/Samples/i18n/errors.*.yml"]}
+            load:
+              - {kind: csv, path: "out/{date}.csv", schema: Schemas/t.json}
+
+            """.write(toFile: root + "/Pipelines/t.yml", atomically: true, encoding: .utf8)
+        let console = CapturingConsole()
+        let status = await Commands.run(pipeline: root + "/Pipelines/t.yml", partitions: counts.keys.sorted(),
+                                        options: .init(parallel: parallel), projectRoot: root, console: console)
+        #expect(status == 0, "\(console.errors)")
+        let reported = console.errors.filter { $0.contains("× Something exploded") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(reported.sorted() == ["1 × Something exploded", "2 × Something exploded", "3 × Something exploded"], "\(console.errors)")
+    }
 }
