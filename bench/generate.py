@@ -8,7 +8,9 @@ The lines have the shape of seed 001 (the `signup_attempts` pipeline's input, li
 Samples/logs/api): request id, method, host, path, query, action, IP, headers (user
 agent, referer, Cloudflare country, fingerprint), body (email, country, currency, phone,
 affiliate data, extra), response (status, localized error text), duration. All lines
-fall on one day (2026-11-18), in time order with a little disorder.
+fall on one day (2026-11-18, or `--day N` days later: another day of the same product,
+with other request ids, for a backfill of several days), in time order with a little
+disorder.
 
 - IPs: addresses inside networks of the full GeoLite2 City database, found by looking
   up random addresses with MaxMind's own reader (`maxminddb`); IPv4 and some IPv6.
@@ -20,6 +22,7 @@ fall on one day (2026-11-18), in time order with a little disorder.
 Same arguments, same bytes (a fixed seed; no clock, no hash randomness).
 """
 import argparse
+import datetime
 import ipaddress
 import json
 import os
@@ -55,7 +58,7 @@ REFERERS = [None, None, "https://google.com/", "https://example.com/landing", "h
 FOREIGN_ERRORS = ["E-Mail-Adresse ist bereits vergeben", "La dirección de correo ya está en uso",
                   "Senha muito curta (mínimo de 8 caracteres)", "Забагато спроб. Спробуйте пізніше",
                   "Die Anfrage wurde gedrosselt.", "Demasiados intentos: el límite es 5 por hora"]
-DAY = 1795046400  # 2026-11-18T00:00:00Z
+DAY = 1795046400  # an origin for times of day: only differences from it are written
 
 
 def find_networks(city_path, rng, v4_count, v6_count):
@@ -118,6 +121,7 @@ def main():
     ap.add_argument("--city", required=True, help="GeoLite2-City.mmdb")
     ap.add_argument("--asn-out", help="also write an IP-to-ASN TSV (iptoasn.com shape) covering the sampled networks")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--day", type=int, default=0, help="days after 2026-11-18 (the same networks and fingerprints, other requests)")
     a = ap.parse_args()
 
     rng = random.Random(a.seed)
@@ -126,6 +130,10 @@ def main():
         write_asn(a.asn_out, v4, v6, random.Random(a.seed + 1))
     fps = ["fp_%012x" % rng.getrandbits(48) for _ in range(max(100, a.lines // 8))]
     hot = fps[:40]
+    if a.day:
+        rng = random.Random(a.seed * 1_000_003 + a.day)  # the day's own requests (ids, times, bodies)
+    start = DAY + a.day * 86400
+    date = (datetime.date(2026, 11, 18) + datetime.timedelta(days=a.day)).isoformat()
     actions = list(PATHS)
     n = a.lines
     step = 86400 / n
@@ -134,9 +142,9 @@ def main():
         buf = []
         for i in range(n):
             r = rng.random
-            t = DAY + i * step + (r() * 600 - 300 if r() < 0.02 else 0)  # 2% up to 5 minutes late/early
-            t = min(max(t, DAY), DAY + 86399.999999)
-            ts = "2026-11-18T%02d:%02d:%09.6fZ" % (int(t - DAY) // 3600, int(t - DAY) % 3600 // 60, (t - DAY) % 60)
+            t = start + i * step + (r() * 600 - 300 if r() < 0.02 else 0)  # 2% up to 5 minutes late/early
+            t = min(max(t, start), start + 86399.999999)
+            ts = "%sT%02d:%02d:%09.6fZ" % (date, int(t - start) // 3600, int(t - start) % 3600 // 60, (t - start) % 60)
             action = actions[int(r() * len(actions))]
             rid = "%08x-%04x-4%03x-%04x-%012x" % (rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(12),
                                                   0x8000 | rng.getrandbits(14), rng.getrandbits(48))

@@ -10,6 +10,7 @@ fast) and sluice/jq. With --big, sluice runs again on a larger file to show whet
 peak memory grows with the input.
 """
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -67,7 +68,20 @@ def ensure_input(data, lines, city):
     return folder, path, asn
 
 
-def run_sluice(sluice, data, folder, city):
+def ensure_day(data, lines, city, day):
+    """Day `day` (after DATE) of the `lines`-line log, beside the first, for a backfill."""
+    date = (datetime.date.fromisoformat(DATE) + datetime.timedelta(days=day)).isoformat()
+    path = os.path.join(data, f"lines-{lines}", date, "api.jsonl")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        print(f"generating day {date}: {lines:,} lines into {path} ...", flush=True)
+        subprocess.run([sys.executable, os.path.join(REPO, "bench/generate.py"), "--lines", str(lines), "--out", path,
+                        "--city", city, "--day", str(day)], check=True)
+    return date
+
+
+def run_sluice(sluice, data, folder, city, until=None):
+    """One `sluice run` of DATE, or with `until` one `sluice backfill` from DATE to it."""
     project = os.path.join(data, "project")
     shutil.rmtree(project, ignore_errors=True)
     os.makedirs(os.path.join(project, "Pipelines"))
@@ -78,9 +92,11 @@ def run_sluice(sluice, data, folder, city):
     text = text.replace("@DATA@", data).replace("@CITY@", city).replace("@REPO@", REPO)
     with open(os.path.join(project, "Pipelines/signup_bench.yml"), "w", encoding="utf-8") as f:
         f.write(text)
-    result = measure([sluice, "run", "Pipelines/signup_bench.yml", "--date", DATE, "--project", project], cwd=project)
-    out = os.path.join(project, "out", DATE + ".csv")
-    size = os.path.getsize(out)
+    command = ["run", "Pipelines/signup_bench.yml", "--date", DATE] if until is None else \
+        ["backfill", "Pipelines/signup_bench.yml", "--from", DATE, "--to", until]
+    result = measure([sluice] + command + ["--project", project], cwd=project)
+    outs = os.path.join(project, "out")
+    size = sum(os.path.getsize(os.path.join(outs, f)) for f in os.listdir(outs))
     shutil.rmtree(project, ignore_errors=True)
     return result, size
 
@@ -118,6 +134,8 @@ def main():
     ap.add_argument("--sluice", required=True, help="the sluice binary (release build)")
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--big", type=int, default=4_000_000, help="lines of the memory run (0: skip it)")
+    ap.add_argument("--days", type=int, default=3,
+                    help="days of the backfill run (sluice backfill over this many days of --lines each; 0 or 1: skip it)")
     ap.add_argument("--data", default=os.environ.get("SLUICE_BENCH_DATA", "/work/bench-data"),
                     help="scratch folder for generated files (outside the repository)")
     ap.add_argument("--city", default=os.environ.get("SLUICE_BENCH_CITY",
@@ -151,6 +169,14 @@ def main():
         print(f"running sluice on {a.big:,} lines ({bbytes / 1e6:.0f} MB) ...", flush=True)
         result, size = run_sluice(os.path.abspath(a.sluice), data, bfolder, city)
         rows.append(row("sluice", a.big, bbytes, result, size))
+    backfill = None
+    if a.days > 1 and "sluice" in tools:
+        dates = [ensure_day(data, a.lines, city, d) for d in range(a.days)]
+        print(f"running sluice backfill over {a.days} days of {a.lines:,} lines ({dates[0]} to {dates[-1]}) ...", flush=True)
+        result, size = run_sluice(os.path.abspath(a.sluice), data, folder, city, until=dates[-1])
+        days_bytes = sum(os.path.getsize(os.path.join(data, f"lines-{a.lines}", d, "api.jsonl")) for d in dates)
+        backfill = row(f"sluice backfill, {a.days} days", a.lines * a.days, days_bytes, result, size)
+        rows.append(backfill)
 
     print()
     print("| tool | lines | wall s | records/s | MB/s | peak RSS MB | CPU s | CPU/wall | output MB |")
@@ -171,6 +197,10 @@ def main():
     if small and big:
         growth = (big["peak_rss_mb"] / small["peak_rss_mb"] - 1) * 100
         print(f"sluice peak RSS: {big['peak_rss_mb']:.0f} MB at {a.big:,} lines, {growth:+.1f}% (target within 10%)")
+    if small and backfill:
+        growth = (backfill["peak_rss_mb"] / small["peak_rss_mb"] - 1) * 100
+        print(f"sluice peak RSS: {backfill['peak_rss_mb']:.0f} MB in a backfill of {a.days} days of {a.lines:,} lines, "
+              f"{growth:+.1f}% over one day")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

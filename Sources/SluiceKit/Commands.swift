@@ -210,6 +210,7 @@ public enum Commands {
                        stop: StopFlag? = nil, progress: (any RunProgress)? = nil) async throws -> RunSummary {
         let context = RunContext(projectRoot: project.root, outputRoot: outputRoot, pipeline: pipeline.name,
                                  partition: partition, logger: project.logger(), environment: environment, mode: mode, state: state)
+        defer { Heap.returnFreedPages() } // the next run starts from what is in use, not from this run's peak
         return try await Runner(commitEvery: pipeline.commitEvery, stop: stop, progress: progress).run(pipeline, context: context)
     }
 
