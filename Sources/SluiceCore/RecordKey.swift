@@ -142,12 +142,9 @@ public enum ShortDigest {
 public struct RecordKeyBits: Hashable, Sendable {
     public var high: UInt64
     public var low: UInt64
+}
 
-    public init(high: UInt64, low: UInt64) {
-        self.high = high
-        self.low = low
-    }
-
+extension RecordKeyBits {
     /// The bits of a key of exactly 32 lowercase hex digits; nil for any other text.
     public init?(_ key: String) {
         guard key.utf8.count == 32 else { return nil }

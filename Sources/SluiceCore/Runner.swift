@@ -278,7 +278,7 @@ public struct Runner: Sendable {
         // coerced: no row of values is made (`streamed`, its sinks' encoders in `targets`).
         let targets = coercers.indices.map { c in encoders.indices.filter { coercerOf[$0] == c } }
         let streamed = targets.map { $0.allSatisfy { encoders[$0] != nil } }
-        var encoded: [EncodedRows?] = encoders.map { $0 == nil ? nil : EncodedRows() }
+        var encoded: [EncodedRows?] = encoders.indices.map { encoders[$0] != nil && streamed[coercerOf[$0]] ? EncodedRows() : nil }
         for i in encoded.indices where encoded[i] != nil {
             encoded[i]!.bytes.reserveCapacity(batch.records.count * 512)
             encoded[i]!.ends.reserveCapacity(batch.records.count)
@@ -337,7 +337,7 @@ public struct Runner: Sendable {
         swap(&records, &batch.records)
         recycle(records)
         // Encoding sinks that share their rows with a sink that takes values: from the rows.
-        for i in encoders.indices where encoded[i] != nil && !streamed[coercerOf[i]] {
+        for i in encoders.indices where encoders[i] != nil && !streamed[coercerOf[i]] {
             encoded[i] = encoders[i]!.encode(rows[coercerOf[i]])
         }
         return FinishedBatch(batch: batch, rows: rows, encoded: encoded, loaded: loaded)
