@@ -16,9 +16,17 @@ public struct CSVFormat: Sendable {
     public init(delimiter: UInt8 = UInt8(ascii: ",")) { self.delimiter = delimiter }
 
     public func appendRecord(_ values: [Value], to out: inout [UInt8]) {
-        let encoder = CSVRowEncoder(format: self)
-        for i in values.indices { encoder.append(values[i], column: i, to: &out) }
-        encoder.endRow(&out)
+        for i in values.indices {
+            if i > 0 { out.append(delimiter) }
+            appendField(values[i], to: &out)
+        }
+        appendRowEnd(to: &out)
+    }
+
+    /// The end of a row: CRLF (RFC 4180).
+    @inline(__always) public func appendRowEnd(to out: inout [UInt8]) {
+        out.append(0x0D)
+        out.append(0x0A)
     }
 
     public func appendHeader(_ names: [String], to out: inout [UInt8]) {
@@ -129,10 +137,7 @@ public struct CSVRowEncoder: RowEncoder {
         format.appendField(value, to: &out)
     }
 
-    public func endRow(_ out: inout [UInt8]) {
-        out.append(0x0D)
-        out.append(0x0A)
-    }
+    public func endRow(_ out: inout [UInt8]) { format.appendRowEnd(to: &out) }
 }
 
 /// Writes a partition's rows to one CSV file, columns in schema order.
