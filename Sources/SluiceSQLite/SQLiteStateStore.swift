@@ -633,11 +633,16 @@ struct BloomFilter {
     private var inLast = 0
 
     mutating func insert(_ key: String) {
+        insert(hash: Self.hash(key))
+    }
+
+    /// Inserts a key by its hash pair (`hash(_:)`, or `hash(storedKey:)` of its stored form).
+    mutating func insert(hash: (UInt64, UInt64)) {
         if blocks.isEmpty || inLast >= Self.keysPerBlock {
             blocks.append([UInt64](repeating: 0, count: Self.blockBits / 64))
             inLast = 0
         }
-        var (h, step) = Self.hash(key)
+        var (h, step) = hash
         let last = blocks.count - 1
         blocks[last].withUnsafeMutableBufferPointer { bits in
             for _ in 0..<Self.hashes {
@@ -664,12 +669,25 @@ struct BloomFilter {
         return false
     }
 
+    /// Sluice's own keys: their two halves are a SHA-256 prefix, spread already.
+    static func hash(high: UInt64, low: UInt64) -> (UInt64, UInt64) { (low, high | 1) }
+
+    /// The hash of a key of sluice's as the ledger stores it: its 16 bytes, two big-endian
+    /// halves (`LedgerKeys.stored`); the same as `hash` of its hex text.
+    static func hash(storedKey bytes: Data) -> (UInt64, UInt64) {
+        var high: UInt64 = 0, low: UInt64 = 0
+        for (i, b) in bytes.enumerated() {
+            if i < 8 { high = high << 8 | UInt64(b) } else { low = low << 8 | UInt64(b) }
+        }
+        return hash(high: high, low: low)
+    }
+
     /// A first bit and an odd step (double hashing). Sluice's own keys are a SHA-256
     /// prefix already: their two halves serve as they are. Any other key: FNV-1a of its
     /// UTF-8 bytes and its SplitMix64 mix (a byte-by-byte loop, 1% of a 1M-line run when
     /// every key went through it).
     static func hash(_ key: String) -> (UInt64, UInt64) {
-        if let bits = RecordKeyBits(key) { return (bits.low, bits.high | 1) }
+        if let bits = RecordKeyBits(key) { return hash(high: bits.high, low: bits.low) }
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in key.utf8 {
             h ^= UInt64(b)

@@ -352,6 +352,47 @@ import Testing
     }
 }
 
+/// A process that starts on a ledger with keys reads them into its filter (up to a
+/// limit): every key of the ledger is found, sluice's own (stored as 16 bytes) and other
+/// text alike, and the keys of the ledger are the only candidates the store looks up.
+@Suite struct LedgerFilterFromHistoryTests {
+    @Test(arguments: [false, true])
+    func aStoreOnALedgerWithKeysFiltersByThem(pastTheLimit: Bool) throws {
+        let dir = try TestSupport.scratchDirectory("ledger")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let own = (0..<3_000).map { BloomFilterTests.ownKey(UInt64($0)) }
+        let other = (0..<50).map { "order-\($0)" }
+        try LedgerFilterTests.commit(SQLiteStateStore(path: path), own + other)
+        try LedgerFilterTests.commit(SQLiteStateStore(path: path), ["elsewhere"], sink: "other")
+        let state = try SQLiteStateStore(path: path)
+        let probe = own.prefix(500) + other.prefix(20) + (3_000..<4_000).map { BloomFilterTests.ownKey(UInt64($0)) } + ["order-x", "elsewhere"]
+        // Every key of the sink's ledger is a candidate; of the others, few (false positives).
+        let sinkID = try #require(try state.queue.read { db in try state.ledgerSinkID(db, pipeline: "p", sink: "csv", create: false) })
+        let filter = try state.queue.read { db in try SQLiteStateStore.ledgerFilter(db, sinkID: sinkID, limit: pastTheLimit ? 3_049 : 3_050) }
+        switch filter {
+        case .unknown: #expect(pastTheLimit)
+        case .keys(let bloom):
+            #expect(!pastTheLimit)
+            #expect((own + other).allSatisfy { bloom.mayContain($0) })
+            let strangers = probe.filter { !own.contains($0) && !other.contains($0) }
+            #expect(strangers.filter { bloom.mayContain($0) }.count < strangers.count / 10)
+        }
+        // Through the store (the default limit): found exactly.
+        #expect(try state.delivered(pipeline: "p", sink: "csv", keys: Array(probe), excludingPartition: nil) == Set(own.prefix(500) + other.prefix(20)))
+        #expect(try state.delivered(pipeline: "p", sink: "other", keys: Array(probe), excludingPartition: nil) == ["elsewhere"])
+    }
+
+    /// A key of sluice's hashes the same from its stored 16 bytes as from its hex text.
+    @Test func storedKeysHashAsTheirText() {
+        for n in 0..<1_000 {
+            let key = BloomFilterTests.ownKey(UInt64(n))
+            guard case .blob(let bytes) = LedgerKeys.stored(key).storage else { Issue.record("not stored as bytes"); return }
+            #expect(BloomFilter.hash(storedKey: bytes) == BloomFilter.hash(key))
+        }
+    }
+}
+
 /// The ledger's Bloom filter: every inserted key is found, and keys never inserted are
 /// found rarely (8 bits and 5 probes a key: ~2% in theory), for sluice's own keys (whose
 /// 16 bytes serve as the hashes) and for other text alike.
