@@ -145,6 +145,22 @@ public struct RecordKeyBits: Hashable, Sendable {
 }
 
 extension RecordKeyBits {
+    /// The 16 bytes as stored (the ledger's and window events' blobs): the two halves,
+    /// big-endian, so that the bytes sort as the bits do.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeBytes(of: (high.bigEndian, low.bigEndian), body)
+    }
+
+    /// The bits of 16 stored bytes (`withBytes`); nil for any other length.
+    public init?(bytes: some Collection<UInt8>) {
+        guard bytes.count == 16 else { return nil }
+        var high: UInt64 = 0, low: UInt64 = 0
+        for (i, b) in bytes.enumerated() {
+            if i < 8 { high = high << 8 | UInt64(b) } else { low = low << 8 | UInt64(b) }
+        }
+        self.init(high: high, low: low)
+    }
+
     /// The bits of a key of exactly 32 lowercase hex digits; nil for any other text.
     public init?(_ key: String) {
         guard key.utf8.count == 32 else { return nil }

@@ -63,15 +63,18 @@ public struct CivilDate: Sendable, Hashable, Comparable, CustomStringConvertible
     public var description: String {
         guard (1...9999).contains(year) else { return pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) }
         return String(unsafeUninitializedCapacity: 10) { out in
-            let p = out.baseAddress!
-            var y = year
-            for k in stride(from: 3, through: 0, by: -1) { p[k] = UInt8(truncatingIfNeeded: 0x30 + y % 10); y /= 10 }
-            p[4] = UInt8(ascii: "-")
-            p[5] = UInt8(truncatingIfNeeded: 0x30 + month / 10); p[6] = UInt8(truncatingIfNeeded: 0x30 + month % 10)
-            p[7] = UInt8(ascii: "-")
-            p[8] = UInt8(truncatingIfNeeded: 0x30 + day / 10); p[9] = UInt8(truncatingIfNeeded: 0x30 + day % 10)
+            write(into: out.baseAddress!)
             return 10
         }
+    }
+
+    /// Writes `YYYY-MM-DD` (10 bytes) of a date in years 1-9999.
+    func write(into p: UnsafeMutablePointer<UInt8>) {
+        writeDigits(year, 4, p)
+        p[4] = UInt8(ascii: "-")
+        writeDigits(month, 2, p + 5)
+        p[7] = UInt8(ascii: "-")
+        writeDigits(day, 2, p + 8)
     }
 
     public static func < (a: CivilDate, b: CivilDate) -> Bool { a.epochDay < b.epochDay }
@@ -95,6 +98,15 @@ func digits(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ count: Int) -> Int?
         v = v * 10 + Int(c - 0x30)
     }
     return v
+}
+
+/// Writes `v` (not negative) as `width` decimal digits, zero-padded, at `p`.
+@inline(__always) func writeDigits(_ v: Int, _ width: Int, _ p: UnsafeMutablePointer<UInt8>) {
+    var v = v
+    for k in stride(from: width - 1, through: 0, by: -1) {
+        p[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+        v /= 10
+    }
 }
 
 func pad(_ v: Int, _ width: Int) -> String {
@@ -234,12 +246,7 @@ public enum Timestamp {
     private static func write(_ micros: Int64, zone: Bool, into p: UnsafeMutablePointer<UInt8>) {
         let day = micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1
         let rest = micros - day * 86_400_000_000
-        let date = CivilDate(epochDay: day)
-        writeDigits(date.year, 4, p)
-        p[4] = UInt8(ascii: "-")
-        writeDigits(date.month, 2, p + 5)
-        p[7] = UInt8(ascii: "-")
-        writeDigits(date.day, 2, p + 8)
+        CivilDate(epochDay: day).write(into: p)
         p[10] = UInt8(ascii: "T")
         writeTime(rest, p + 11)
         if zone { p[26] = UInt8(ascii: "Z") }
@@ -258,14 +265,6 @@ public enum Timestamp {
         writeDigits(Int(s), 2, p + 6)
         p[8] = UInt8(ascii: ".")
         writeDigits(Int(rest), 6, p + 9)
-    }
-
-    @inline(__always) private static func writeDigits(_ v: Int, _ width: Int, _ p: UnsafeMutablePointer<UInt8>) {
-        var v = v
-        for k in stride(from: width - 1, through: 0, by: -1) {
-            p[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-            v /= 10
-        }
     }
 
     /// Times outside years 1-9999 (no parser yields them; kept total for any caller).

@@ -40,7 +40,7 @@ struct SQLiteBinder {
     /// A 16-byte blob of two big-endian halves (a record key's bits).
     mutating func bind(_ bits: RecordKeyBits) {
         if code == SQLITE_OK {
-            code = withUnsafeBytes(of: (bits.high.bigEndian, bits.low.bigEndian)) { b in
+            code = bits.withBytes { b in
                 sqlite3_bind_blob(statement, index, b.baseAddress, Int32(b.count), sqliteTransient)
             }
         }

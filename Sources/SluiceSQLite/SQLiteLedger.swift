@@ -219,7 +219,9 @@ extension SQLiteStateStore {
             if count > limit { return .unknown }
             let value = row[0] as DatabaseValue
             if case .blob(let bytes) = value.storage {
-                bloom.insert(hash: BloomFilter.hash(storedKey: bytes))
+                // Only sluice's own keys are stored as bytes (`LedgerKeys.stored`).
+                guard let bits = RecordKeyBits(bytes: bytes) else { return .unknown }
+                bloom.insert(hash: BloomFilter.hash(bits))
             } else if let text = String.fromDatabaseValue(value) {
                 bloom.insert(text)
             }
@@ -227,8 +229,7 @@ extension SQLiteStateStore {
         return .keys(bloom)
     }
 
-    /// Adds keys to the filter `name` (a sink's ledger, a window scope's record keys), if
-    /// the store keeps one.
+    /// Adds keys to the filter `name` (a sink's ledger), if the store keeps one.
     func rememberKeys(_ name: String, _ keys: some Sequence<String>) {
         ledgerLock.withLock {
             if case .keys(var bloom)? = ledgerKnown.filters[name] {
@@ -274,7 +275,7 @@ enum LedgerKeys {
     /// (the same conversion as window events' record keys).
     static func stored(_ key: String) -> DatabaseValue {
         guard let bits = RecordKeyBits(key) else { return key.databaseValue }
-        return withUnsafeBytes(of: (bits.high.bigEndian, bits.low.bigEndian)) { Data($0) }.databaseValue
+        return bits.withBytes { Data($0) }.databaseValue
     }
 }
 

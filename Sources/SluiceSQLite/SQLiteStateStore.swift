@@ -636,7 +636,7 @@ struct BloomFilter {
         insert(hash: Self.hash(key))
     }
 
-    /// Inserts a key by its hash pair (`hash(_:)`, or `hash(storedKey:)` of its stored form).
+    /// Inserts a key by its hash pair (`hash(_:)` of its text or of its bits).
     mutating func insert(hash: (UInt64, UInt64)) {
         if blocks.isEmpty || inLast >= Self.keysPerBlock {
             blocks.append([UInt64](repeating: 0, count: Self.blockBits / 64))
@@ -670,24 +670,14 @@ struct BloomFilter {
     }
 
     /// Sluice's own keys: their two halves are a SHA-256 prefix, spread already.
-    static func hash(high: UInt64, low: UInt64) -> (UInt64, UInt64) { (low, high | 1) }
-
-    /// The hash of a key of sluice's as the ledger stores it: its 16 bytes, two big-endian
-    /// halves (`LedgerKeys.stored`); the same as `hash` of its hex text.
-    static func hash(storedKey bytes: Data) -> (UInt64, UInt64) {
-        var high: UInt64 = 0, low: UInt64 = 0
-        for (i, b) in bytes.enumerated() {
-            if i < 8 { high = high << 8 | UInt64(b) } else { low = low << 8 | UInt64(b) }
-        }
-        return hash(high: high, low: low)
-    }
+    static func hash(_ bits: RecordKeyBits) -> (UInt64, UInt64) { (bits.low, bits.high | 1) }
 
     /// A first bit and an odd step (double hashing). Sluice's own keys are a SHA-256
     /// prefix already: their two halves serve as they are. Any other key: FNV-1a of its
     /// UTF-8 bytes and its SplitMix64 mix (a byte-by-byte loop, 1% of a 1M-line run when
     /// every key went through it).
     static func hash(_ key: String) -> (UInt64, UInt64) {
-        if let bits = RecordKeyBits(key) { return hash(high: bits.high, low: bits.low) }
+        if let bits = RecordKeyBits(key) { return hash(bits) }
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in key.utf8 {
             h ^= UInt64(b)
