@@ -146,8 +146,8 @@ extension SQLiteStateStore {
             return ledgerKnown.windows.removeValue(forKey: scope) ?? StoredWindow()
         }
         defer { ledgerLock.withLock { if ledgerKnown.epoch == epoch { ledgerKnown.windows[scope] = window } } }
-        let covered = try window.cover(after: lo, upTo: hi, span: span, limit: windowMemory.events) { a, b, keep in
-            try loadWindowEvents(db, scopeID: scopeID, after: a, upTo: b, keys: nil, limit: keep)
+        let covered = try window.cover(after: lo, upTo: hi, span: span, limit: windowMemory.events) { a, b, keep, add in
+            try loadWindowEvents(db, scopeID: scopeID, after: a, upTo: b, keys: nil, limit: keep, add)
         }
         return try body(covered ? window : nil)
     }
@@ -214,11 +214,13 @@ extension SQLiteStateStore {
                     if !covered {
                         // Too many events in the range to keep: this batch's keys only, for this batch.
                         let keys = Set(queries.lazy.map(\.key))
-                        let loaded = try loadWindowEvents(db, scopeID: scopeID, after: lo, upTo: hi, keys: keys, limit: nil)!
-                        var batch = StoredWindow(from: lo, upTo: hi)
-                        batch.merge(loaded.keys, count: loaded.count, atFront: false)
+                        var batch: [String: [StoredWindow.Event]] = [:]
+                        _ = try loadWindowEvents(db, scopeID: scopeID, after: lo, upTo: hi, keys: keys, limit: nil) { key, time, sequence in
+                            batch[key, default: []].append(StoredWindow.Event(time: time, sequence: sequence))
+                            return true
+                        }
                         for (n, q) in queries.enumerated() {
-                            counts[n] = batch.count(q.key, after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
+                            counts[n] = batch[q.key]?.eventCount(after: after(q), upTo: q.upTo, maxSequence: q.maxSequence) ?? 0
                         }
                     }
                 }
@@ -230,12 +232,11 @@ extension SQLiteStateStore {
         }
     }
 
-    /// The stored events of a scope with times in (after, upTo], per window key in the order
-    /// of time and sequence number (only those of `keys` when given); nil when there are
-    /// more than `limit`.
+    /// The stored events of a scope with times in (after, upTo], in the order of time and
+    /// sequence number, each through `add` (only those of `keys` when given); false, after
+    /// `limit` of them, when there are more, or when `add` refused one.
     func loadWindowEvents(_ db: Database, scopeID: Int64, after: Int64, upTo: Int64, keys: Set<String>?,
-                          limit: Int?) throws -> (keys: [String: [StoredWindow.Event]], count: Int)? {
-        var loaded: [String: [StoredWindow.Event]] = [:]
+                          limit: Int?, _ add: (String, Int64, Int64) -> Bool) throws -> Bool {
         var count = 0
         let statement = try db.cachedStatement(sql: """
             SELECT window_key, event_time, seq FROM window_events WHERE scope_id = ? AND event_time > ? AND event_time <= ?
@@ -246,10 +247,10 @@ extension SQLiteStateStore {
             let key: String = row[0]
             if let keys, !keys.contains(key) { continue }
             count += 1
-            if let limit, count > limit { return nil }
-            loaded[key, default: []].append(StoredWindow.Event(time: row[1], sequence: row[2]))
+            if let limit, count > limit { return false }
+            guard add(key, row[1], row[2]) else { return false }
         }
-        return (loaded, count)
+        return true
     }
 
     /// Keeps the events in memory until the next commit (see above). An event pending
@@ -418,12 +419,18 @@ enum WindowKeys {
 }
 
 /// A copy in memory of a scope's stored window events: every one with a time in
-/// (from, upTo] (none when the range is empty), per window key, sorted by time and
-/// sequence number. Loaded by `windowCounts` one part of the range at a time (the part a
-/// batch's windows reach and the copy lacks), kept up to date by the store's own writes
-/// (`writePendingWindowEvents`: inserts with the sequence numbers they are given, and
-/// prunes), and dropped with the rest of `LedgerKnowledge` when anything else wrote the
-/// database, or a write of the store failed.
+/// (from, upTo] (none when the range is empty). Loaded by `windowCounts` one part of the
+/// range at a time (the part a batch's windows reach and the copy lacks), kept up to date
+/// by the store's own writes (`writePendingWindowEvents`: inserts with the sequence
+/// numbers they are given, and prunes), and dropped with the rest of `LedgerKnowledge`
+/// when anything else wrote the database, or a write of the store failed.
+///
+/// Compact (issue #7: it is what grows with the events of a window, 4x at 4M lines a day):
+/// an event is 24 bytes (`Entry`: its window key as 88 bits of keyed hashes, its time,
+/// its sequence number in 40 bits), in sorted arrays (by key, time and sequence number)
+/// of a few dozen events each, one per range of the keys' hashes (`buckets`; split in two
+/// as they fill). No string, no dictionary bucket: ~27 bytes an event against ~77 for
+/// dictionaries of keys (12.3 MB of the 1-hour window's copy at 4M lines a day).
 struct StoredWindow {
     struct Event {
         var time: Int64
@@ -433,13 +440,55 @@ struct StoredWindow {
     struct Limits: Sendable {
         var events = 1 << 20
     }
+    /// A window key as the copy holds it: 88 bits of two SipHashes of its text with the
+    /// process's random seed (Swift's `Hasher`, told apart by a leading byte): 64 of one,
+    /// the top 24 of the other. Two keys share them with a chance of 2^-88 a pair (~10^-16
+    /// for the 170,000 keys of the benchmark's busiest window), and nobody outside the
+    /// process can aim for it (the seed is random per process; the copy is never stored).
+    struct KeyHash: Equatable {
+        var high: UInt64
+        var low: UInt64 // 24 bits
+        init(_ key: String) {
+            var a = Hasher(), b = Hasher()
+            a.combine(0 as UInt8)
+            a.combine(key)
+            b.combine(1 as UInt8)
+            b.combine(key)
+            high = UInt64(bitPattern: Int64(a.finalize()))
+            low = UInt64(bitPattern: Int64(b.finalize())) >> 40
+        }
+    }
+    /// One event in 24 bytes, ordered by key, time and sequence number: the key's `high`
+    /// hash, the time, and `rest`, the key's `low` hash above the sequence number's 40
+    /// bits (sequence numbers count a scope's events from 1: 2^40 is centuries of 4M a
+    /// day; an event past them is not kept, and its scope is counted per batch).
+    struct Entry {
+        var high: UInt64
+        var time: Int64
+        var rest: UInt64
+        static let sequenceMask: UInt64 = 1 << 40 - 1
+        init?(key: KeyHash, time: Int64, sequence: Int64) {
+            guard sequence >= 0, UInt64(sequence) <= Self.sequenceMask else { return nil }
+            high = key.high
+            self.time = time
+            rest = key.low << 40 | UInt64(sequence)
+        }
+        var low: UInt64 { rest >> 40 }
+        var sequence: Int64 { Int64(rest & Self.sequenceMask) }
+        func isKey(_ key: KeyHash) -> Bool { high == key.high && low == key.low }
+        func keyPrecedes(_ key: KeyHash) -> Bool { (high, low) < (key.high, key.low) }
+        func precedes(_ e: Entry) -> Bool { (high, low, time, sequence) < (e.high, e.low, e.time, e.sequence) }
+    }
     var from: Int64 = 0
     var upTo: Int64 = 0
-    /// The keys' events, in 64 dictionaries by the key's hash: as the copy grows, each
-    /// grows on its own, so that a resize holds two copies of 1/64 of the keys at once, not
-    /// of all of them (at 4M lines a day, ~150,000 keys an hour: 16 MB at the peak of one
-    /// dictionary's resize, against ~10 MB held).
-    var shards = [[String: KeyEvents]](repeating: [:], count: 64)
+    /// The events, sorted, in arrays by the leading bits of their key's `high` hash: bucket
+    /// `i` holds the keys whose `high >> shift` is `i`. Past `perBucket` events a bucket on
+    /// average, each is split in two by the next bit (a split holds two copies of one
+    /// bucket at a time, not of the whole copy).
+    private(set) var buckets = [[Entry]](repeating: [], count: Self.initialBuckets)
+    private var shift: UInt64 = 64 - 6
+    static let initialBuckets = 64
+    static let perBucket = 32
     var events = 0
     /// The width of a range that held more events than the limit: batches whose ranges
     /// are not much narrower are counted per batch; a narrower one tries the copy again
@@ -455,28 +504,62 @@ struct StoredWindow {
         self.upTo = upTo
     }
 
-    static func shard(_ key: String) -> Int { key.hashValue & 63 }
+    private func bucket(_ high: UInt64) -> Int { Int(truncatingIfNeeded: high >> shift) }
+
+    /// The events of `key` in its bucket: a range of indices, sorted by time and sequence.
+    private func range(of key: KeyHash, in b: Int) -> Range<Int> {
+        let entries = buckets[b]
+        var lo = 0, hi = entries.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if entries[mid].keyPrecedes(key) { lo = mid + 1 } else { hi = mid }
+        }
+        var end = lo
+        while end < entries.count, entries[end].isKey(key) { end += 1 }
+        return lo..<end
+    }
+
+    /// The first index in `r` (of bucket `b`) of an event with a time above `time`.
+    private func firstAfter(_ time: Int64, in r: Range<Int>, of b: Int) -> Int {
+        let entries = buckets[b]
+        var lo = r.lowerBound, hi = r.upperBound
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if entries[mid].time <= time { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
 
     /// Whether `key` has an event at `time` (which the copy must cover).
     func has(_ key: String, at time: Int64) -> Bool {
-        guard let events = shards[Self.shard(key)][key] else { return false }
-        let at = events.upperBound(time, by: \.time)
-        return at > 0 && events[at - 1].time == time
+        let k = KeyHash(key), b = bucket(k.high)
+        let r = range(of: k, in: b)
+        let at = firstAfter(time, in: r, of: b)
+        return at > r.lowerBound && buckets[b][at - 1].time == time
     }
 
     /// Events of `key` with times in (after, upTo], optionally only those with sequence
     /// numbers up to `maxSequence`. The copy must cover (after, upTo].
     func count(_ key: String, after: Int64, upTo: Int64, maxSequence: Int64?) -> Int {
-        shards[Self.shard(key)][key]?.eventCount(after: after, upTo: upTo, maxSequence: maxSequence) ?? 0
+        let k = KeyHash(key), b = bucket(k.high)
+        let r = range(of: k, in: b)
+        guard !r.isEmpty else { return 0 }
+        let lo = firstAfter(after, in: r, of: b), hi = firstAfter(upTo, in: r, of: b)
+        guard hi > lo else { return 0 }
+        guard let maxSequence else { return hi - lo }
+        var n = 0
+        for i in lo..<hi where buckets[b][i].sequence <= maxSequence { n += 1 }
+        return n
     }
 
-    /// Makes the copy cover (lo, hi], reading from the store (`load(after, upTo, limit)`,
-    /// nil past `limit` events) only what it lacks, and forgets what lies more than a
-    /// sixteenth of `span` (the longest window; nil: nothing is forgotten) before `lo`.
-    /// False when the range holds too many events (the copy is then empty and `tooLarge`),
-    /// or a range not much narrower did.
+    /// Makes the copy cover (lo, hi], reading from the store (`load(after, upTo, limit,
+    /// add)`: each event through `add`; false past `limit` events, or when `add` refused
+    /// one) only what it lacks, and
+    /// forgets what lies more than a sixteenth of `span` (the longest window; nil: nothing
+    /// is forgotten) before `lo`. False when the range holds too many events (the copy is
+    /// then empty and `tooLarge`), or a range not much narrower did.
     mutating func cover(after lo: Int64, upTo hi: Int64, span: Int64?, limit: Int,
-                        load: (Int64, Int64, Int) throws -> (keys: [String: [Event]], count: Int)?) rethrows -> Bool {
+                        load: (Int64, Int64, Int, (String, Int64, Int64) -> Bool) throws -> Bool) rethrows -> Bool {
         let (difference, overflow) = hi.subtractingReportingOverflow(lo)
         let width = overflow ? Int64.max : difference
         if let big = tooLargeWidth {
@@ -499,44 +582,75 @@ struct StoredWindow {
             if !overflow, gap > 2 * margin { forget(upTo: lo - margin) }
         }
         if lo < from {
-            guard let loaded = try load(lo, from, limit - events) else { return giveUp() }
-            merge(loaded.keys, count: loaded.count, atFront: true)
+            guard try load(lo, from, limit - events, { add($0, time: $1, sequence: $2) }) else { return giveUp() }
             from = lo
         }
         if hi > upTo {
-            guard let loaded = try load(upTo, hi, limit - events) else { return giveUp() }
-            merge(loaded.keys, count: loaded.count, atFront: false)
+            guard try load(upTo, hi, limit - events, { add($0, time: $1, sequence: $2) }) else { return giveUp() }
             upTo = hi
         }
         return events <= limit || giveUp()
     }
 
-    /// Adds events read from the store: all before (`atFront`) or all after the held ones
-    /// of their keys.
-    mutating func merge(_ loaded: [String: [Event]], count: Int, atFront: Bool) {
-        for (key, new) in loaded {
-            let s = Self.shard(key)
-            if let old = shards[s][key] {
-                shards[s][key] = KeyEvents(atFront ? new + old : Array(old) + new)
-            } else {
-                shards[s][key] = KeyEvents(new)
-            }
-        }
-        events += count
+    /// Adds an event read from the store (its range is the caller's to extend); false
+    /// (nothing added) when its sequence number does not fit an `Entry`.
+    mutating func add(_ key: String, time: Int64, sequence: Int64) -> Bool {
+        guard let e = Entry(key: KeyHash(key), time: time, sequence: sequence) else { return false }
+        insert(e)
+        return true
     }
 
     /// An event the store just wrote (its sequence number above every stored one of its
-    /// time); kept if its time is in the range.
+    /// time); kept if its time is in the range. One that does not fit an `Entry` empties
+    /// the copy (the next batch reads its range again, and finds it too many).
     mutating func inserted(_ key: String, time: Int64, sequence: Int64) {
         guard time > from, time <= upTo else { return }
-        let event = Event(time: time, sequence: sequence)
-        let s = Self.shard(key)
-        if let index = shards[s].index(forKey: key) {
-            shards[s].values[index].insert(event) // in place: a dictionary's value is not copied
-        } else {
-            shards[s][key] = KeyEvents(first: event)
+        if !add(key, time: time, sequence: sequence) { self = StoredWindow() }
+    }
+
+    private mutating func insert(_ e: Entry) {
+        let b = bucket(e.high)
+        // After every event that orders before it (binary search over the bucket).
+        var lo = 0, hi = buckets[b].count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if buckets[b][mid].precedes(e) { lo = mid + 1 } else { hi = mid }
         }
+        let count = buckets[b].count
+        if count == buckets[b].capacity {
+            // Room for an eighth more (at least 4): no doubling, whose slack would be a
+            // quarter of the copy on average.
+            buckets[b].reserveCapacity(count + max(4, count / 8))
+        }
+        buckets[b].insert(e, at: lo)
         events += 1
+        if events > buckets.count * Self.perBucket { split() }
+    }
+
+    /// Twice the buckets: each split in two by the next bit of its keys' `high` hash.
+    private mutating func split() {
+        guard shift > 1 else { return }
+        let bit: UInt64 = 1 << (shift - 1)
+        var next: [[Entry]] = []
+        next.reserveCapacity(buckets.count * 2)
+        for i in buckets.indices {
+            let old = buckets[i]
+            buckets[i] = []
+            let at = old.firstIndex { $0.high & bit != 0 } ?? old.count
+            next.append(Self.exact(old[..<at]))
+            next.append(Self.exact(old[at...]))
+        }
+        buckets = next
+        shift -= 1
+    }
+
+    /// An array of these entries with room for an eighth more.
+    private static func exact(_ entries: ArraySlice<Entry>) -> [Entry] {
+        var out: [Entry] = []
+        guard !entries.isEmpty else { return out }
+        out.reserveCapacity(entries.count + entries.count / 8)
+        out.append(contentsOf: entries)
+        return out
     }
 
     /// Forgets the events with times up to `reach` (the store deleted them, or no window
@@ -544,29 +658,18 @@ struct StoredWindow {
     mutating func forget(upTo reach: Int64) {
         guard reach > from else { return }
         guard reach < upTo else {
-            for s in shards.indices { shards[s].removeAll(keepingCapacity: true) }
-            events = 0
-            from = upTo
+            self = StoredWindow(from: upTo, upTo: upTo)
             return
         }
-        // In place: no second dictionary while the first is alive.
-        var emptied: [String] = []
-        for s in shards.indices {
-            emptied.removeAll(keepingCapacity: true)
-            var index = shards[s].startIndex
-            while index != shards[s].endIndex {
-                let cut = shards[s].values[index].upperBound(reach, by: \.time)
-                if cut > 0 {
-                    events -= cut
-                    if cut == shards[s].values[index].count {
-                        emptied.append(shards[s].keys[index])
-                    } else {
-                        shards[s].values[index].removeFirst(cut)
-                    }
-                }
-                shards[s].formIndex(after: &index)
+        // In place, bucket by bucket; a bucket left with much room is copied smaller.
+        for b in buckets.indices {
+            let before = buckets[b].count
+            buckets[b].removeAll { $0.time <= reach }
+            let after = buckets[b].count
+            events -= before - after
+            if buckets[b].capacity > 2 * after + 8 {
+                buckets[b] = Self.exact(buckets[b][...])
             }
-            for key in emptied { shards[s].removeValue(forKey: key) }
         }
         from = reach
     }

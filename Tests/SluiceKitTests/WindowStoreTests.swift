@@ -283,6 +283,28 @@ import Testing
         #expect(copy()?.events == 49)
     }
 
+    /// A scope whose sequence numbers pass 40 bits (the copy's `Entry`) is counted per
+    /// batch, and right: the counts by hand.
+    @Test func sequenceNumbersPast40BitsAreCountedPerBatch() throws {
+        let dir = try TestSupport.scratchDirectory("storedwindows")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        try state.addWindowEvents(scope: Self.scope, [WindowEvent(key: "fp", time: 1_000, recordKey: "first")])
+        try state.commit(WindowStoreTests.commit)
+        try state.queue.write { db in
+            try db.execute(sql: "UPDATE window_scopes SET next_seq = ?", arguments: [Int64(1) << 40 - 2])
+        }
+        let more = (0..<4).map { WindowEvent(key: "fp", time: 1_001 + Int64($0), recordKey: "m\($0)") }
+        try state.addWindowEvents(scope: Self.scope, more)
+        try state.commit(WindowStoreTests.commit)
+        func copy() -> StoredWindow? { state.ledgerLock.withLock { state.ledgerKnown.windows[Self.scope] } }
+        #expect(try state.windowCount(scope: Self.scope, key: "fp", after: 0, upTo: 2_000, maxSequence: nil) == 5)
+        #expect(copy()?.tooLarge == true)
+        // The event first seen second has the number 2^40 - 2: it and the first one.
+        #expect(try state.windowCount(scope: Self.scope, key: "fp", after: 0, upTo: 2_000, maxSequence: Int64(1) << 40 - 2) == 2)
+        #expect(try state.windowCount(scope: Self.scope, key: "fp", after: 1_001, upTo: 1_003, maxSequence: nil) == 2)
+    }
+
     /// Events added without being counted first (a store's caller may), at times past the
     /// range the copy holds, are counted once when the copy reaches them.
     @Test func eventsPastTheCopysRangeAreCountedOnce() throws {
@@ -298,6 +320,85 @@ import Testing
         try state.commit(WindowStoreTests.commit)
         #expect(try state.windowCount(scope: Self.scope, key: "fp", after: 0, upTo: 6_000, maxSequence: nil) == 20)
         #expect(try state.windowCount(scope: Self.scope, key: "fp", after: 1_004, upTo: 5_004, maxSequence: nil) == 10)
+    }
+}
+
+/// The compact copy itself (`StoredWindow`: events by 128-bit key hashes in sorted
+/// buckets, split as they fill): every count and `has` equals a brute-force answer over
+/// the events held in a plain list, through adds in random order (many events per key,
+/// shared times), the store's own inserts (kept only inside the range), forgets, and the
+/// buckets' splits.
+@Suite struct StoredWindowCopyTests {
+    struct Held { var key: String; var time: Int64; var sequence: Int64 }
+
+    @Test(arguments: [(keys: 3, events: 600), (keys: 2_000, events: 12_000), (keys: 30_000, events: 40_000)])
+    func answersLikeAList(keys: Int, events: Int) {
+        var rng = SplitMix64(seed: UInt64(keys * 31 + events))
+        var copy = StoredWindow(from: 0, upTo: 100_000)
+        var held: [Held] = []
+        var sequence: Int64 = 0
+        var forgotten: Int64 = 0
+        func check(_ round: Int) {
+            #expect(copy.events == held.count, "round \(round)")
+            for _ in 0..<300 {
+                let key = "fp-\(rng.next() % UInt64(keys))"
+                let upTo = forgotten + 1 + Int64(rng.next() % UInt64(100_000 - forgotten))
+                let after = max(forgotten, upTo - 1 - Int64(rng.next() % 20_000))
+                let maxSequence: Int64? = rng.next() % 3 == 0 ? Int64(rng.next() % UInt64(sequence + 1)) : nil
+                var expected = 0
+                for e in held where e.key == key && e.time > after && e.time <= upTo && e.sequence <= (maxSequence ?? .max) {
+                    expected += 1
+                }
+                #expect(copy.count(key, after: after, upTo: upTo, maxSequence: maxSequence) == expected,
+                        "round \(round): \(key) (\(after), \(upTo)] up to \(String(describing: maxSequence))")
+                let at = held.randomElement(using: &rng)
+                if let at {
+                    #expect(copy.has(at.key, at: at.time), "round \(round)")
+                }
+                let time = upTo
+                #expect(copy.has(key, at: time) == held.contains { $0.key == key && $0.time == time }, "round \(round)")
+            }
+        }
+        for round in 0..<4 {
+            for _ in 0..<(events / 4) {
+                sequence += 1
+                let key = "fp-\(rng.next() % UInt64(keys))"
+                // Times in coarse steps, so that keys share times and a key has several events.
+                let time = 1 + Int64(rng.next() % 120_000) / 7 * 7
+                if rng.next() % 2 == 0 {
+                    copy.inserted(key, time: time, sequence: sequence) // kept only within the range
+                    if time > forgotten, time <= 100_000 { held.append(Held(key: key, time: time, sequence: sequence)) }
+                } else if time > forgotten, time <= 100_000 {
+                    let added = copy.add(key, time: time, sequence: sequence)
+                    #expect(added)
+                    held.append(Held(key: key, time: time, sequence: sequence))
+                }
+            }
+            check(round)
+            forgotten += 9_000
+            copy.forget(upTo: forgotten)
+            held.removeAll { $0.time <= forgotten }
+            check(round)
+        }
+        // Enough events split the buckets (the 64 first ones hold 32 events each on average).
+        #expect((copy.buckets.count > StoredWindow.initialBuckets) == (events > 2 * StoredWindow.initialBuckets * StoredWindow.perBucket))
+        copy.forget(upTo: 100_000)
+        #expect(copy.events == 0 && copy.buckets.count == StoredWindow.initialBuckets)
+    }
+
+    /// An event is 24 bytes: its sequence number has 40 bits. One past them is refused by
+    /// `add` and empties the copy when the store writes it.
+    @Test func sequenceNumbersPast40BitsAreNotKept() {
+        #expect(MemoryLayout<StoredWindow.Entry>.stride == 24)
+        var copy = StoredWindow(from: 0, upTo: 100)
+        let fits = copy.add("a", time: 5, sequence: 1 << 40 - 1)
+        #expect(fits)
+        #expect(copy.count("a", after: 0, upTo: 10, maxSequence: 1 << 40 - 1) == 1)
+        let past = copy.add("a", time: 6, sequence: 1 << 40)
+        #expect(!past)
+        #expect(copy.count("a", after: 0, upTo: 10, maxSequence: nil) == 1)
+        copy.inserted("b", time: 7, sequence: 1 << 40)
+        #expect(copy.events == 0 && copy.upTo == 0)
     }
 }
 
