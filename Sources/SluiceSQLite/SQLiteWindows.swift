@@ -658,7 +658,9 @@ struct StoredWindow {
     mutating func forget(upTo reach: Int64) {
         guard reach > from else { return }
         guard reach < upTo else {
+            let tooLargeWidth = tooLargeWidth // a scope counted per batch stays so
             self = StoredWindow(from: upTo, upTo: upTo)
+            self.tooLargeWidth = tooLargeWidth
             return
         }
         // In place, bucket by bucket; a bucket left with much room is copied smaller.

@@ -386,6 +386,26 @@ import Testing
         #expect(copy.events == 0 && copy.buckets.count == StoredWindow.initialBuckets)
     }
 
+    /// A scope counted per batch (its range held too many events) stays so when a prune
+    /// forgets everything: the next batch of as wide a range does not read it again.
+    @Test func aForgetKeepsPerBatchCounting() {
+        var copy = StoredWindow()
+        #expect(!copy.cover(after: 0, upTo: 1_000, span: 1_000, limit: 1) { _, _, _, add in
+            _ = add("a", 10, 1)
+            _ = add("b", 20, 2)
+            return false // past the limit
+        })
+        #expect(copy.tooLarge)
+        copy.forget(upTo: 5_000)
+        #expect(copy.tooLarge)
+        var reads = 0
+        #expect(!copy.cover(after: 100, upTo: 1_100, span: 1_000, limit: 1) { _, _, _, _ in
+            reads += 1
+            return true
+        })
+        #expect(reads == 0)
+    }
+
     /// An event is 24 bytes: its sequence number has 40 bits. One past them is refused by
     /// `add` and empties the copy when the store writes it.
     @Test func sequenceNumbersPast40BitsAreNotKept() {
