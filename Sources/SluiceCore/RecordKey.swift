@@ -166,20 +166,20 @@ extension RecordKeyBits {
         guard key.utf8.count == 32 else { return nil }
         // From the string's own bytes (a native string's are contiguous); every key of a
         // run is parsed several times (the sink's key set, the ledger, window events).
-        let parsed = key.utf8.withContiguousStorageIfAvailable { b -> RecordKeyBits? in
-            guard let high = Self.half(b, 0), let low = Self.half(b, 16) else { return nil }
-            return RecordKeyBits(high: high, low: low)
-        }
-        guard let bits = parsed ?? Self.parse(Array(key.utf8)) else { return nil }
+        let parsed = key.utf8.withContiguousStorageIfAvailable(Self.parse) ?? Array(key.utf8).withUnsafeBufferPointer(Self.parse)
+        guard let bits = parsed else { return nil }
         self = bits
     }
 
-    private static func parse(_ bytes: [UInt8]) -> RecordKeyBits? {
-        bytes.withUnsafeBufferPointer { b in
-            guard let high = half(b, 0), let low = half(b, 16) else { return nil }
-            return RecordKeyBits(high: high, low: low)
-        }
+    /// The bits of 32 lowercase hex digits.
+    private static func parse(_ b: UnsafeBufferPointer<UInt8>) -> RecordKeyBits? {
+        guard let high = half(b, 0), let low = half(b, 16) else { return nil }
+        return RecordKeyBits(high: high, low: low)
     }
+
+    /// The all-zero key: the empty slot of `RecordKeySet`'s table.
+    static let zero = RecordKeyBits(high: 0, low: 0)
+    var isZero: Bool { high == 0 && low == 0 }
 
     /// 16 lowercase hex digits from `start`, as a number; nil if any is not one.
     @inline(__always) private static func half(_ b: UnsafeBufferPointer<UInt8>, _ start: Int) -> UInt64? {
@@ -216,14 +216,14 @@ public struct RecordKeySet: Sendable {
 
     public func contains(_ key: String) -> Bool {
         guard let bits = RecordKeyBits(key) else { return other.contains(key) }
-        if bits.high == 0, bits.low == 0 { return hasZero }
+        if bits.isZero { return hasZero }
         guard !slots.isEmpty else { return false }
         let mask = slots.count - 1
         var i = Int(truncatingIfNeeded: bits.low) & mask
         while true {
             let s = slots[i]
             if s == bits { return true }
-            if s.high == 0, s.low == 0 { return false }
+            if s.isZero { return false }
             i = (i + 1) & mask
         }
     }
@@ -232,7 +232,7 @@ public struct RecordKeySet: Sendable {
     @discardableResult
     public mutating func insert(_ key: String) -> Bool {
         guard let bits = RecordKeyBits(key) else { return other.insert(key).inserted }
-        if bits.high == 0, bits.low == 0 {
+        if bits.isZero {
             defer { hasZero = true }
             return !hasZero
         }
@@ -242,7 +242,7 @@ public struct RecordKeySet: Sendable {
         while true {
             let s = slots[i]
             if s == bits { return false }
-            if s.high == 0, s.low == 0 {
+            if s.isZero {
                 slots[i] = bits
                 ownCount += 1
                 return true
@@ -253,7 +253,7 @@ public struct RecordKeySet: Sendable {
 
     /// Empties the set, keeping its table for the next segment's keys (no regrowth).
     public mutating func removeAll() {
-        for i in slots.indices { slots[i] = RecordKeyBits(high: 0, low: 0) }
+        for i in slots.indices { slots[i] = .zero }
         ownCount = 0
         hasZero = false
         other.removeAll()
@@ -261,11 +261,11 @@ public struct RecordKeySet: Sendable {
 
     private mutating func grow() {
         let old = slots
-        slots = [RecordKeyBits](repeating: RecordKeyBits(high: 0, low: 0), count: max(64, old.count * 2))
+        slots = [RecordKeyBits](repeating: .zero, count: max(64, old.count * 2))
         let mask = slots.count - 1
-        for bits in old where bits.high != 0 || bits.low != 0 {
+        for bits in old where !bits.isZero {
             var i = Int(truncatingIfNeeded: bits.low) & mask
-            while slots[i].high != 0 || slots[i].low != 0 { i = (i + 1) & mask }
+            while !slots[i].isZero { i = (i + 1) & mask }
             slots[i] = bits
         }
     }

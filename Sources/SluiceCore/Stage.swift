@@ -40,7 +40,7 @@ public struct Partition: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     public var end: Int64 { start + granularity.micros }
-    public var date: CivilDate { CivilDate(epochDay: start >= 0 ? start / 86_400_000_000 : (start + 1) / 86_400_000_000 - 1) }
+    public var date: CivilDate { CivilDate(epochDay: Timestamp.dayAndTime(start).day) }
     public var hour: Int { Int((start - date.epochDay * 86_400_000_000) / 3_600_000_000) }
 
     /// `2026-11-18` or `2026-11-18T05`.

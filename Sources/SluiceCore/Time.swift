@@ -244,44 +244,52 @@ public enum Timestamp {
     /// Writes `YYYY-MM-DDTHH:MM:SS.ffffff` and, with `zone`, `Z` (26 or 27 bytes) of a time
     /// in years 1-9999.
     private static func write(_ micros: Int64, zone: Bool, into p: UnsafeMutablePointer<UInt8>) {
-        let day = micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1
-        let rest = micros - day * 86_400_000_000
+        let (day, time) = dayAndTime(micros)
         CivilDate(epochDay: day).write(into: p)
         p[10] = UInt8(ascii: "T")
-        writeTime(rest, p + 11)
+        writeTime(time, p + 11)
         if zone { p[26] = UInt8(ascii: "Z") }
     }
 
-    /// `HH:MM:SS.ffffff` (15 bytes) of micros since midnight.
-    private static func writeTime(_ micros: Int64, _ p: UnsafeMutablePointer<UInt8>) {
+    /// The day since the epoch of `micros` (rounded down, before 1970 too) and the micros
+    /// since that day's midnight.
+    static func dayAndTime(_ micros: Int64) -> (day: Int64, time: Int64) {
+        let day = micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1
+        return (day, micros - day * 86_400_000_000)
+    }
+
+    /// Hours, minutes, seconds and microseconds of micros since midnight.
+    private static func clock(_ micros: Int64) -> (h: Int, m: Int, s: Int, f: Int) {
         var rest = micros
         let h = rest / 3_600_000_000; rest -= h * 3_600_000_000
         let m = rest / 60_000_000; rest -= m * 60_000_000
         let s = rest / 1_000_000; rest -= s * 1_000_000
-        writeDigits(Int(h), 2, p)
+        return (Int(h), Int(m), Int(s), Int(rest))
+    }
+
+    /// `HH:MM:SS.ffffff` (15 bytes) of micros since midnight.
+    private static func writeTime(_ micros: Int64, _ p: UnsafeMutablePointer<UInt8>) {
+        let (h, m, s, f) = clock(micros)
+        writeDigits(h, 2, p)
         p[2] = UInt8(ascii: ":")
-        writeDigits(Int(m), 2, p + 3)
+        writeDigits(m, 2, p + 3)
         p[5] = UInt8(ascii: ":")
-        writeDigits(Int(s), 2, p + 6)
+        writeDigits(s, 2, p + 6)
         p[8] = UInt8(ascii: ".")
-        writeDigits(Int(rest), 6, p + 9)
+        writeDigits(f, 6, p + 9)
     }
 
     /// Times outside years 1-9999 (no parser yields them; kept total for any caller).
     private static func formattedByParts(_ micros: Int64, zone: Bool) -> String {
-        let day = micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1
-        let date = CivilDate(epochDay: day)
-        return date.description + "T" + formatTime(micros - day * 86_400_000_000) + (zone ? "Z" : "")
+        let (day, time) = dayAndTime(micros)
+        return CivilDate(epochDay: day).description + "T" + formatTime(time) + (zone ? "Z" : "")
     }
 
     /// `HH:MM:SS.ffffff` of micros since midnight.
     public static func formatTime(_ micros: Int64) -> String {
         guard (0..<86_400_000_000).contains(micros) else {
-            var rest = micros
-            let h = rest / 3_600_000_000; rest -= h * 3_600_000_000
-            let m = rest / 60_000_000; rest -= m * 60_000_000
-            let s = rest / 1_000_000; rest -= s * 1_000_000
-            return pad(Int(h), 2) + ":" + pad(Int(m), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(rest), 6)
+            let (h, m, s, f) = clock(micros)
+            return pad(h, 2) + ":" + pad(m, 2) + ":" + pad(s, 2) + "." + pad(f, 6)
         }
         return String(unsafeUninitializedCapacity: 15) { out in
             writeTime(micros, out.baseAddress!)

@@ -108,7 +108,7 @@ public final class UnknownTallies: Sendable {
 
     /// The run's tally (made on its first batch).
     public func of(_ context: RunContext) -> UnknownTexts {
-        let run = context.pipeline + "\u{0}" + context.partition.description
+        let run = Self.run(context)
         return lock.withLock {
             if let tally = runs[run] { return tally }
             let tally = UnknownTexts()
@@ -119,7 +119,9 @@ public final class UnknownTallies: Sendable {
 
     /// The run's tally, forgotten here (its run ends); nil if it counted nothing.
     public func take(_ context: RunContext) -> UnknownTexts? {
-        let run = context.pipeline + "\u{0}" + context.partition.description
+        let run = Self.run(context)
         return lock.withLock { runs.removeValue(forKey: run) }
     }
+
+    private static func run(_ context: RunContext) -> String { context.pipeline + "\u{0}" + context.partition.description }
 }

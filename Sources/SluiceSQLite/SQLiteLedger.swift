@@ -144,16 +144,10 @@ extension SQLiteStateStore {
         }
         own.sort { ($0.high, $0.low) < ($1.high, $1.low) }
         other.sort()
-        let count = other.count + own.count
-        var start = 0
-        while start < count {
-            let chunk = start..<min(count, start + Self.keysPerStatement)
-            start += chunk.count
-            // Plain `?` parameters, each value repeated per row: GRDB reads the name of every
-            // parameter of a new statement, and for numbered ones (`?1`) SQLite finds each
-            // name by a walk over all of them (quadratic in the parameters of a statement).
-            let statement = chunk.count == Self.keysPerStatement ? try db.cachedStatement(sql: Self.ledgerInsertSQL)
-                : try db.makeStatement(sql: Self.ledgerInsertSQL(rows: chunk.count))
+        // Plain `?` parameters, each value repeated per row: GRDB reads the name of every
+        // parameter of a new statement, and for numbered ones (`?1`) SQLite finds each
+        // name by a walk over all of them (quadratic in the parameters of a statement).
+        try db.forEachChunk(of: 0..<(other.count + own.count), size: Self.keysPerStatement, sql: Self.ledgerInsertSQL) { chunk, statement in
             try statement.executeBound(db) { b in
                 for i in chunk {
                     b.bind(sinkID)
@@ -166,12 +160,8 @@ extension SQLiteStateStore {
     }
 
     static func ledgerInsertSQL(rows: Int) -> String {
-        "INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES "
-            + repeatElement("(?, ?, ?, ?)", count: rows).joined(separator: ",")
+        "INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES \(Database.marks(rows, "(?, ?, ?, ?)"))"
     }
-
-    /// The insert of a full chunk, made once (not per statement).
-    static let ledgerInsertSQL = ledgerInsertSQL(rows: keysPerStatement)
 
     /// Forgets a partition's ledger rows, of every sink of the pipeline (a replace).
     func deleteLedgerPartition(_ db: Database, pipeline: String, partition: String) throws {
@@ -280,16 +270,22 @@ enum LedgerKeys {
 }
 
 extension Database {
-    /// Runs a statement over `items`, `size` at a time: `sql(n)` is its text for `n` items;
-    /// a full chunk's statement is prepared once and cached, a shorter last one's made for it.
-    func forEachChunk<T>(of items: [T], size: Int, sql: (Int) -> String,
-                         _ body: (ArraySlice<T>, Statement) throws -> Void) throws {
-        var start = 0
-        while start < items.count {
-            let chunk = items[start..<min(items.count, start + size)]
+    /// Runs a statement over `items`, `size` at a time: `sql(n)` is its text for `n` items.
+    /// A full chunk's statement is made (its text built and looked up in the connection's
+    /// cache) once per call, a shorter last one's made for it.
+    func forEachChunk<C: RandomAccessCollection>(of items: C, size: Int, sql: (Int) -> String,
+                                                 _ body: (C.SubSequence, Statement) throws -> Void) throws where C.Index == Int {
+        var full: Statement?
+        var start = items.startIndex
+        while start < items.endIndex {
+            let chunk = items[start..<min(items.endIndex, start + size)]
             start += chunk.count
-            let text = sql(chunk.count)
-            try body(chunk, try chunk.count == size ? cachedStatement(sql: text) : makeStatement(sql: text))
+            if chunk.count == size {
+                if full == nil { full = try cachedStatement(sql: sql(size)) }
+                try body(chunk, full!)
+            } else {
+                try body(chunk, try makeStatement(sql: sql(chunk.count)))
+            }
         }
     }
 

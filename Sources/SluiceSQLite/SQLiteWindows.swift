@@ -286,15 +286,10 @@ extension SQLiteStateStore {
     static let windowEventsPerStatement = 300
 
     static func windowInsertSQL(rows: Int) -> String {
-        "INSERT INTO window_events (scope_id, event_time, seq, window_key, record_key) VALUES "
-            + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ",")
+        "INSERT INTO window_events (scope_id, event_time, seq, window_key, record_key) VALUES \(Database.marks(rows, "(?, ?, ?, ?, ?)"))"
     }
 
-    /// The insert of a full chunk, made once (not per statement).
-    static let windowInsertSQL = windowInsertSQL(rows: windowEventsPerStatement)
-
     func writePendingWindowEvents(_ db: Database) throws {
-        let perStatement = Self.windowEventsPerStatement
         for (scope, p) in pending.scopes where !p.events.isEmpty {
             let scopeID = try cachedScopeID(db, scope, create: true)!
             // Sequence numbers in the order added (the order records were seen), above every
@@ -304,13 +299,8 @@ extension SQLiteStateStore {
             var window = ledgerLock.withLock { ledgerKnown.windows.removeValue(forKey: scope) }
             var order = p.events.indices.map { (p.events[$0].time, $0) }
             order.sort { $0 < $1 }
-            var start = 0
-            while start < order.count {
-                let chunk = order[start..<min(order.count, start + perStatement)]
-                start += chunk.count
-                // Plain `?` parameters (see `insertLedger`).
-                let statement = chunk.count == perStatement ? try db.cachedStatement(sql: Self.windowInsertSQL)
-                    : try db.makeStatement(sql: Self.windowInsertSQL(rows: chunk.count))
+            // Plain `?` parameters (see `insertLedger`).
+            try db.forEachChunk(of: order, size: Self.windowEventsPerStatement, sql: Self.windowInsertSQL) { chunk, statement in
                 try statement.executeBound(db) { b in
                     for (time, n) in chunk {
                         let e = p.events[n]
@@ -509,25 +499,15 @@ struct StoredWindow {
     /// The events of `key` in its bucket: a range of indices, sorted by time and sequence.
     private func range(of key: KeyHash, in b: Int) -> Range<Int> {
         let entries = buckets[b]
-        var lo = 0, hi = entries.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if entries[mid].keyPrecedes(key) { lo = mid + 1 } else { hi = mid }
-        }
-        var end = lo
+        let start = entries.partitionPoint { $0.keyPrecedes(key) }
+        var end = start
         while end < entries.count, entries[end].isKey(key) { end += 1 }
-        return lo..<end
+        return start..<end
     }
 
     /// The first index in `r` (of bucket `b`) of an event with a time above `time`.
     private func firstAfter(_ time: Int64, in r: Range<Int>, of b: Int) -> Int {
-        let entries = buckets[b]
-        var lo = r.lowerBound, hi = r.upperBound
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if entries[mid].time <= time { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
+        buckets[b][r].upperBound(time, by: \.time)
     }
 
     /// Whether `key` has an event at `time` (which the copy must cover).
@@ -610,19 +590,14 @@ struct StoredWindow {
 
     private mutating func insert(_ e: Entry) {
         let b = bucket(e.high)
-        // After every event that orders before it (binary search over the bucket).
-        var lo = 0, hi = buckets[b].count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if buckets[b][mid].precedes(e) { lo = mid + 1 } else { hi = mid }
-        }
+        let at = buckets[b].partitionPoint { $0.precedes(e) } // after every event that orders before it
         let count = buckets[b].count
         if count == buckets[b].capacity {
             // Room for an eighth more (at least 4): no doubling, whose slack would be a
             // quarter of the copy on average.
             buckets[b].reserveCapacity(count + max(4, count / 8))
         }
-        buckets[b].insert(e, at: lo)
+        buckets[b].insert(e, at: at)
         events += 1
         if events > buckets.count * Self.perBucket { split() }
     }
