@@ -66,7 +66,28 @@ public final class BigQueryEmulator: @unchecked Sendable {
         self.logFile = dataDir + ".log"
     }
 
-    public func start() async throws {
+    /// Starts the emulator and waits until it answers. An emulator that is still running
+    /// but has not answered within `answerWithin` is killed and started again (at most
+    /// `attempts` starts; a start that fails for good leaves no process behind): under the whole suite's load, about one start in a few dozen
+    /// printed its start-up lines and then never answered (its log ends there), while a
+    /// start normally answers in 4–6 s (15–20 under load).
+    public func start(answerWithin: Duration = .seconds(45), attempts: Int = 3) async throws {
+        let url = "\(endpoint)/bigquery/v2/projects/\(project)/datasets"
+        for attempt in 1...attempts {
+            let p = try launch()
+            do {
+                try await Servers.waitForHTTP(url, timeout: answerWithin, process: p)
+                return
+            } catch {
+                let running = p.isRunning
+                kill() // no emulator outlives a failed start
+                guard running, attempt < attempts else { throw error }
+                appendToLog("bq_emulator test harness: no answer within \(answerWithin) (start \(attempt) of \(attempts)); starting again\n")
+            }
+        }
+    }
+
+    private func launch() throws -> Process {
         let python = try Servers.bigQueryPython()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
@@ -79,7 +100,14 @@ public final class BigQueryEmulator: @unchecked Sendable {
         p.standardError = log
         try p.run()
         lock.withLock { process = p }
-        try await Servers.waitForHTTP("\(endpoint)/bigquery/v2/projects/\(project)/datasets", process: p)
+        return p
+    }
+
+    private func appendToLog(_ line: String) {
+        guard let log = FileHandle(forWritingAtPath: logFile) else { return }
+        log.seekToEndOfFile()
+        log.write(Data(line.utf8))
+        try? log.close()
     }
 
     /// Stops the emulator (SIGTERM, then SIGKILL after 10 s) and waits for it.

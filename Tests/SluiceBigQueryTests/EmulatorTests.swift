@@ -84,6 +84,19 @@ import Testing
         #expect(differing == 0, "\(differing) rows differ from the expected ones", sourceLocation: sourceLocation)
     }
 
+    /// The harness starts an emulator that has not answered in time again, on the same
+    /// port and data: with no time to answer, each start is given up (and logged), the
+    /// last one's failure is thrown (and its process killed); then a start with time answers.
+    @Test func anEmulatorThatDoesNotAnswerIsStartedAgain() async throws {
+        let emulator = try BigQueryEmulator()
+        defer { emulator.kill() }
+        await #expect(throws: TestSupport.ReferenceError.self) {
+            try await emulator.start(answerWithin: .zero, attempts: 2)
+        }
+        #expect(emulator.log.components(separatedBy: "starting again").count - 1 == 1)
+        try await emulator.start() // throws unless it answers
+    }
+
     @Test func signupRowsAreLoadedOnce() async throws {
         let emulator = try BigQueryEmulator()
         try await emulator.start()
