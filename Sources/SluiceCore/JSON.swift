@@ -288,34 +288,46 @@ public struct JSONParser {
 /// characters as they are, the escapes of RFC 8259 for `"`, `\` and control characters
 /// (the same text as Python's `json.dumps(v, ensure_ascii=False, separators=(",", ":"))`).
 public enum JSONWriter {
+    /// The JSON text of a value, made in one allocation: the text's length is counted
+    /// first, then the text is written straight into the string's own storage. (Written
+    /// into a growing array and then copied, the three JSON columns of the benchmark's
+    /// pipeline cost ~5 allocations a record.)
     public static func string(_ value: Value) -> String {
-        var out: [UInt8] = []
-        write(value, into: &out)
-        return String(decoding: out, as: UTF8.self)
+        var counter = CountingOutput()
+        emit(value, into: &counter)
+        return String(unsafeUninitializedCapacity: counter.count) { buffer in
+            var out = BufferOutput(buffer: buffer)
+            emit(value, into: &out)
+            return out.count
+        }
     }
 
     public static func write(_ value: Value, into out: inout [UInt8]) {
+        emit(value, into: &out)
+    }
+
+    static func emit<Out: JSONOutput>(_ value: Value, into out: inout Out) {
         switch value {
-        case .null: out.append(contentsOf: "null".utf8)
-        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .int(let n): out.append(contentsOf: String(n).utf8)
-        case .double(let d): out.append(contentsOf: formatDouble(d).utf8)
-        case .largeInteger(let digits): out.append(contentsOf: digits.utf8)
-        case .string(let s): writeString(s, into: &out)
+        case .null: out.append("null")
+        case .bool(let b): out.append(b ? "true" : "false")
+        case .int(let n): out.append(utf8Of: String(n))
+        case .double(let d): out.append(utf8Of: formatDouble(d))
+        case .largeInteger(let digits): out.append(utf8Of: digits)
+        case .string(let s): emitString(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
             for (k, item) in items.enumerated() {
                 if k > 0 { out.append(UInt8(ascii: ",")) }
-                write(item, into: &out)
+                emit(item, into: &out)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let fields):
             out.append(UInt8(ascii: "{"))
             for (k, field) in fields.enumerated() {
                 if k > 0 { out.append(UInt8(ascii: ",")) }
-                writeString(field.name, into: &out)
+                emitString(field.name, into: &out)
                 out.append(UInt8(ascii: ":"))
-                write(field.value, into: &out)
+                emit(field.value, into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -324,6 +336,10 @@ public enum JSONWriter {
     static let hexDigits = Array("0123456789abcdef".utf8)
 
     public static func writeString(_ s: String, into out: inout [UInt8]) {
+        emitString(s, into: &out)
+    }
+
+    static func emitString<Out: JSONOutput>(_ s: String, into out: inout Out) {
         out.append(UInt8(ascii: "\""))
         // Most strings need no escape: appended whole from their own UTF-8 buffer.
         let plain = s.utf8.withContiguousStorageIfAvailable { bytes in
@@ -345,7 +361,7 @@ public enum JSONWriter {
             case 0x08: out.append(0x5C); out.append(UInt8(ascii: "b"))
             case 0x0C: out.append(0x5C); out.append(UInt8(ascii: "f"))
             case 0..<0x20:
-                out.append(contentsOf: "\\u00".utf8)
+                out.append("\\u00")
                 out.append(hexDigits[Int(c >> 4)])
                 out.append(hexDigits[Int(c & 0xF)])
             default: out.append(c)
@@ -397,5 +413,45 @@ public enum JSONWriter {
             }
         }
         return negative ? "-" + result : result
+    }
+}
+
+/// Where `JSONWriter` writes: a growing array, a count of bytes (the first pass of
+/// `JSONWriter.string`), or a buffer of exactly the counted size (its second pass).
+protocol JSONOutput {
+    mutating func append(_ byte: UInt8)
+    mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>)
+}
+
+extension JSONOutput {
+    @inline(__always) mutating func append(_ text: StaticString) {
+        append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    @inline(__always) mutating func append(utf8Of text: String) {
+        var text = text
+        text.withUTF8 { append(contentsOf: $0) }
+    }
+}
+
+extension Array: JSONOutput where Element == UInt8 {}
+
+struct CountingOutput: JSONOutput {
+    var count = 0
+    @inline(__always) mutating func append(_ byte: UInt8) { count += 1 }
+    @inline(__always) mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>) { count += bytes.count }
+}
+
+struct BufferOutput: JSONOutput {
+    let buffer: UnsafeMutableBufferPointer<UInt8>
+    var count = 0
+    @inline(__always) mutating func append(_ byte: UInt8) {
+        buffer[count] = byte
+        count += 1
+    }
+    @inline(__always) mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>) {
+        guard let from = bytes.baseAddress, !bytes.isEmpty else { return }
+        (buffer.baseAddress! + count).update(from: from, count: bytes.count)
+        count += bytes.count
     }
 }
