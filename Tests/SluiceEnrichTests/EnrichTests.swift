@@ -242,5 +242,21 @@ import Testing
         let at = email.lastIndex(of: "@").map { email[email.index(after: $0)...].lowercased() }
         #expect(at.flatMap { EmailDomain.suggest($0, providers: EmailDomain.commonProviders) } == expected)
     }
+
+    /// Optimal string alignment distances, from the textbook cases (Damerau's transposition
+    /// counted once; `ca`/`abc` is 3, not the unrestricted Damerau-Levenshtein 2, because
+    /// a transposed pair is not edited again), non-ASCII counted in UTF-8 bytes, and the
+    /// limit: past it, `limit + 1`.
+    @Test(arguments: [
+        ("kitten", "sitting", 5, 3), ("gmial.com", "gmail.com", 5, 1), ("ca", "abc", 5, 3), ("", "abc", 5, 3), ("abc", "", 5, 3),
+        ("", "", 5, 0), ("same", "same", 5, 0), ("abcdef", "badcfe", 5, 3), ("flaw", "lawn", 5, 2), ("ş", "s", 5, 2),
+        ("gmail.com", "g", 2, 3), ("kitten", "sitting", 2, 3), ("a", "bcd", 1, 2),
+    ])
+    func distancesAreOptimalStringAlignment(a: String, b: String, limit: Int, expected: Int) {
+        let d = EmailDomain.distance(a, b, limit: limit)
+        // Within the limit the exact distance; past it, anything above the limit.
+        if expected <= limit { #expect(d == expected) } else { #expect(d > limit) }
+        #expect(EmailDomain.distance(b, a, limit: limit) == d)
+    }
 }
 
