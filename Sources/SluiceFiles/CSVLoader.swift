@@ -103,14 +103,7 @@ public struct CSVFormat: Sendable {
     }
 
     private func appendText(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        var needsQuotes = bytes.isEmpty
-        if !needsQuotes {
-            for c in bytes where c == delimiter || c == 0x22 || c == 0x0A || c == 0x0D {
-                needsQuotes = true
-                break
-            }
-        }
-        guard needsQuotes else {
+        guard bytes.isEmpty || needsQuotes(bytes) else {
             out.append(contentsOf: bytes)
             return
         }
@@ -123,6 +116,31 @@ public struct CSVFormat: Sendable {
         }
         out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
         out.append(0x22)
+    }
+}
+
+extension CSVFormat {
+    /// Whether any byte is the delimiter, a quote, CR or LF: eight bytes at a time (a
+    /// byte equal to one of them is a zero byte of the word XORed with it repeated), the
+    /// last few one by one. Every text value of every row is scanned.
+    func needsQuotes(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        let d = UInt64(delimiter) &* ones, q = UInt64(0x22) &* ones, lf = UInt64(0x0A) &* ones, cr = UInt64(0x0D) &* ones
+        @inline(__always) func hasZeroByte(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
+        guard let base = bytes.baseAddress else { return false }
+        let raw = UnsafeRawPointer(base)
+        var i = 0
+        while i + 8 <= bytes.count {
+            let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            if hasZeroByte(w ^ d) || hasZeroByte(w ^ q) || hasZeroByte(w ^ lf) || hasZeroByte(w ^ cr) { return true }
+            i += 8
+        }
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == delimiter || c == 0x22 || c == 0x0A || c == 0x0D { return true }
+            i += 1
+        }
+        return false
     }
 }
 

@@ -138,7 +138,18 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         [.int(-42), .double(1.5), .bool(true), .object(Fields(["a": .array([.int(1), .string("x,y")])])), .largeInteger("123456789012345678901")],
         // Quotes at either end, doubled and alone: the writer copies the runs between them.
         [.string("\"start"), .string("end\""), .string("\"\"\""), .string("a\"\"b,c"), .string("\"")],
-    ]
+    ] + wordPositions
+
+    /// Each character that needs quotes (and each delimiter tested), alone, at every place
+    /// of a 20-byte text: the writer looks for them eight bytes at a time, then byte by
+    /// byte in the last few; a miss in either part shows as a row Python reads apart.
+    static let wordPositions: [[Value]] = ["\"", ",", ";", "\t", "\n", "\r"].flatMap { special in
+        (0..<20).map { at -> [Value] in
+            var text = Array(repeating: "x", count: 20)
+            text[at] = special
+            return [.string(text.joined()), .string("y"), .string("z"), .null, .string("w")]
+        }
+    }
 
     /// Python's csv module must read back exactly what was written (it cannot tell NULL
     /// from "", so both read as "" there; that difference is tested byte for byte below).
