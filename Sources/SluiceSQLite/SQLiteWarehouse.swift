@@ -178,14 +178,18 @@ enum SQLiteFiles {
     /// Opens (creating folders) a SQLite file in WAL mode, with a clear error for a file
     /// that is not a database or is locked.
     /// `spanningTransaction`: a run's transaction stays open across the batches of a
-    /// session (GRDB must allow a transaction left open between accesses).
-    static func openQueue(_ path: String, spanningTransaction: Bool = false) throws -> DatabaseQueue {
+    /// session (GRDB must allow a transaction left open between accesses). `pageSize`: of
+    /// a file created now (SQLite cannot change it for a file in WAL mode; an existing
+    /// file keeps its own).
+    static func openQueue(_ path: String, spanningTransaction: Bool = false, pageSize: Int? = nil) throws -> DatabaseQueue {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.allowsUnsafeTransactions = spanningTransaction
         config.prepareDatabase { db in
+            // Before the switch to WAL, the first write of a new file.
+            if let pageSize { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
             try db.execute(sql: "PRAGMA journal_mode = WAL")
             try db.execute(sql: "PRAGMA synchronous = FULL")
             // 4 MiB of page cache (the default is 2 MiB): the ledger's and the windows'

@@ -164,3 +164,40 @@ import Testing
         #expect(try state.bufferRows(pipeline: "p", sink: sink, again) == expected)
     }
 }
+
+/// The state file's page size: 16 KiB for a file the store creates, read from the file's
+/// header (bytes 16-17, big-endian, by SQLite's file format); a file made with another
+/// page size keeps it, and the store works on it.
+@Suite struct StateFilePageTests {
+    static func headerPageSize(_ path: String) throws -> Int {
+        let header = try FileHandle(forReadingFrom: URL(fileURLWithPath: path)).read(upToCount: 100) ?? Data()
+        let size = Int(header[16]) << 8 | Int(header[17])
+        return size == 1 ? 65_536 : size
+    }
+
+    @Test(arguments: [nil, 4096, 1024] as [Int?])
+    func newFilesGet16KiBPagesOldOnesKeepTheirs(existing: Int?) throws {
+        let dir = try TestSupport.scratchDirectory("page-size")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        if let existing {
+            // A file made before this change (or by hand): plain SQLite, WAL, its own page size.
+            let db = try DatabaseQueue(path: path)
+            try db.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA page_size = \(existing)")
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+                try db.execute(sql: "CREATE TABLE before_sluice (x)")
+            }
+        }
+        let keys = (0..<2000).map(LedgerTests.hexKey)
+        do {
+            let store = try SQLiteStateStore(path: path)
+            try store.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: ["csv out": keys],
+                                           receipts: [], finishesReplace: false))
+        }
+        #expect(try Self.headerPageSize(path) == (existing ?? 16_384))
+        let reopened = try SQLiteStateStore(path: path)
+        #expect(try reopened.delivered(pipeline: "p", sink: "csv out", keys: keys + ["not delivered"], excludingPartition: nil) == Set(keys))
+        #expect(Set(try LedgerTests.ledgerRows(path).map { $0[2] }) == Set(keys))
+    }
+}
