@@ -152,13 +152,18 @@ extension RecordKeyBits {
     }
 
     /// The bits of 16 stored bytes (`withBytes`); nil for any other length.
-    public init?(bytes: some Collection<UInt8>) {
+    public init?(bytes: UnsafeRawBufferPointer) {
         guard bytes.count == 16 else { return nil }
-        var high: UInt64 = 0, low: UInt64 = 0
-        for (i, b) in bytes.enumerated() {
-            if i < 8 { high = high << 8 | UInt64(b) } else { low = low << 8 | UInt64(b) }
-        }
-        self.init(high: high, low: low)
+        self.init(high: UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self)),
+                  low: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+    }
+
+    /// The same from any bytes (a `Data`, an array). Not for hot paths: called from
+    /// another module it runs unspecialized (a reading of the ledger's keys through it
+    /// spent more time on generic metadata than on the keys).
+    public init?(bytes: some Collection<UInt8>) {
+        guard let bits = Array(bytes).withUnsafeBytes({ RecordKeyBits(bytes: $0) }) else { return nil }
+        self = bits
     }
 
     /// The bits of a key of exactly 32 lowercase hex digits; nil for any other text.

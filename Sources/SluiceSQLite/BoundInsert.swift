@@ -77,3 +77,30 @@ extension Statement {
         sqlite3_reset(s) // no statement stays active between uses
     }
 }
+
+extension Statement {
+    /// Runs a query with its parameters bound by `bind` and hands each row to `row` as
+    /// the C statement (read its columns with `sqlite3_column_*`, valid until `row`
+    /// returns); `row` returns false to stop. For scans of many rows (the ledger's keys
+    /// into a filter): through GRDB each row's blob became a `Data`, an allocation a key.
+    func forEachRow(_ db: Database, bind: (inout SQLiteBinder) -> Void, _ row: (SQLiteStatement) throws -> Bool) throws {
+        let s = sqliteStatement
+        var code = sqlite3_reset(s)
+        if code == SQLITE_OK {
+            var binder = SQLiteBinder(statement: s)
+            bind(&binder)
+            code = binder.code
+            if code == SQLITE_OK, binder.index - 1 != sqlite3_bind_parameter_count(s) { code = SQLITE_RANGE }
+        }
+        defer { sqlite3_reset(s) } // no statement stays active between uses
+        while code == SQLITE_OK {
+            let step = sqlite3_step(s)
+            if step == SQLITE_DONE { break }
+            guard step == SQLITE_ROW else { code = step; break }
+            if try !row(s) { break }
+        }
+        guard code == SQLITE_OK else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: sql)
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import SluiceCore
 
 // The delivery ledger, compact (migration v8-compact-ledger, issue #7):
@@ -199,24 +200,34 @@ extension SQLiteStateStore {
     static let maxKeysLoadedIntoFilter = 4 << 20
 
     /// A filter of every key the sink's ledger holds, read in the primary key's order (one
-    /// pass over the sink's range); `.unknown` past `maxKeysLoadedIntoFilter` keys.
+    /// pass over the sink's range); `.unknown` past `limit` keys, found by SQLite's count
+    /// of at most `limit + 1` rows before any key is read. (A process that started on a
+    /// ledger of 12M keys read 4M of them one by one, then threw them away: 16% of its
+    /// samples.) Each key is read from SQLite's own buffer, no value made per row.
     static func ledgerFilter(_ db: Database, sinkID: Int64, limit: Int = maxKeysLoadedIntoFilter) throws -> LedgerKnowledge.Filter {
+        let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM (SELECT 1 FROM ledger WHERE sink_id = ? LIMIT ?)",
+                                     arguments: [sinkID, limit + 1]) ?? 0
+        guard count <= limit else { return .unknown }
         var bloom = BloomFilter()
-        var count = 0
-        let rows = try GRDB.Row.fetchCursor(db, sql: "SELECT key FROM ledger WHERE sink_id = ? ORDER BY key", arguments: [sinkID])
-        while let row = try rows.next() {
-            count += 1
-            if count > limit { return .unknown }
-            let value = row[0] as DatabaseValue
-            if case .blob(let bytes) = value.storage {
+        var known = true
+        let statement = try db.makeStatement(sql: "SELECT key FROM ledger WHERE sink_id = ? ORDER BY key")
+        try statement.forEachRow(db, bind: { $0.bind(sinkID) }) { row in
+            let length = Int(sqlite3_column_bytes(row, 0))
+            switch sqlite3_column_type(row, 0) {
+            case SQLITE_BLOB:
                 // Only sluice's own keys are stored as bytes (`LedgerKeys.stored`).
-                guard let bits = RecordKeyBits(bytes: bytes) else { return .unknown }
+                guard let bits = RecordKeyBits(bytes: UnsafeRawBufferPointer(start: sqlite3_column_blob(row, 0), count: length)) else {
+                    known = false
+                    return false
+                }
                 bloom.insert(hash: BloomFilter.hash(bits))
-            } else if let text = String.fromDatabaseValue(value) {
+            default:
+                let text = sqlite3_column_text(row, 0).map { String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self) } ?? ""
                 bloom.insert(text)
             }
+            return true
         }
-        return .keys(bloom)
+        return known ? .keys(bloom) : .unknown
     }
 
     /// Adds keys to the filter `name` (a sink's ledger), if the store keeps one.
