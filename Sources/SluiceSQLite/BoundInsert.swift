@@ -57,28 +57,9 @@ extension Statement {
     /// of a `Database` write (the store's bulk writes are). Errors are GRDB's
     /// `DatabaseError`, naming the statement's SQL, never the values.
     func executeBound(_ db: Database, _ bind: (inout SQLiteBinder) -> Void) throws {
-        let s = sqliteStatement
-        var code = sqlite3_reset(s)
-        if code == SQLITE_OK {
-            var binder = SQLiteBinder(statement: s)
-            bind(&binder)
-            code = binder.code
-            if code == SQLITE_OK, binder.index - 1 != sqlite3_bind_parameter_count(s) { code = SQLITE_RANGE }
-        }
-        if code == SQLITE_OK {
-            repeat { code = sqlite3_step(s) } while code == SQLITE_ROW
-            if code == SQLITE_DONE { code = SQLITE_OK }
-        }
-        guard code == SQLITE_OK else {
-            let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
-            sqlite3_reset(s)
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
-        }
-        sqlite3_reset(s) // no statement stays active between uses
+        try forEachRow(db, bind: bind) { _ in true }
     }
-}
 
-extension Statement {
     /// Runs a query with its parameters bound by `bind` and hands each row to `row` as
     /// the C statement (read its columns with `sqlite3_column_*`, valid until `row`
     /// returns); `row` returns false to stop. For scans of many rows (the ledger's keys
@@ -100,6 +81,7 @@ extension Statement {
             if try !row(s) { break }
         }
         guard code == SQLITE_OK else {
+            // The message is read before the reset (the deferred one) can clear it.
             throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: sql)
         }
     }
