@@ -212,18 +212,19 @@ extension SQLiteStateStore {
         var known = true
         let statement = try db.makeStatement(sql: "SELECT key FROM ledger WHERE sink_id = ? ORDER BY key")
         try statement.forEachRow(db, bind: { $0.bind(sinkID) }) { row in
-            let length = Int(sqlite3_column_bytes(row, 0))
-            switch sqlite3_column_type(row, 0) {
-            case SQLITE_BLOB:
+            // The pointer first, then its length (SQLite's documented order).
+            if sqlite3_column_type(row, 0) == SQLITE_BLOB {
                 // Only sluice's own keys are stored as bytes (`LedgerKeys.stored`).
-                guard let bits = RecordKeyBits(bytes: UnsafeRawBufferPointer(start: sqlite3_column_blob(row, 0), count: length)) else {
+                let bytes = sqlite3_column_blob(row, 0)
+                guard let bits = RecordKeyBits(bytes: UnsafeRawBufferPointer(start: bytes, count: Int(sqlite3_column_bytes(row, 0)))) else {
                     known = false
                     return false
                 }
                 bloom.insert(hash: BloomFilter.hash(bits))
-            default:
-                let text = sqlite3_column_text(row, 0).map { String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self) } ?? ""
-                bloom.insert(text)
+            } else {
+                let text = sqlite3_column_text(row, 0)
+                let length = Int(sqlite3_column_bytes(row, 0))
+                bloom.insert(text.map { String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self) } ?? "")
             }
             return true
         }
