@@ -80,8 +80,8 @@ def ensure_day(data, lines, city, day):
     return date
 
 
-def run_sluice(sluice, data, folder, city, until=None):
-    """One `sluice run` of DATE, or with `until` one `sluice backfill` from DATE to it."""
+def make_project(data, folder, city):
+    """The benchmark's project (bench/project) in a scratch folder, over the log in `folder`."""
     project = os.path.join(data, "project")
     shutil.rmtree(project, ignore_errors=True)
     os.makedirs(os.path.join(project, "Pipelines"))
@@ -92,13 +92,36 @@ def run_sluice(sluice, data, folder, city, until=None):
     text = text.replace("@DATA@", data).replace("@CITY@", city).replace("@REPO@", REPO)
     with open(os.path.join(project, "Pipelines/signup_bench.yml"), "w", encoding="utf-8") as f:
         f.write(text)
-    command = ["run", "Pipelines/signup_bench.yml", "--date", DATE] if until is None else \
-        ["backfill", "Pipelines/signup_bench.yml", "--from", DATE, "--to", until]
+    return project
+
+
+def sluice_in(project, sluice, command, outputs=None):
+    """One sluice command in the project; its measure and the size of `outputs` (file
+    names under out/; all of them when None)."""
     result = measure([sluice] + command + ["--project", project], cwd=project)
     outs = os.path.join(project, "out")
-    size = sum(os.path.getsize(os.path.join(outs, f)) for f in os.listdir(outs))
+    names = os.listdir(outs) if outputs is None else outputs
+    return result, sum(os.path.getsize(os.path.join(outs, f)) for f in names)
+
+
+def run_sluice(sluice, data, folder, city, until=None):
+    """One `sluice run` of DATE, or with `until` one `sluice backfill` from DATE to it."""
+    project = make_project(data, folder, city)
+    command = ["run", "Pipelines/signup_bench.yml", "--date", DATE] if until is None else \
+        ["backfill", "Pipelines/signup_bench.yml", "--from", DATE, "--to", until]
+    result, size = sluice_in(project, sluice, command)
     shutil.rmtree(project, ignore_errors=True)
     return result, size
+
+
+def run_history(sluice, data, folder, city, dates):
+    """A day's run as a new process on the state of the days before it: `sluice backfill`
+    of dates[:-1] in one process, then `sluice run` of dates[-1]. Returns both measures."""
+    project = make_project(data, folder, city)
+    backfill = sluice_in(project, sluice, ["backfill", "Pipelines/signup_bench.yml", "--from", dates[0], "--to", dates[-2]])
+    day = sluice_in(project, sluice, ["run", "Pipelines/signup_bench.yml", "--date", dates[-1]], outputs=[dates[-1] + ".csv"])
+    shutil.rmtree(project, ignore_errors=True)
+    return backfill, day
 
 
 def duckdb_struct(columns):
@@ -136,6 +159,9 @@ def main():
     ap.add_argument("--big", type=int, default=4_000_000, help="lines of the memory run (0: skip it)")
     ap.add_argument("--days", type=int, default=3,
                     help="days of the backfill run (sluice backfill over this many days of --lines each; 0 or 1: skip it)")
+    ap.add_argument("--history", type=int, default=0,
+                    help="days of history (a backfill of this many days of --lines each, then one more day's run "
+                         "as a new process on their state: how a day's cost grows with the sink's history; 0: skip it)")
     ap.add_argument("--data", default=os.environ.get("SLUICE_BENCH_DATA", "/work/bench-data"),
                     help="scratch folder for generated files (outside the repository)")
     ap.add_argument("--city", default=os.environ.get("SLUICE_BENCH_CITY",
@@ -177,6 +203,17 @@ def main():
         days_bytes = sum(os.path.getsize(os.path.join(data, f"lines-{a.lines}", d, "api.jsonl")) for d in dates)
         backfill = row(f"sluice backfill, {a.days} days", a.lines * a.days, days_bytes, result, size)
         rows.append(backfill)
+    history = None
+    if a.history > 0 and "sluice" in tools:
+        dates = [ensure_day(data, a.lines, city, d) for d in range(a.history + 1)]
+        print(f"running sluice backfill over {a.history} days of {a.lines:,} lines ({dates[0]} to {dates[-2]}), "
+              f"then sluice run of {dates[-1]} on their state ...", flush=True)
+        (bresult, bsize), (dresult, dsize) = run_history(os.path.abspath(a.sluice), data, folder, city, dates)
+        days_bytes = sum(os.path.getsize(os.path.join(data, f"lines-{a.lines}", d, "api.jsonl")) for d in dates[:-1])
+        rows.append(row(f"sluice backfill, {a.history} days of history", a.lines * a.history, days_bytes, bresult, bsize))
+        history = row(f"sluice, a day on {a.history} days of history", a.lines,
+                      os.path.getsize(os.path.join(data, f"lines-{a.lines}", dates[-1], "api.jsonl")), dresult, dsize)
+        rows.append(history)
 
     print()
     print("| tool | lines | wall s | records/s | MB/s | peak RSS MB | CPU s | CPU/wall | output MB |")
@@ -201,6 +238,9 @@ def main():
         growth = (backfill["peak_rss_mb"] / small["peak_rss_mb"] - 1) * 100
         print(f"sluice peak RSS: {backfill['peak_rss_mb']:.0f} MB in a backfill of {a.days} days of {a.lines:,} lines, "
               f"{growth:+.1f}% over one day")
+    if small and history:
+        print(f"sluice, a day on {a.history} days of history: {history['seconds']:.1f} s against {small['seconds']:.1f} s "
+              f"for a first day ({history['seconds'] / small['seconds']:.2f}x), peak RSS {history['peak_rss_mb']:.0f} MB")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
