@@ -1,22 +1,25 @@
 """The delivery ledger's inserts alone, as the state store issues them (WAL, synchronous
-FULL, 4 MiB page cache; each commit's keys sorted, 500 per statement), in three schemas:
+FULL, 4 MiB page cache, 16 KiB pages; each commit's keys sorted, 500 per statement), in three schemas:
 
   text   the ledger before v8 (pipeline, sink, 32-char hex key, partition as text)
   noseg  v8 without the segment column in the partition index: ledger_by_partition(partition_id)
   seg    v8 as it is: ledger_by_partition(partition_id, segment)
 
-    python3 bench/ledger_sql.py VARIANT KEYS KEYS_PER_COMMIT    # e.g. seg 4000000 100000
+    python3 bench/ledger_sql.py VARIANT KEYS KEYS_PER_COMMIT [PAGE_SIZE]   # e.g. seg 4000000 100000
+
+PAGE_SIZE: of the new file, 16384 by default (the store's since `5e8b267`; 4096 before).
 
 Prints the CPU seconds of the commits (in total and per quarter of them: the growth with
 the ledger's size) and the tables' sizes (dbstat). Keys: SHA-256 prefixes, like sluice's."""
 import os, sqlite3, sys, time, hashlib, resource
 variant, total, seg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+page_size = int(sys.argv[4]) if len(sys.argv) > 4 else 16384
 path = f"/tmp/ledger-sim-{variant}.sqlite"
 for suffix in ("", "-wal", "-shm"):
     try: os.remove(path + suffix)
     except FileNotFoundError: pass
 c = sqlite3.connect(path, isolation_level=None)
-c.execute("PRAGMA journal_mode = WAL"); c.execute("PRAGMA synchronous = FULL"); c.execute("PRAGMA cache_size = -4096")
+c.execute(f"PRAGMA page_size = {page_size}"); c.execute("PRAGMA journal_mode = WAL"); c.execute("PRAGMA synchronous = FULL"); c.execute("PRAGMA cache_size = -4096")
 if variant == "text":
     c.execute("CREATE TABLE ledger (pipeline TEXT NOT NULL, sink TEXT NOT NULL, record_key TEXT NOT NULL, partition TEXT NOT NULL, PRIMARY KEY (pipeline, sink, record_key)) WITHOUT ROWID")
     c.execute("CREATE INDEX ledger_by_partition ON ledger(pipeline, partition)")
