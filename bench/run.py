@@ -68,10 +68,19 @@ def ensure_input(data, lines, city):
     return folder, path, asn
 
 
+def day_file(data, lines, date):
+    """The generated log of one date of the `lines`-line days."""
+    return os.path.join(data, f"lines-{lines}", date, "api.jsonl")
+
+
+def days_bytes(data, lines, dates):
+    return sum(os.path.getsize(day_file(data, lines, d)) for d in dates)
+
+
 def ensure_day(data, lines, city, day):
     """Day `day` (after DATE) of the `lines`-line log, beside the first, for a backfill."""
     date = (datetime.date.fromisoformat(DATE) + datetime.timedelta(days=day)).isoformat()
-    path = os.path.join(data, f"lines-{lines}", date, "api.jsonl")
+    path = day_file(data, lines, date)
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         print(f"generating day {date}: {lines:,} lines into {path} ...", flush=True)
@@ -200,8 +209,7 @@ def main():
         dates = [ensure_day(data, a.lines, city, d) for d in range(a.days)]
         print(f"running sluice backfill over {a.days} days of {a.lines:,} lines ({dates[0]} to {dates[-1]}) ...", flush=True)
         result, size = run_sluice(os.path.abspath(a.sluice), data, folder, city, until=dates[-1])
-        days_bytes = sum(os.path.getsize(os.path.join(data, f"lines-{a.lines}", d, "api.jsonl")) for d in dates)
-        backfill = row(f"sluice backfill, {a.days} days", a.lines * a.days, days_bytes, result, size)
+        backfill = row(f"sluice backfill, {a.days} days", a.lines * a.days, days_bytes(data, a.lines, dates), result, size)
         rows.append(backfill)
     history = None
     if a.history > 0 and "sluice" in tools:
@@ -209,10 +217,9 @@ def main():
         print(f"running sluice backfill over {a.history} days of {a.lines:,} lines ({dates[0]} to {dates[-2]}), "
               f"then sluice run of {dates[-1]} on their state ...", flush=True)
         (bresult, bsize), (dresult, dsize) = run_history(os.path.abspath(a.sluice), data, folder, city, dates)
-        days_bytes = sum(os.path.getsize(os.path.join(data, f"lines-{a.lines}", d, "api.jsonl")) for d in dates[:-1])
-        rows.append(row(f"sluice backfill, {a.history} days of history", a.lines * a.history, days_bytes, bresult, bsize))
-        history = row(f"sluice, a day on {a.history} days of history", a.lines,
-                      os.path.getsize(os.path.join(data, f"lines-{a.lines}", dates[-1], "api.jsonl")), dresult, dsize)
+        rows.append(row(f"sluice backfill, {a.history} days of history", a.lines * a.history,
+                        days_bytes(data, a.lines, dates[:-1]), bresult, bsize))
+        history = row(f"sluice, a day on {a.history} days of history", a.lines, days_bytes(data, a.lines, dates[-1:]), dresult, dsize)
         rows.append(history)
 
     print()

@@ -158,14 +158,6 @@ extension RecordKeyBits {
                   low: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
     }
 
-    /// The same from any bytes (a `Data`, an array). Not for hot paths: called from
-    /// another module it runs unspecialized (a reading of the ledger's keys through it
-    /// spent more time on generic metadata than on the keys).
-    public init?(bytes: some Collection<UInt8>) {
-        guard let bits = Array(bytes).withUnsafeBytes({ RecordKeyBits(bytes: $0) }) else { return nil }
-        self = bits
-    }
-
     /// The bits of a key of exactly 32 lowercase hex digits; nil for any other text.
     public init?(_ key: String) {
         guard key.utf8.count == 32 else { return nil }

@@ -509,7 +509,7 @@ import Testing
         for n in 0..<1_000 {
             let key = BloomFilterTests.ownKey(UInt64(n))
             guard case .blob(let bytes) = LedgerKeys.stored(key).storage else { Issue.record("not stored as bytes"); return }
-            let bits = try #require(RecordKeyBits(bytes: bytes))
+            let bits = try #require(bytes.withUnsafeBytes { RecordKeyBits(bytes: $0) })
             #expect(BloomFilter.hash(bits) == BloomFilter.hash(key))
         }
     }
