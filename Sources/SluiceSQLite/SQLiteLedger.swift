@@ -3,12 +3,13 @@ import GRDB
 import GRDBSQLite
 import SluiceCore
 
-// The delivery ledger, compact (migration v8-compact-ledger, issue #7):
+// The delivery ledger, compact (migration v8-compact-ledger) and in two levels (v10-ledger-recent, issue #7):
 //
 //     ledger_sinks(id, pipeline, sink)                  one row per (pipeline, sink)
 //     ledger_partitions(id, pipeline, partition, segments)  one row per (pipeline, partition)
 //     ledger(sink_id, key, partition_id, segment) PRIMARY KEY (sink_id, key) WITHOUT ROWID
 //     INDEX ledger_by_partition(partition_id, segment)
+//     ledger_recent: the same, with ledger_recent_by_partition; ledger_recent_keys(sink_id, keys)
 //
 // A record key is stored as its 16 bytes when it is one of sluice's own (32 lowercase hex
 // digits), as its text otherwise (a BLOB never equals a TEXT in SQLite, so the two
@@ -16,11 +17,19 @@ import SluiceCore
 // every row repeated the pipeline, sink, key and partition as text in the table and
 // again in the partition index (~177 bytes per key).
 //
+// Two levels (v10): sluice's keys are random, so a commit's keys land all over a B-tree
+// ordered by key, and each commit rewrote nearly every leaf page of the sink's whole
+// history (a day's run took twice as long after 12 days of history). Now a commit's keys
+// go to `ledger_recent` (the same columns), which stays small; when it holds more than
+// `LedgerLevels.recentKeys` it is merged into `ledger` in one sorted statement, so each
+// page of the history is rewritten once per merge instead of once per commit (a
+// log-structured merge tree of two levels). A lookup asks both tables; a table the sink's
+// Bloom filter covers only for the keys the filter may hold.
+//
 // `segment` numbers the writes of a partition's keys (`ledger_partitions.segments`,
 // counted up by each commit or acknowledgement that adds keys to it): the partition
 // index is ordered by it, so a segment's keys go to the end of their partition's range
-// of the index, on new pages, instead of to random places all over it. The primary key
-// still takes them at random places (lookups need it by key); the index no longer does.
+// of the index, on new pages, instead of to random places all over it.
 //
 // Rows of `ledger_sinks` and `ledger_partitions` are never changed (but for the counter)
 // nor deleted, so an id once read stays right, also when other processes write the store.
@@ -98,14 +107,108 @@ extension SQLiteStateStore {
         return id
     }
 
+    // MARK: the recent keys
+
+    /// Migration v10: `ledger_recent`, the level that takes each commit's keys (see the
+    /// comment at the top). Existing keys stay in `ledger`: no row is rewritten.
+    static func registerRecentLedger(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v10-ledger-recent") { db in
+            try db.execute(sql: """
+                CREATE TABLE ledger_recent (
+                    sink_id INTEGER NOT NULL,
+                    key BLOB NOT NULL,
+                    partition_id INTEGER NOT NULL,
+                    segment INTEGER NOT NULL,
+                    PRIMARY KEY (sink_id, key)
+                ) WITHOUT ROWID;
+                CREATE INDEX ledger_recent_by_partition ON ledger_recent(partition_id, segment);
+                CREATE TABLE ledger_recent_keys (
+                    sink_id INTEGER PRIMARY KEY,
+                    keys INTEGER NOT NULL
+                );
+                """)
+        }
+    }
+
+    /// The two levels of the ledger, in the order a key passes them.
+    static let ledgerTables = ["ledger_recent", "ledger"]
+
+    /// Keys of a sink in `ledger_recent`, as `ledger_recent_keys` counts them.
+    func recentLedgerKeys(_ db: Database, sinkID: Int64) throws -> Int {
+        try Int.fetchOne(db.cachedStatement(sql: "SELECT keys FROM ledger_recent_keys WHERE sink_id = ?"), arguments: [sinkID]) ?? 0
+    }
+
+    /// Adds `n` (which may be negative) to a sink's count of recent keys.
+    private func addRecentLedgerKeys(_ db: Database, sinkID: Int64, _ n: Int) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO ledger_recent_keys (sink_id, keys) VALUES (?, ?)
+            ON CONFLICT (sink_id) DO UPDATE SET keys = keys + excluded.keys
+            """).execute(arguments: [sinkID, n])
+    }
+
+    /// Moves every recent key, of every sink, into `ledger` when they are more than
+    /// `ledgerLevels.recentKeys`: one statement in key order (each page of `ledger` is
+    /// rewritten once per merge instead of once per commit), then `ledger_recent` emptied
+    /// whole (SQLite frees its pages without visiting its rows). One transaction: a crash
+    /// leaves the keys in one table or the other. A key `ledger` holds already keeps its
+    /// row there (the older one). Returns whether it merged.
+    @discardableResult
+    func mergeRecentLedgerIfFull() throws -> Bool {
+        try write { db in
+            let recent = try Int.fetchOne(db, sql: "SELECT coalesce(sum(keys), 0) FROM ledger_recent_keys") ?? 0
+            guard recent > ledgerLevels.recentKeys else { return false }
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment)
+                SELECT sink_id, key, partition_id, segment FROM ledger_recent ORDER BY sink_id, key;
+                DELETE FROM ledger_recent;
+                DELETE FROM ledger_recent_keys;
+                """)
+            CrashPoints.reach("ledger.merged") // killed here: the transaction is not committed
+            movedOutOfRecent()
+            return true
+        }
+    }
+
     // MARK: rows
 
-    /// The keys among these that the sink's ledger holds, with their partition ids;
-    /// batched lookups, `keysPerStatement` keys per statement.
-    func ledgerRows(_ db: Database, sinkID: Int64, keys: some Collection<String>) throws -> [(key: String, partitionID: Int64)] {
+    /// The keys among these that the sink's ledger holds, with their partition ids (a key
+    /// held in both tables may come twice). Each table is asked in batched lookups,
+    /// `keysPerStatement` keys per statement: a table the sink's filter covers, for the
+    /// keys the filter may hold; the other, for every key. `epoch` is the database's as
+    /// the caller's read began; nil in a write transaction of `write`, which checked it.
+    func ledgerRows(_ db: Database, pipeline: String, sink: String, sinkID: Int64?, keys: [String],
+                    epoch: LedgerKnowledge.Epoch?) throws -> [(key: String, partitionID: Int64)] {
+        guard let sinkID, !keys.isEmpty else { return [] }
+        let name = pipeline + "\u{0}" + sink
+        var known = ledgerLock.withLock { () -> LedgerFilter? in
+            if let epoch, ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
+            return ledgerKnown.filters[name]
+        }
+        if known == nil {
+            let made = try ledgerFilter(db, sinkID: sinkID)
+            known = made
+            ledgerLock.withLock {
+                if epoch == nil || ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = made }
+            }
+        }
+        let filter = known!
+        var candidates: [String]?
         var found: [(key: String, partitionID: Int64)] = []
-        try db.forEachChunk(of: Array(keys), size: Self.keysPerStatement, sql: {
-            "SELECT key, partition_id FROM ledger WHERE sink_id = ? AND key IN (\(Database.marks($0)))"
+        for (level, table) in Self.ledgerTables.enumerated() {
+            if level <= filter.through {
+                if candidates == nil { candidates = keys.filter { filter.bloom.mayContain($0) } }
+                try ledgerRows(db, table: table, sinkID: sinkID, keys: candidates!, into: &found)
+            } else {
+                try ledgerRows(db, table: table, sinkID: sinkID, keys: keys, into: &found)
+            }
+        }
+        return found
+    }
+
+    /// The keys among these that one table of the sink's ledger holds.
+    private func ledgerRows(_ db: Database, table: String, sinkID: Int64, keys: [String], into found: inout [(key: String, partitionID: Int64)]) throws {
+        try db.forEachChunk(of: keys, size: Self.keysPerStatement, sql: {
+            "SELECT key, partition_id FROM \(table) WHERE sink_id = ? AND key IN (\(Database.marks($0)))"
         }) { chunk, statement in
             var arguments: [(any DatabaseValueConvertible)?] = [sinkID]
             arguments.reserveCapacity(chunk.count + 1)
@@ -121,13 +224,17 @@ extension SQLiteStateStore {
                 if let key = original[row[0] as DatabaseValue] { found.append((key, row[1] as Int64)) }
             }
         }
-        return found
     }
 
     /// Adds keys to the ledger of a pipeline's sink under a partition, as one new segment
-    /// of the partition, in key order (the primary key's pages walked once, in order).
-    /// Keys the sink's ledger holds already keep their row. Also adds them to the sink's
-    /// Bloom filter if the store keeps one. Inside a write transaction of `write`.
+    /// of the partition, to `ledger_recent`, in key order (its pages walked once, in
+    /// order). Keys `ledger_recent` holds already keep their row; a key `ledger` holds
+    /// gets a second row until the merge, which keeps the older one (lookups find either;
+    /// a replace deletes both). Callers insert only keys `delivered` did not find, or
+    /// found under the partition a replace rebuilds (whose rows are deleted first): a key
+    /// twice is two processes delivering it at once. Also adds them to the sink's Bloom
+    /// filter if the store keeps one. Inside a write transaction of `write`;
+    /// `mergeRecentLedgerIfFull` after it.
     func insertLedger(_ db: Database, pipeline: String, sink: String, partition: String, keys unsorted: [String]) throws {
         guard !unsorted.isEmpty else { return }
         rememberLedgerKeys(pipeline: pipeline, sink: sink, unsorted)
@@ -148,6 +255,7 @@ extension SQLiteStateStore {
         // Plain `?` parameters, each value repeated per row: GRDB reads the name of every
         // parameter of a new statement, and for numbered ones (`?1`) SQLite finds each
         // name by a walk over all of them (quadratic in the parameters of a statement).
+        let before = db.totalChangesCount
         try db.forEachChunk(of: 0..<(other.count + own.count), size: Self.keysPerStatement, sql: Self.ledgerInsertSQL) { chunk, statement in
             try statement.executeBound(db) { b in
                 for i in chunk {
@@ -158,59 +266,79 @@ extension SQLiteStateStore {
                 }
             }
         }
+        try addRecentLedgerKeys(db, sinkID: sinkID, db.totalChangesCount - before)
     }
 
     static func ledgerInsertSQL(rows: Int) -> String {
-        "INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES \(Database.marks(rows, "(?, ?, ?, ?)"))"
+        "INSERT OR IGNORE INTO ledger_recent (sink_id, key, partition_id, segment) VALUES \(Database.marks(rows, "(?, ?, ?, ?)"))"
     }
 
-    /// Forgets a partition's ledger rows, of every sink of the pipeline (a replace).
+    /// Forgets a partition's ledger rows, of every sink of the pipeline, in both tables (a replace).
     func deleteLedgerPartition(_ db: Database, pipeline: String, partition: String) throws {
         guard let partitionID = try ledgerPartitionID(db, pipeline: pipeline, partition: partition, create: false) else { return }
+        for row in try GRDB.Row.fetchAll(db, sql: "SELECT sink_id, count(*) FROM ledger_recent WHERE partition_id = ? GROUP BY sink_id",
+                                         arguments: [partitionID]) {
+            try addRecentLedgerKeys(db, sinkID: row[0], -(row[1] as Int))
+        }
+        try db.execute(sql: "DELETE FROM ledger_recent WHERE partition_id = ?", arguments: [partitionID])
         try db.execute(sql: "DELETE FROM ledger WHERE partition_id = ?", arguments: [partitionID])
     }
 
     // MARK: the Bloom filters
 
-    /// Adds keys this write transaction inserts into a sink's ledger to its filter, if
-    /// the store keeps one (see `LedgerKnowledge`). Keys the insert then ignores, or a
-    /// transaction that fails, leave keys in a filter: a lookup more, never a duplicate.
+    /// Adds keys this write transaction inserts into a sink's `ledger_recent` to its
+    /// filter, if the store keeps one (see `LedgerKnowledge`). Keys the insert then
+    /// ignores, or a transaction that fails, leave keys in a filter: a lookup more, never
+    /// a duplicate.
     func rememberLedgerKeys(pipeline: String, sink: String, _ keys: [String]) {
-        rememberKeys(pipeline + "\u{0}" + sink, keys)
-    }
-
-    /// The keys among these that may be in the sink's ledger: all of them, unless the
-    /// store knows every key the ledger holds (a filter, made on the first question: empty
-    /// for an empty ledger, of every key it holds when they are at most
-    /// `maxKeysLoadedIntoFilter`). `epoch` is the database's as the caller's read began;
-    /// nil in a write transaction of `write`, which checked it already.
-    func ledgerCandidates(_ db: Database, pipeline: String, sink: String, sinkID: Int64?, keys: [String],
-                          epoch: LedgerKnowledge.Epoch?) throws -> [String] {
-        let candidates = try filterCandidates(pipeline + "\u{0}" + sink, keys: keys, epoch: epoch) {
-            guard let sinkID else { return .keys(BloomFilter()) }
-            return try Self.ledgerFilter(db, sinkID: sinkID)
+        let name = pipeline + "\u{0}" + sink
+        ledgerLock.withLock {
+            guard var filter = ledgerKnown.filters[name] else { return }
+            ledgerKnown.filters[name] = nil // one copy while inserting
+            for key in keys { filter.bloom.insert(key) }
+            ledgerKnown.filters[name] = filter
         }
-        return sinkID == nil ? [] : candidates
     }
 
-    /// A sink's ledger of at most this many keys is read into a filter when a process
-    /// first asks about it (1 MiB of filter per million keys, ~0.2 s per million to read).
-    /// Before, only an empty ledger got a filter: a process that started on a day's keys
-    /// looked every key of the next day up in the store (+41% for a 1M-line day).
-    static let maxKeysLoadedIntoFilter = 4 << 20
+    /// The recent keys moved into `ledger`: a filter that covered `ledger_recent` only
+    /// still holds them (a lookup more for each, never a duplicate); it is forgotten when
+    /// it holds more than twice `ledgerLevels.filterKeys` (the next question reads a new
+    /// one). A filter of both tables covers them still.
+    private func movedOutOfRecent() {
+        ledgerLock.withLock {
+            for (name, filter) in ledgerKnown.filters where filter.through == 0 && filter.bloom.count > 2 * ledgerLevels.filterKeys {
+                ledgerKnown.filters[name] = nil
+            }
+        }
+    }
 
-    /// A filter of every key the sink's ledger holds, read in the primary key's order (one
-    /// pass over the sink's range); `.unknown` past `limit` keys, found by SQLite's count
-    /// of at most `limit + 1` rows before any key is read. (A process that started on a
-    /// ledger of 12M keys read 4M of them one by one, then threw them away: 16% of its
-    /// samples.) Each key is read from SQLite's own buffer, no value made per row.
-    static func ledgerFilter(_ db: Database, sinkID: Int64, limit: Int = maxKeysLoadedIntoFilter) throws -> LedgerKnowledge.Filter {
-        let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM (SELECT 1 FROM ledger WHERE sink_id = ? LIMIT ?)",
-                                     arguments: [sinkID, limit + 1]) ?? 0
-        guard count <= limit else { return .unknown }
-        var bloom = BloomFilter()
+    /// A filter of the sink's keys, read from the store: of both tables when they hold at
+    /// most `ledgerLevels.filterKeys` keys together, else of `ledger_recent` when it does
+    /// (`ledger` is then asked for every key), else none. Read in the primary key's order;
+    /// `ledger`'s keys are counted first (by SQLite, at most `limit + 1` of them), so a
+    /// large history is not read only to be dropped. Each key is read from SQLite's own
+    /// buffer, no value made per row.
+    func ledgerFilter(_ db: Database, sinkID: Int64) throws -> LedgerFilter {
+        let limit = ledgerLevels.filterKeys
+        let recent = try recentLedgerKeys(db, sinkID: sinkID)
+        guard recent <= limit else { return LedgerFilter(bloom: BloomFilter(), through: -1) }
+        let old = try Int.fetchOne(db, sql: "SELECT count(*) FROM (SELECT 1 FROM ledger WHERE sink_id = ? LIMIT ?)",
+                                   arguments: [sinkID, limit - recent + 1]) ?? 0
+        var filter = LedgerFilter(bloom: BloomFilter(), through: recent + old <= limit ? .max : 0)
+        for table in Self.ledgerTables.prefix(filter.through == .max ? 2 : 1) {
+            guard try Self.readKeys(db, table: table, sinkID: sinkID, into: &filter.bloom) else {
+                // A blob key not of sluice's 16 bytes (not written by sluice): no filter.
+                return LedgerFilter(bloom: BloomFilter(), through: -1)
+            }
+        }
+        return filter
+    }
+
+    /// Adds every key of a sink in one table of the ledger to a filter; false if a stored
+    /// key is a blob of another length than sluice's 16 bytes.
+    private static func readKeys(_ db: Database, table: String, sinkID: Int64, into bloom: inout BloomFilter) throws -> Bool {
         var known = true
-        let statement = try db.makeStatement(sql: "SELECT key FROM ledger WHERE sink_id = ? ORDER BY key")
+        let statement = try db.makeStatement(sql: "SELECT key FROM \(table) WHERE sink_id = ? ORDER BY key")
         try statement.forEachRow(db, bind: { $0.bind(sinkID) }) { row in
             // The pointer first, then its length (SQLite's documented order).
             if sqlite3_column_type(row, 0) == SQLITE_BLOB {
@@ -228,39 +356,7 @@ extension SQLiteStateStore {
             }
             return true
         }
-        return known ? .keys(bloom) : .unknown
-    }
-
-    /// Adds keys to the filter `name` (a sink's ledger), if the store keeps one.
-    func rememberKeys(_ name: String, _ keys: some Sequence<String>) {
-        ledgerLock.withLock {
-            if case .keys(var bloom)? = ledgerKnown.filters[name] {
-                ledgerKnown.filters[name] = nil // one copy while inserting
-                for key in keys { bloom.insert(key) }
-                ledgerKnown.filters[name] = .keys(bloom)
-            }
-        }
-    }
-
-    /// The keys among these that the filter `name` may hold: all of them unless the
-    /// store knows every key stored under that name. When first asked (or after a write
-    /// the store did not see), `initial` reads what is stored: a filter of all of it is
-    /// kept from then on, or `.unknown` (every key is a candidate). `epoch` as in
-    /// `ledgerCandidates`.
-    func filterCandidates(_ name: String, keys: [String], epoch: LedgerKnowledge.Epoch?,
-                          initial: () throws -> LedgerKnowledge.Filter) rethrows -> [String] {
-        var filter = ledgerLock.withLock { () -> LedgerKnowledge.Filter? in
-            if let epoch, ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
-            return ledgerKnown.filters[name]
-        }
-        if filter == nil {
-            filter = try initial()
-            ledgerLock.withLock {
-                if epoch == nil || ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = filter }
-            }
-        }
-        if case .keys(let bloom)? = filter { return keys.filter { bloom.mayContain($0) } }
-        return keys
+        return known
     }
 }
 
@@ -269,6 +365,36 @@ extension SQLiteStateStore {
 struct LedgerIDCache {
     var sinks: [String: Int64] = [:]
     var partitions: [String: Int64] = [:]
+}
+
+/// The shape of the ledger's two levels: `ledger_recent` takes each commit's keys, and is
+/// merged into `ledger` when it holds more than `recentKeys` (of all sinks together).
+struct LedgerLevels: Sendable {
+    /// The benchmark's 4M-line day fits: a partition of up to 4M keys is merged at most
+    /// once, after its day; a larger `ledger_recent` costs each commit more pages, a
+    /// smaller one costs more merges (each rewrites `ledger`'s pages once).
+    var recentKeys = 4 << 20
+    /// A process reads into its filter the keys of both tables when they hold at most this
+    /// many together, else of `ledger_recent` alone (1 MiB of filter per million keys,
+    /// ~0.2 s per million to read); a table the filter does not cover is asked for every key.
+    var filterKeys = 4 << 20
+
+    /// The defaults, but `recentKeys` from `SLUICE_LEDGER_RECENT_KEYS` when it is set to
+    /// a positive integer (the crash tests merge every few commits of their small input).
+    static var configured: LedgerLevels {
+        var levels = LedgerLevels()
+        if let raw = getenv("SLUICE_LEDGER_RECENT_KEYS"), let n = Int(String(cString: raw)), n > 0 { levels.recentKeys = n }
+        return levels
+    }
+}
+
+/// What a process knows of a sink's ledger: every key of the tables
+/// `ledgerTables[0...through]` is in `bloom` (`through` `Int.max`: both; 0: `ledger_recent`;
+/// -1: none). The filter may hold more keys (moved to `ledger`, deleted, or ignored as held
+/// already): each costs a lookup, never a duplicate.
+struct LedgerFilter {
+    var bloom: BloomFilter
+    var through: Int
 }
 
 /// Record keys as the ledger stores them.

@@ -54,6 +54,8 @@ public final class SQLiteStateStore: StateStore {
     /// parameter so that tests can make every key collide.
     let windowKeyHash: @Sendable (String) -> Int64
     let windowMemory: StoredWindow.Limits
+    /// The shape of the ledger's two levels (SQLiteLedger.swift); tests make them small.
+    let ledgerLevels: LedgerLevels
     /// Ids of window scopes known to be in the store (SQLiteWindows.swift); guarded by `idsLock`.
     nonisolated(unsafe) var windowScopeIDs: [String: Int64] = [:]
     /// Ids of the ledger's sinks and partitions (SQLiteLedger.swift); guarded by `idsLock`.
@@ -65,15 +67,16 @@ public final class SQLiteStateStore: StateStore {
     let ledgerLock = Lock()
 
     public convenience init(path: String) throws {
-        try self.init(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil)
+        try self.init(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil, ledgerLevels: .configured)
     }
 
     /// `migratingUpTo` stops the migrations at that one (tests of later migrations).
     /// `windowMemory`: how many events `StoredWindow` keeps per scope (tests make it
     /// small, so that scopes are counted per batch).
     init(path: String, windowKeyHash: @escaping @Sendable (String) -> Int64, migratingUpTo: String?,
-         windowMemory: StoredWindow.Limits = StoredWindow.Limits()) throws {
+         windowMemory: StoredWindow.Limits = StoredWindow.Limits(), ledgerLevels: LedgerLevels = LedgerLevels()) throws {
         self.path = path
+        self.ledgerLevels = ledgerLevels
         self.windowKeyHash = windowKeyHash
         self.windowMemory = windowMemory
         var name = [UInt8](repeating: 0, count: 256)
@@ -260,6 +263,8 @@ public final class SQLiteStateStore: StateStore {
         Self.registerCompactLedger(&migrator)
         // v9: window events in time order (SQLiteWindows.swift).
         Self.registerTimeOrderedWindows(&migrator)
+        // v10: the ledger's recent keys (SQLiteLedger.swift).
+        Self.registerRecentLedger(&migrator)
         do {
             // One process checks and migrates at a time (two schedulers may open a new store
             // together). The version check is inside the lock too: outside, it could read
@@ -491,11 +496,9 @@ public final class SQLiteStateStore: StateStore {
         return try queue.read { db in
             let epoch = try LedgerKnowledge.Epoch(db)
             let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: false)
-            let candidates = try ledgerCandidates(db, pipeline: pipeline, sink: sink, sinkID: sinkID, keys: keys, epoch: epoch)
-            guard let sinkID, !candidates.isEmpty else { return [] }
             let excluded = try excludingPartition.flatMap { try ledgerPartitionID(db, pipeline: pipeline, partition: $0, create: false) }
             var found: Set<String> = []
-            for row in try ledgerRows(db, sinkID: sinkID, keys: candidates) where row.partitionID != excluded {
+            for row in try ledgerRows(db, pipeline: pipeline, sink: sink, sinkID: sinkID, keys: keys, epoch: epoch) where row.partitionID != excluded {
                 found.insert(row.key)
             }
             return found
@@ -565,6 +568,9 @@ public final class SQLiteStateStore: StateStore {
                 try receipt.execute(arguments: [segment.pipeline, r.sink, r.target, segment.partition, r.length])
             }
         } }
+        // After the segment's transaction, in one of its own: the segment is committed
+        // whether or not the merge is.
+        try mergeRecentLedgerIfFull()
     }
 
     // MARK: replaces
@@ -604,9 +610,9 @@ public final class SQLiteStateStore: StateStore {
     }
 }
 
-/// What the store knows of the ledger without reading it: per (pipeline, sink), either
-/// a Bloom filter of every key the ledger holds (it was empty when first asked, and
-/// every insert since went through this store's `commit`), or nothing; and per rate-limit
+/// What the store knows of the ledger without reading it: per (pipeline, sink), a Bloom
+/// filter of every key of the ledger's first levels (read when first asked, and every
+/// insert since went through this store's write path: `LedgerFilter`); and per rate-limit
 /// scope, a copy of its stored events in a time range (`StoredWindow`). Valid only at
 /// `epoch`: the database's data version (which moves when another connection commits)
 /// and this connection's change count (which moves with every row this connection
@@ -620,13 +626,9 @@ struct LedgerKnowledge {
             changes = db.totalChangesCount
         }
     }
-    enum Filter {
-        case keys(BloomFilter)
-        /// The ledger held keys of the sink when first asked: every key is looked up.
-        case unknown
-    }
     var epoch: Epoch?
-    var filters: [String: Filter] = [:]
+    /// Per (pipeline, sink): what the store knows of its ledger's keys.
+    var filters: [String: LedgerFilter] = [:]
     /// Per rate-limit scope: its stored events in the time range counted lately.
     var windows: [String: StoredWindow] = [:]
 }
@@ -640,6 +642,9 @@ struct BloomFilter {
     static let hashes = 5
     private var blocks: [[UInt64]] = []
     private var inLast = 0
+
+    /// Keys inserted (a key inserted twice counts twice).
+    var count: Int { blocks.isEmpty ? 0 : (blocks.count - 1) * Self.keysPerBlock + inLast }
 
     mutating func insert(_ key: String) {
         insert(hash: Self.hash(key))

@@ -34,8 +34,7 @@ extension SQLiteStateStore: StreamBufferStore {
         return try writeForgettingIDsOnFailure { db in
             var seq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM stream_buffer") ?? 0
             let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: false)
-            let candidates = try ledgerCandidates(db, pipeline: pipeline, sink: sink, sinkID: sinkID, keys: rows.map(\.key), epoch: nil)
-            let inLedger = try sinkID.map { id in Set(try ledgerRows(db, sinkID: id, keys: candidates).map(\.key)) } ?? []
+            let inLedger = Set(try ledgerRows(db, pipeline: pipeline, sink: sink, sinkID: sinkID, keys: rows.map(\.key), epoch: nil).map(\.key))
             let insert = try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO stream_buffer (pipeline, sink, record_key, partition, file, line, byte_offset, file_id, payload, seq)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -87,6 +86,8 @@ extension SQLiteStateStore: StreamBufferStore {
                 try insertLedger(db, pipeline: pipeline, sink: sink, partition: partition, keys: moved)
             }
         }
+        // As after a segment commit (`commit`).
+        try mergeRecentLedgerIfFull()
     }
 
     public func rejectBuffered(pipeline: String, sink: String, runID: Int64, partition: String, _ rows: [(key: String, letter: DeadLetter)]) throws {

@@ -27,8 +27,13 @@ import Testing
     static func sluice(_ root: String, _ arguments: [String], crashAt: String? = nil) throws -> TestSupport.ProcessResult {
         var env = ProcessInfo.processInfo.environment
         env["SLUICE_CRASH_AT"] = crashAt
+        env["SLUICE_LEDGER_RECENT_KEYS"] = Self.recentKeys
         return try TestSupport.run(TestSupport.sluiceExecutable, arguments, cwd: root, environment: env)
     }
+
+    /// The ledger's recent keys are merged past this many (the default is 4M): merges
+    /// every few commits of the samples, so that crashes fall before, in and after them.
+    static let recentKeys = "400"
 
     static let backfill = ["backfill", "Pipelines/signup_attempts.yml", "--from", "2026-11-18", "--to", "2026-11-20"]
 
@@ -56,14 +61,16 @@ import Testing
     }
 
     /// Crash points: after a batch reached the sinks, after the CSV write before its fsync,
-    /// inside the warehouse commit, after all sinks committed but before the state, and
-    /// after the state commit; each at several occurrences.
+    /// inside the warehouse commit, after all sinks committed but before the state, after
+    /// the state commit, and inside the merge of the ledger's recent keys (after its
+    /// statements, before its commit); each at several occurrences.
     static let crashes: [String] = [
         "batch.written#1", "batch.written#4", "batch.written#9", "batch.written#15",
         "csv.written#1", "csv.written#3", "csv.written#7",
         "warehouse.committed#1", "warehouse.committed#5", "warehouse.committed#11",
         "sinks.committed#2", "sinks.committed#6", "sinks.committed#13",
         "state.committed#1", "state.committed#8",
+        "ledger.merged#1", "ledger.merged#3",
     ]
 
     @Test(arguments: crashes)
@@ -89,7 +96,10 @@ import Testing
         var kills = 0
         for _ in 0..<12 {
             let delay = Duration.milliseconds(Int(rng.next() % 400) + 20)
-            let r = try await TestSupport.runAndSignal(TestSupport.sluiceExecutable, Self.backfill, cwd: root, after: delay, signal: SIGKILL)
+            var env = ProcessInfo.processInfo.environment
+            env["SLUICE_LEDGER_RECENT_KEYS"] = Self.recentKeys
+            let r = try await TestSupport.runAndSignal(TestSupport.sluiceExecutable, Self.backfill, cwd: root, environment: env,
+                                                       after: delay, signal: SIGKILL)
             if r.signaled { kills += 1 } else { #expect(r.status == 0, "\(r.stderr)") }
         }
         #expect(kills > 0, "no run was killed; lengthen the input or shorten the delays")

@@ -21,15 +21,27 @@ import Testing
                             String(Self.hexKey(3).dropLast()) + "g", "ключ-ü", String(repeating: "f", count: 31)]
 
     /// The ledger as a plain SQL query on the file reads it (no store API): pipeline,
-    /// sink, key (hex of the bytes, or the text), partition.
-    static func ledgerRows(_ path: String) throws -> Set<[String]> {
+    /// sink, key (hex of the bytes, or the text), partition; of both tables (`ledger` and,
+    /// since v10, `ledger_recent`). A row twice (a key in both tables) is an issue.
+    static func ledgerRows(_ path: String, unique: Bool = true) throws -> Set<[String]> {
         let db = try DatabaseQueue(path: path)
-        return try db.read { db in
-            Set(try GRDB.Row.fetchAll(db, sql: """
+        let rows = try db.read { db in
+            let recent = try db.tableExists("ledger_recent")
+            return try GRDB.Row.fetchAll(db, sql: """
                 SELECT s.pipeline, s.sink, CASE typeof(l.key) WHEN 'blob' THEN lower(hex(l.key)) ELSE l.key END, p.partition
-                FROM ledger l JOIN ledger_sinks s ON s.id = l.sink_id JOIN ledger_partitions p ON p.id = l.partition_id
-                """).map { [$0[0], $0[1], $0[2], $0[3]] as [String] })
+                FROM (SELECT sink_id, key, partition_id FROM ledger\(recent ? " UNION ALL SELECT sink_id, key, partition_id FROM ledger_recent" : "")) l
+                JOIN ledger_sinks s ON s.id = l.sink_id JOIN ledger_partitions p ON p.id = l.partition_id
+                """).map { [$0[0], $0[1], $0[2], $0[3]] as [String] }
         }
+        let keys = Set(rows.map { [$0[0], $0[1], $0[2]] })
+        if unique { #expect(keys.count == rows.count, "a key held twice by one sink's ledger") }
+        return Set(rows)
+    }
+
+    /// `ledger_recent_keys` counts what the file's `ledger_recent` holds (plain SQL).
+    static func recentCountsMatch(_ path: String) throws -> Bool {
+        let counts = try LedgerLevelsTests.recentCounts(path)
+        return counts.counted == counts.held
     }
 
     static func row(_ key: String, line: Int, partition: String) -> BufferedRow {
@@ -86,6 +98,7 @@ import Testing
              try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger WHERE typeof(key) = 'text'")!)
         }
         #expect(columns == ["sink_id", "key", "partition_id", "segment"])
+        #expect(try Self.recentCountsMatch(path))
         #expect(texts == Self.otherKeys.count + 1 && blobs == rows.count - texts)
 
         // Every key deduplicates, for its own pipeline and sink only, with its partition.
@@ -103,16 +116,23 @@ import Testing
         #expect(try state.bufferedRows(pipeline: "p", sink: bq, partition: "2026-11-18", limit: 10).map(\.key) == [stillBuffered])
         try state.acknowledgeBuffered(pipeline: "p", sink: bq, keys: [stillBuffered])
         #expect(try state.delivered(pipeline: "p", sink: bq, keys: probe, excludingPartition: nil) == Set(viaBuffer + [stillBuffered]))
-        // A commit of old keys again keeps their rows (and partitions); new keys are added.
+        // A commit of old keys again (two processes delivering one key at once) gives them a
+        // second row, in `ledger_recent`, until its merge keeps the older one; new keys are added.
         try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-21", checkpoints: [],
                                        delivered: ["csv signups": [Self.hexKey(1), "k0", Self.hexKey(7000)]], receipts: [], finishesReplace: false))
         rows += [["p", bq, stillBuffered, "2026-11-18"], ["p", "csv signups", Self.hexKey(7000), "2026-11-21"]]
+        #expect(try Self.ledgerRows(path, unique: false)
+                == Set(rows + [["p", "csv signups", Self.hexKey(1), "2026-11-21"], ["p", "csv signups", "k0", "2026-11-21"]]))
+        try SQLiteStateStore(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil, ledgerLevels: LedgerLevels(recentKeys: 1))
+            .commit(SegmentCommit(pipeline: "p", partition: "2026-11-21", checkpoints: [], delivered: ["csv signups": [Self.hexKey(7001)]],
+                                  receipts: [], finishesReplace: false))
+        rows += [["p", "csv signups", Self.hexKey(7001), "2026-11-21"]]
         #expect(try Self.ledgerRows(path) == Set(rows))
         // A replace of a partition forgets its keys, of every sink of that pipeline only.
         try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [:], receipts: [], finishesReplace: true))
         rows.removeAll { $0[0] == "p" && $0[3] == "2026-11-18" }
         #expect(try Self.ledgerRows(path) == Set(rows))
-        #expect(try state.delivered(pipeline: "p", sink: "csv signups", keys: probe, excludingPartition: nil)
+        #expect(try state.delivered(pipeline: "p", sink: "csv signups", keys: probe + [Self.hexKey(7001)], excludingPartition: nil)
                 == Set(rows.filter { $0[0] == "p" && $0[1] == "csv signups" }.map { $0[2] }))
     }
 
@@ -153,8 +173,8 @@ import Testing
                 == Set(inFile.filter { $0[3] != "2026-11-18" }.map { $0[2] }))
         // Still known: the buffer's writes did not make the store forget its filter.
         let filter = state.ledgerLock.withLock { state.ledgerKnown.filters["p\u{0}" + sink] }
-        guard case .keys? = filter else {
-            Issue.record("the ledger filter was forgotten: \(String(describing: filter))")
+        guard let filter, filter.through == .max else {
+            Issue.record("the ledger filter was forgotten or covers only some levels: \(String(describing: filter?.through))")
             return
         }
         // Buffered again: only keys neither in the ledger nor still in the buffer.
@@ -199,5 +219,126 @@ import Testing
         let reopened = try SQLiteStateStore(path: path)
         #expect(try reopened.delivered(pipeline: "p", sink: "csv out", keys: keys + ["not delivered"], excludingPartition: nil) == Set(keys))
         #expect(Set(try LedgerTests.ledgerRows(path).map { $0[2] }) == Set(keys))
+    }
+}
+
+/// The ledger in two levels (migration v10): `ledger_recent` takes each commit's keys and
+/// is merged into `ledger` when it holds more than `recentKeys`. Checked against the file
+/// read with plain SQL and against a model of what was committed, after every commit, with
+/// small levels (so that a few thousand keys pass through many merges).
+@Suite struct LedgerLevelsTests {
+    /// Plain SQL: `ledger_recent_keys` counts what `ledger_recent` holds per sink.
+    static func recentCounts(_ path: String) throws -> (counted: [[Int]], held: [[Int]]) {
+        let db = try DatabaseQueue(path: path)
+        return try db.read { db in
+            (try GRDB.Row.fetchAll(db, sql: "SELECT sink_id, keys FROM ledger_recent_keys WHERE keys != 0 ORDER BY 1").map { [$0[0], $0[1]] },
+             try GRDB.Row.fetchAll(db, sql: "SELECT sink_id, count(*) FROM ledger_recent GROUP BY 1 ORDER BY 1").map { [$0[0], $0[1]] })
+        }
+    }
+
+    /// Every key of a sink in one table, by plain SQL (hex of the bytes, or the text).
+    static func keys(_ path: String, sink: String, table: String) throws -> [String] {
+        let db = try DatabaseQueue(path: path)
+        return try db.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT CASE typeof(l.key) WHEN 'blob' THEN lower(hex(l.key)) ELSE l.key END
+                FROM \(table) l JOIN ledger_sinks s ON s.id = l.sink_id WHERE s.pipeline = 'p' AND s.sink = ?
+                """, arguments: [sink])
+        }
+    }
+
+    static func store(_ path: String, _ levels: LedgerLevels) throws -> SQLiteStateStore {
+        try SQLiteStateStore(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil, ledgerLevels: levels)
+    }
+
+    static func key(_ n: Int) -> String { n % 13 == 0 ? "text-\(n)" : LedgerTests.hexKey(n) }
+
+    /// (`recentKeys`, `filterKeys`): merges every few commits or every commit; a filter of
+    /// both tables, of `ledger_recent` only once the history outgrows it, or none.
+    @Test(arguments: [(300, 100_000), (300, 400), (150, 0), (40, 40)])
+    func keysAreFoundBeforeAndAfterEveryMerge(recentKeys: Int, filterKeys: Int) throws {
+        let dir = try TestSupport.scratchDirectory("ledger-levels")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let levels = LedgerLevels(recentKeys: recentKeys, filterKeys: filterKeys)
+        let state = try Self.store(path, levels)
+        let sinks = ["csv a", "csv b"]
+        var model: Set<[String]> = [] // (pipeline, sink, key, partition), as LedgerTests.ledgerRows reads the file
+        var next = 0
+        var merges = 0
+        for segment in 0..<40 {
+            let partition = "2026-11-\(10 + segment / 8)"
+            for sink in sinks {
+                // 20-70 keys a segment, every 13th not sluice's own; sink b every other segment.
+                if sink == "csv b", segment % 2 == 1 { continue }
+                let keys = (next..<next + 20 + (segment * 37) % 51).map(Self.key)
+                next += keys.count
+                // What the store says is delivered is not delivered again (as the sinks do).
+                #expect(try state.delivered(pipeline: "p", sink: sink, keys: keys, excludingPartition: nil).isEmpty)
+                let before = try Self.recentCounts(path).held.map { $0[1] }.reduce(0, +)
+                try state.commit(SegmentCommit(pipeline: "p", partition: partition, checkpoints: [], delivered: [sink: keys],
+                                               receipts: [], finishesReplace: false))
+                let after = try Self.recentCounts(path).held.map { $0[1] }.reduce(0, +)
+                // Merged exactly when the recent keys passed the limit; then none are left.
+                if before + keys.count > recentKeys { #expect(after == 0); merges += 1 } else { #expect(after == before + keys.count) }
+                for key in keys { model.insert(["p", sink, key, partition]) }
+            }
+            #expect(try LedgerTests.ledgerRows(path) == model)
+            #expect(try LedgerTests.recentCountsMatch(path))
+            // The filter holds every key of the tables it covers (read from the file).
+            for sink in sinks {
+                guard let filter = state.ledgerLock.withLock({ state.ledgerKnown.filters["p\u{0}" + sink] }), filter.through >= 0 else { continue }
+                for table in SQLiteStateStore.ledgerTables.prefix(filter.through == .max ? 2 : 1) {
+                    #expect(try Self.keys(path, sink: sink, table: table).allSatisfy { filter.bloom.mayContain($0) }, "\(table)")
+                }
+            }
+            // Lookups: this store (its filters kept through its own writes) and a new one.
+            if segment % 5 == 4 {
+                let probe = (0..<next + 50).map(Self.key)
+                for store in [state, try Self.store(path, levels)] {
+                    for sink in sinks {
+                        let mine = model.filter { $0[1] == sink }
+                        #expect(try store.delivered(pipeline: "p", sink: sink, keys: probe, excludingPartition: nil) == Set(mine.map { $0[2] }))
+                        #expect(try store.delivered(pipeline: "p", sink: sink, keys: probe, excludingPartition: partition)
+                                == Set(mine.filter { $0[3] != partition }.map { $0[2] }))
+                    }
+                }
+            }
+        }
+        #expect(merges >= 5)
+        // A replace of a partition forgets its keys in both tables, and the counts follow.
+        let replaced = "2026-11-14", again = [LedgerTests.hexKey(1_000_000)]
+        #expect(try !Self.keys(path, sink: "csv a", table: "ledger").isEmpty)
+        try state.commit(SegmentCommit(pipeline: "p", partition: replaced, checkpoints: [], delivered: ["csv a": again],
+                                       receipts: [], finishesReplace: true))
+        model = model.filter { $0[3] != replaced }.union([["p", "csv a", again[0], replaced]])
+        #expect(try LedgerTests.ledgerRows(path) == model)
+        #expect(try LedgerTests.recentCountsMatch(path))
+        let probe = (0..<next).map(Self.key) + again
+        for store in [state, try Self.store(path, levels)] {
+            #expect(try store.delivered(pipeline: "p", sink: "csv a", keys: probe, excludingPartition: nil)
+                    == Set(model.filter { $0[1] == "csv a" }.map { $0[2] }))
+        }
+    }
+
+    /// A process that committed and died before its merge leaves `ledger_recent` past the
+    /// limit: every key is still found, and the next commit (of another process) merges.
+    @Test func aMergeLeftUndoneIsDoneByTheNextCommit() throws {
+        let dir = try TestSupport.scratchDirectory("ledger-cut")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let small = LedgerLevels(recentKeys: 100, filterKeys: 1_000)
+        let keys = (0..<150).map(LedgerTests.hexKey), more = (150..<160).map(LedgerTests.hexKey)
+        // Committed by a store whose limit is larger: not merged.
+        try Self.store(path, LedgerLevels(recentKeys: 1_000)).commit(
+            SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: ["csv": keys], receipts: [], finishesReplace: false))
+        #expect(try Self.recentCounts(path).held.map { $0[1] } == [150])
+        let later = try Self.store(path, small)
+        #expect(try later.delivered(pipeline: "p", sink: "csv", keys: keys + more, excludingPartition: nil) == Set(keys))
+        try later.commit(SegmentCommit(pipeline: "p", partition: "2026-11-19", checkpoints: [], delivered: ["csv": more], receipts: [], finishesReplace: false))
+        #expect(try Self.recentCounts(path).held.isEmpty)
+        #expect(try Self.keys(path, sink: "csv", table: "ledger").count == 160)
+        #expect(try LedgerTests.ledgerRows(path) == Set(keys.map { ["p", "csv", $0, "2026-11-18"] } + more.map { ["p", "csv", $0, "2026-11-19"] }))
+        #expect(try Self.store(path, small).delivered(pipeline: "p", sink: "csv", keys: keys + more + ["x"], excludingPartition: nil) == Set(keys + more))
     }
 }

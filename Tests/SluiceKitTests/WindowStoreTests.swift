@@ -490,14 +490,17 @@ import Testing
         let probe = own.prefix(500) + other.prefix(20) + (3_000..<4_000).map { BloomFilterTests.ownKey(UInt64($0)) } + ["order-x", "elsewhere"]
         // Every key of the sink's ledger is a candidate; of the others, few (false positives).
         let sinkID = try #require(try state.queue.read { db in try state.ledgerSinkID(db, pipeline: "p", sink: "csv", create: false) })
-        let filter = try state.queue.read { db in try SQLiteStateStore.ledgerFilter(db, sinkID: sinkID, limit: pastTheLimit ? 3_049 : 3_050) }
-        switch filter {
-        case .unknown: #expect(pastTheLimit)
-        case .keys(let bloom):
-            #expect(!pastTheLimit)
-            #expect((own + other).allSatisfy { bloom.mayContain($0) })
+        let limited = try SQLiteStateStore(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil,
+                                           ledgerLevels: LedgerLevels(filterKeys: pastTheLimit ? 3_049 : 3_050))
+        let filter = try limited.queue.read { db in try limited.ledgerFilter(db, sinkID: sinkID) }
+        // 3,050 keys, all in `ledger_recent`: covered with `ledger` (empty), or not at all.
+        #expect(filter.through == (pastTheLimit ? -1 : .max))
+        if !pastTheLimit {
+            #expect((own + other).allSatisfy { filter.bloom.mayContain($0) })
             let strangers = probe.filter { !own.contains($0) && !other.contains($0) }
-            #expect(strangers.filter { bloom.mayContain($0) }.count < strangers.count / 10)
+            #expect(strangers.filter { filter.bloom.mayContain($0) }.count < strangers.count / 10)
+        } else {
+            #expect(filter.bloom.count == 0)
         }
         // Through the store (the default limit): found exactly.
         #expect(try state.delivered(pipeline: "p", sink: "csv", keys: Array(probe), excludingPartition: nil) == Set(own.prefix(500) + other.prefix(20)))
