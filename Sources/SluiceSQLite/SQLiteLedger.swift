@@ -8,8 +8,9 @@ import SluiceCore
 //     ledger_sinks(id, pipeline, sink)                  one row per (pipeline, sink)
 //     ledger_partitions(id, pipeline, partition, segments)  one row per (pipeline, partition)
 //     ledger(sink_id, key, partition_id, segment) PRIMARY KEY (sink_id, key) WITHOUT ROWID
-//     INDEX ledger_by_partition(partition_id, segment)
-//     ledger_recent: the same, with ledger_recent_by_partition; ledger_recent_keys(sink_id, keys)
+//     ledger_recent(sink_id, key, partition_id, segment) the same, and
+//     INDEX ledger_recent_by_partition(partition_id, segment)
+//     ledger_recent_keys(sink_id, keys)                 a sink's keys in ledger_recent
 //
 // A record key is stored as its 16 bytes when it is one of sluice's own (32 lowercase hex
 // digits), as its text otherwise (a BLOB never equals a TEXT in SQLite, so the two
@@ -28,8 +29,10 @@ import SluiceCore
 //
 // `segment` numbers the writes of a partition's keys (`ledger_partitions.segments`,
 // counted up by each commit or acknowledgement that adds keys to it): the partition
-// index is ordered by it, so a segment's keys go to the end of their partition's range
-// of the index, on new pages, instead of to random places all over it.
+// index of `ledger_recent` is ordered by it, so a segment's keys go to the end of their
+// partition's range of the index, on new pages, instead of to random places all over
+// it. `ledger` has no partition index since v10 (v8 had one on (partition_id, segment)):
+// it doubled a merge's cost per row, and a replace's delete scans `ledger` instead.
 //
 // Rows of `ledger_sinks` and `ledger_partitions` are never changed (but for the counter)
 // nor deleted, so an id once read stays right, also when other processes write the store.
@@ -110,10 +113,14 @@ extension SQLiteStateStore {
     // MARK: the recent keys
 
     /// Migration v10: `ledger_recent`, the level that takes each commit's keys (see the
-    /// comment at the top). Existing keys stay in `ledger`: no row is rewritten.
+    /// comment at the top). Existing keys stay in `ledger`: no row is rewritten. `ledger`'s
+    /// partition index is dropped: it doubled the cost of a merge's rows (6.0, 10.5 and
+    /// 9.3 CPU s against 2.3, 4.5 and 4.8 for 4M keys into 0, 4M and 8M in
+    /// `bench/ledger_sql.py`) and half the file; a replace's delete scans `ledger` instead.
     static func registerRecentLedger(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v10-ledger-recent") { db in
             try db.execute(sql: """
+                DROP INDEX ledger_by_partition;
                 CREATE TABLE ledger_recent (
                     sink_id INTEGER NOT NULL,
                     key BLOB NOT NULL,
@@ -273,7 +280,9 @@ extension SQLiteStateStore {
         "INSERT OR IGNORE INTO ledger_recent (sink_id, key, partition_id, segment) VALUES \(Database.marks(rows, "(?, ?, ?, ?)"))"
     }
 
-    /// Forgets a partition's ledger rows, of every sink of the pipeline, in both tables (a replace).
+    /// Forgets a partition's ledger rows, of every sink of the pipeline, in both tables (a
+    /// replace): `ledger_recent` through its partition index, `ledger` by a scan (it has
+    /// no partition index since v10: a replace is rare, a merge is not).
     func deleteLedgerPartition(_ db: Database, pipeline: String, partition: String) throws {
         guard let partitionID = try ledgerPartitionID(db, pipeline: pipeline, partition: partition, create: false) else { return }
         for row in try GRDB.Row.fetchAll(db, sql: "SELECT sink_id, count(*) FROM ledger_recent WHERE partition_id = ? GROUP BY sink_id",
@@ -370,10 +379,12 @@ struct LedgerIDCache {
 /// The shape of the ledger's two levels: `ledger_recent` takes each commit's keys, and is
 /// merged into `ledger` when it holds more than `recentKeys` (of all sinks together).
 struct LedgerLevels: Sendable {
-    /// The benchmark's 4M-line day fits: a partition of up to 4M keys is merged at most
-    /// once, after its day; a larger `ledger_recent` costs each commit more pages, a
-    /// smaller one costs more merges (each rewrites `ledger`'s pages once).
-    var recentKeys = 4 << 20
+    /// About a day of the benchmark's input. A larger `ledger_recent` costs each commit
+    /// more pages (its keys are random too), a smaller one more merges (each rewrites
+    /// `ledger`'s pages once). The ledger's inserts alone (`bench/ledger_sql.py`, 13M
+    /// keys in commits of 100k): 37.5 CPU s with 1M, 37.4 with 2M, 50.6 with 4M, 66.2
+    /// in one table; 4M keys: 11.4 with 1M, 10.9 in one table.
+    var recentKeys = 1 << 20
     /// A process reads into its filter the keys of both tables when they hold at most this
     /// many together, else of `ledger_recent` alone (1 MiB of filter per million keys,
     /// ~0.2 s per million to read); a table the filter does not cover is asked for every key.

@@ -99,6 +99,10 @@ import Testing
         }
         #expect(columns == ["sink_id", "key", "partition_id", "segment"])
         #expect(try Self.recentCountsMatch(path))
+        // v10 dropped `ledger`'s partition index (a replace's delete scans it).
+        #expect(try state.queue.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('ledger', 'ledger_recent') AND sql IS NOT NULL ORDER BY name")
+        } == ["ledger_recent_by_partition"])
         #expect(texts == Self.otherKeys.count + 1 && blobs == rows.count - texts)
 
         // Every key deduplicates, for its own pipeline and sink only, with its partition.
