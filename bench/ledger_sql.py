@@ -4,8 +4,15 @@ FULL, 4 MiB page cache, 16 KiB pages; each commit's keys sorted, 500 per stateme
   text   the ledger before v8 (pipeline, sink, 32-char hex key, partition as text)
   noseg  v8 without the segment column in the partition index: ledger_by_partition(partition_id)
   seg    v8 as it is: ledger_by_partition(partition_id, segment)
+  levels tried, not kept: primary key (sink_id, level, key); each commit's keys go to
+         level 0, and a level past its capacity (LEVEL0_KEYS at level 0, RATIO times more
+         each level down) is moved into the next one, sorted, 100k keys a transaction
+  recent v10 as it is: each commit's keys go to ledger_recent (the same columns and
+         index); past LEVEL0_KEYS (default 4M) it is merged into ledger in one sorted
+         INSERT ... SELECT and emptied with one DELETE, in one transaction
 
-    python3 bench/ledger_sql.py VARIANT KEYS KEYS_PER_COMMIT [PAGE_SIZE]   # e.g. seg 4000000 100000
+    python3 bench/ledger_sql.py VARIANT KEYS KEYS_PER_COMMIT [PAGE_SIZE [LEVEL0_KEYS RATIO]]   # e.g. seg 4000000 100000
+    python3 bench/ledger_sql.py recent 13000000 100000    # v10 against seg: the last 10 commits are a day on 12M keys
 
 PAGE_SIZE: of the new file, 16384 by default (the store's since `5e8b267`; 4096 before).
 
@@ -23,12 +30,42 @@ c.execute(f"PRAGMA page_size = {page_size}"); c.execute("PRAGMA journal_mode = W
 if variant == "text":
     c.execute("CREATE TABLE ledger (pipeline TEXT NOT NULL, sink TEXT NOT NULL, record_key TEXT NOT NULL, partition TEXT NOT NULL, PRIMARY KEY (pipeline, sink, record_key)) WITHOUT ROWID")
     c.execute("CREATE INDEX ledger_by_partition ON ledger(pipeline, partition)")
+elif variant == "recent":
+    for t in ("ledger", "ledger_recent"):
+        c.execute(f"CREATE TABLE {t} (sink_id INTEGER NOT NULL, key BLOB NOT NULL, partition_id INTEGER NOT NULL, segment INTEGER NOT NULL, PRIMARY KEY (sink_id, key)) WITHOUT ROWID")
+        c.execute(f"CREATE INDEX {t}_by_partition ON {t}(partition_id, segment)")
+elif variant == "levels":
+    c.execute("CREATE TABLE ledger (sink_id INTEGER NOT NULL, level INTEGER NOT NULL, key BLOB NOT NULL, partition_id INTEGER NOT NULL, segment INTEGER NOT NULL, PRIMARY KEY (sink_id, level, key)) WITHOUT ROWID")
+    c.execute("CREATE INDEX ledger_by_partition ON ledger(partition_id, segment)")
 else:
     c.execute("CREATE TABLE ledger (sink_id INTEGER NOT NULL, key BLOB NOT NULL, partition_id INTEGER NOT NULL, segment INTEGER NOT NULL, PRIMARY KEY (sink_id, key)) WITHOUT ROWID")
     c.execute("CREATE INDEX ledger_by_partition ON ledger(partition_id" + (", segment)" if variant == "seg" else ")"))
 n = 0; k = 0
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
+level0 = int(sys.argv[5]) if len(sys.argv) > 5 else (4 << 20 if variant == "recent" else 1 << 20)
+ratio = int(sys.argv[6]) if len(sys.argv) > 6 else 8
+counts = {}
+def merge_recent():
+    """ledger_recent into ledger past level0 keys: one statement in key order, then emptied."""
+    if counts.get(0, 0) <= level0: return
+    c.execute("BEGIN IMMEDIATE")
+    c.execute("INSERT OR IGNORE INTO ledger SELECT * FROM ledger_recent ORDER BY sink_id, key")
+    c.execute("DELETE FROM ledger_recent")
+    c.execute("COMMIT")
+    counts[0] = 0
+def merge():
+    """Each level past its capacity goes into the next one, 100k keys a transaction."""
+    level = 0
+    while counts.get(level, 0) > level0 * ratio ** level:
+        while counts.get(level, 0) > 0:
+            c.execute("BEGIN IMMEDIATE")
+            rows = c.execute("SELECT key, partition_id, segment FROM ledger WHERE sink_id = 1 AND level = ? ORDER BY key LIMIT 100000", (level,)).fetchall()
+            c.executemany("INSERT OR IGNORE INTO ledger (sink_id, level, key, partition_id, segment) VALUES (1, ?, ?, ?, ?)", [(level + 1,) + r for r in rows])
+            c.execute("DELETE FROM ledger WHERE sink_id = 1 AND level = ? AND key <= ?", (level, rows[-1][0]))
+            c.execute("COMMIT")
+            counts[level] -= len(rows); counts[level + 1] = counts.get(level + 1, 0) + len(rows)
+        level += 1
 report = []
 t0 = cpu()
 while n < total:
@@ -38,13 +75,22 @@ while n < total:
     c.execute("BEGIN IMMEDIATE")
     for i in range(0, len(keys), 500):
         chunk = keys[i:i + 500]
-        if variant == "text":
+        if variant == "recent":
+            c.execute("INSERT OR IGNORE INTO ledger_recent (sink_id, key, partition_id, segment) VALUES " + ",".join(["(1, ?, 1, %d)" % k] * len(chunk)), [bytes.fromhex(x) for x in chunk])
+        elif variant == "levels":
+            c.execute("INSERT OR IGNORE INTO ledger (sink_id, level, key, partition_id, segment) VALUES " + ",".join(["(1, 0, ?, 1, %d)" % k] * len(chunk)), [bytes.fromhex(x) for x in chunk])
+        elif variant == "text":
             c.execute("INSERT OR IGNORE INTO ledger (pipeline, sink, record_key, partition) VALUES " + ",".join(["('signup_bench', 'csv signup_attempts', ?, '2026-11-18')"] * len(chunk)), chunk)
         else:
             c.execute("INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES " + ",".join(["(1, ?, 1, %d)" % k] * len(chunk)), [bytes.fromhex(x) for x in chunk])
     c.execute("COMMIT")
+    if variant == "levels":
+        counts[0] = counts.get(0, 0) + len(keys); merge()
+    elif variant == "recent":
+        counts[0] = counts.get(0, 0) + len(keys); merge_recent()
     report.append(cpu() - start)
 sizes = dict(c.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
 print(variant, "keys", total, "per commit", seg, "commit CPU s total %.1f" % sum(report),
       "by quarter", ["%.1f" % sum(report[i * len(report) // 4:(i + 1) * len(report) // 4]) for i in range(4)],
+      "last 10 commits %.1f" % sum(report[-10:]), "commits with a merge", ["%d: %.1f" % (i, r) for i, r in enumerate(report) if r > 3 * min(report)],
       "MB", {a: round(b / 1e6, 1) for a, b in sizes.items()})
