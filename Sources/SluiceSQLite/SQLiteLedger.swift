@@ -170,8 +170,10 @@ extension SQLiteStateStore {
                 DELETE FROM ledger_recent;
                 DELETE FROM ledger_recent_keys;
                 """)
-            CrashPoints.reach("ledger.merged") // killed here: the transaction is not committed
-            movedOutOfRecent()
+            // Killed here: the transaction is not committed. Filters stay true: a filter of
+            // both tables still covers the moved keys; one of `ledger_recent` alone holds
+            // them as keys it may hold (a lookup more each), until it is forgotten for its size.
+            CrashPoints.reach("ledger.merged")
             return true
         }
     }
@@ -298,26 +300,17 @@ extension SQLiteStateStore {
     /// Adds keys this write transaction inserts into a sink's `ledger_recent` to its
     /// filter, if the store keeps one (see `LedgerKnowledge`). Keys the insert then
     /// ignores, or a transaction that fails, leave keys in a filter: a lookup more, never
-    /// a duplicate.
+    /// a duplicate. A filter past `ledgerLevels.filterKeys` keys is forgotten: the next
+    /// question reads a new one, of `ledger_recent` alone once the history is larger, so
+    /// that memory does not grow with the history (1 MiB per million keys: a 12-day
+    /// backfill of 1M-line days peaked at 101 MB when its filter kept every key).
     func rememberLedgerKeys(pipeline: String, sink: String, _ keys: [String]) {
         let name = pipeline + "\u{0}" + sink
         ledgerLock.withLock {
             guard var filter = ledgerKnown.filters[name] else { return }
             ledgerKnown.filters[name] = nil // one copy while inserting
             for key in keys { filter.bloom.insert(key) }
-            ledgerKnown.filters[name] = filter
-        }
-    }
-
-    /// The recent keys moved into `ledger`: a filter that covered `ledger_recent` only
-    /// still holds them (a lookup more for each, never a duplicate); it is forgotten when
-    /// it holds more than twice `ledgerLevels.filterKeys` (the next question reads a new
-    /// one). A filter of both tables covers them still.
-    private func movedOutOfRecent() {
-        ledgerLock.withLock {
-            for (name, filter) in ledgerKnown.filters where filter.through == 0 && filter.bloom.count > 2 * ledgerLevels.filterKeys {
-                ledgerKnown.filters[name] = nil
-            }
+            if filter.bloom.count <= ledgerLevels.filterKeys { ledgerKnown.filters[name] = filter }
         }
     }
 
@@ -387,7 +380,8 @@ struct LedgerLevels: Sendable {
     var recentKeys = 1 << 20
     /// A process reads into its filter the keys of both tables when they hold at most this
     /// many together, else of `ledger_recent` alone (1 MiB of filter per million keys,
-    /// ~0.2 s per million to read); a table the filter does not cover is asked for every key.
+    /// ~0.2 s per million to read), and keeps at most this many in it; a table the filter
+    /// does not cover is asked for every key.
     var filterKeys = 4 << 20
 
     /// The defaults, but `recentKeys` from `SLUICE_LEDGER_RECENT_KEYS` when it is set to

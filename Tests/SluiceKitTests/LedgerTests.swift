@@ -289,9 +289,12 @@ import Testing
             }
             #expect(try LedgerTests.ledgerRows(path) == model)
             #expect(try LedgerTests.recentCountsMatch(path))
-            // The filter holds every key of the tables it covers (read from the file).
+            // The filter holds every key of the tables it covers (read from the file), and at
+            // most `filterKeys` keys: memory does not grow with the history.
             for sink in sinks {
-                guard let filter = state.ledgerLock.withLock({ state.ledgerKnown.filters["p\u{0}" + sink] }), filter.through >= 0 else { continue }
+                guard let filter = state.ledgerLock.withLock({ state.ledgerKnown.filters["p\u{0}" + sink] }) else { continue }
+                #expect(filter.bloom.count <= filterKeys)
+                guard filter.through >= 0 else { continue }
                 for table in SQLiteStateStore.ledgerTables.prefix(filter.through == .max ? 2 : 1) {
                     #expect(try Self.keys(path, sink: sink, table: table).allSatisfy { filter.bloom.mayContain($0) }, "\(table)")
                 }
