@@ -187,19 +187,21 @@ extension SQLiteStateStore {
     /// the caller's read began; nil in a write transaction of `write`, which checked it.
     func ledgerRows(_ db: Database, pipeline: String, sink: String, sinkID: Int64?, keys: [String],
                     epoch: LedgerKnowledge.Epoch?) throws -> [(key: String, partitionID: Int64)] {
-        guard let sinkID, !keys.isEmpty else { return [] }
+        guard !keys.isEmpty else { return [] }
         let name = pipeline + "\u{0}" + sink
         var known = ledgerLock.withLock { () -> LedgerFilter? in
             if let epoch, ledgerKnown.epoch != epoch { ledgerKnown = LedgerKnowledge(epoch: epoch) }
             return ledgerKnown.filters[name]
         }
         if known == nil {
-            let made = try ledgerFilter(db, sinkID: sinkID)
+            // A sink the ledger never saw: an empty filter, that this store's commits fill.
+            let made = try sinkID.map { try ledgerFilter(db, sinkID: $0) } ?? LedgerFilter(bloom: BloomFilter(), through: .max)
             known = made
             ledgerLock.withLock {
                 if epoch == nil || ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = made }
             }
         }
+        guard let sinkID else { return [] }
         let filter = known!
         var candidates: [String]?
         var found: [(key: String, partitionID: Int64)] = []

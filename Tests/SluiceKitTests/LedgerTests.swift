@@ -154,6 +154,9 @@ import Testing
         let keys = how == "text keys" ? (0..<3000).map { "t\($0)" } : (0..<3000).map(Self.hexKey)
         if how == "filter made by delivered" {
             #expect(try state.delivered(pipeline: "p", sink: sink, keys: keys, excludingPartition: nil).isEmpty)
+            // Made for a sink the ledger never saw (empty, of every table), before any commit.
+            let made = state.ledgerLock.withLock { state.ledgerKnown.filters["p\u{0}" + sink] }
+            #expect(made?.through == .max && made?.bloom.count == 0)
         }
         let rows = keys[..<2400].enumerated().map { Self.row($1, line: $0 + 1, partition: $0 % 2 == 0 ? "2026-11-18" : "2026-11-19") }
         for batch in stride(from: 0, to: rows.count, by: 800) {
