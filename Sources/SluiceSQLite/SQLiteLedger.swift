@@ -153,17 +153,25 @@ extension SQLiteStateStore {
             """).execute(arguments: [sinkID, n])
     }
 
+    /// Whether `ledger_recent` holds more than `ledgerLevels.recentKeys` keys (all sinks
+    /// together): asked at the end of a write transaction that inserted keys, which then
+    /// calls `mergeRecentLedgerIfFull` after it (no transaction more for the others).
+    func recentLedgerIsFull(_ db: Database) throws -> Bool {
+        try (Int.fetchOne(db, sql: "SELECT coalesce(sum(keys), 0) FROM ledger_recent_keys") ?? 0) > ledgerLevels.recentKeys
+    }
+
     /// Moves every recent key, of every sink, into `ledger` when they are more than
-    /// `ledgerLevels.recentKeys`: one statement in key order (each page of `ledger` is
-    /// rewritten once per merge instead of once per commit), then `ledger_recent` emptied
-    /// whole (SQLite frees its pages without visiting its rows). One transaction: a crash
-    /// leaves the keys in one table or the other. A key `ledger` holds already keeps its
-    /// row there (the older one). Returns whether it merged.
+    /// `ledgerLevels.recentKeys` (asked again: another process may have merged since):
+    /// one statement in key order (each page of `ledger` is rewritten once per merge
+    /// instead of once per commit), then `ledger_recent` emptied whole (SQLite frees its
+    /// pages without visiting its rows). One transaction: a crash leaves the keys in one
+    /// table or the other, and the next write that inserts keys finds `ledger_recent`
+    /// still full. A key `ledger` holds already keeps its row there (the older one).
+    /// Returns whether it merged.
     @discardableResult
     func mergeRecentLedgerIfFull() throws -> Bool {
         try write { db in
-            let recent = try Int.fetchOne(db, sql: "SELECT coalesce(sum(keys), 0) FROM ledger_recent_keys") ?? 0
-            guard recent > ledgerLevels.recentKeys else { return false }
+            guard try recentLedgerIsFull(db) else { return false }
             try db.execute(sql: """
                 INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment)
                 SELECT sink_id, key, partition_id, segment FROM ledger_recent ORDER BY sink_id, key;
@@ -195,7 +203,7 @@ extension SQLiteStateStore {
         }
         if known == nil {
             // A sink the ledger never saw: an empty filter, that this store's commits fill.
-            let made = try sinkID.map { try ledgerFilter(db, sinkID: $0) } ?? LedgerFilter(bloom: BloomFilter(), through: .max)
+            let made = try sinkID.map { try ledgerFilter(db, sinkID: $0) } ?? LedgerFilter(bloom: BloomFilter(), covered: Self.ledgerTables.count)
             known = made
             ledgerLock.withLock {
                 if epoch == nil || ledgerKnown.epoch == epoch { ledgerKnown.filters[name] = made }
@@ -206,7 +214,7 @@ extension SQLiteStateStore {
         var candidates: [String]?
         var found: [(key: String, partitionID: Int64)] = []
         for (level, table) in Self.ledgerTables.enumerated() {
-            if level <= filter.through {
+            if level < filter.covered {
                 if candidates == nil { candidates = keys.filter { filter.bloom.mayContain($0) } }
                 try ledgerRows(db, table: table, sinkID: sinkID, keys: candidates!, into: &found)
             } else {
@@ -244,8 +252,8 @@ extension SQLiteStateStore {
     /// a replace deletes both). Callers insert only keys `delivered` did not find, or
     /// found under the partition a replace rebuilds (whose rows are deleted first): a key
     /// twice is two processes delivering it at once. Also adds them to the sink's Bloom
-    /// filter if the store keeps one. Inside a write transaction of `write`;
-    /// `mergeRecentLedgerIfFull` after it.
+    /// filter if the store keeps one. Inside a write transaction of `write`; the
+    /// transaction asks `recentLedgerIsFull` at its end, and merges after it if so.
     func insertLedger(_ db: Database, pipeline: String, sink: String, partition: String, keys unsorted: [String]) throws {
         guard !unsorted.isEmpty else { return }
         rememberLedgerKeys(pipeline: pipeline, sink: sink, unsorted)
@@ -325,14 +333,14 @@ extension SQLiteStateStore {
     func ledgerFilter(_ db: Database, sinkID: Int64) throws -> LedgerFilter {
         let limit = ledgerLevels.filterKeys
         let recent = try recentLedgerKeys(db, sinkID: sinkID)
-        guard recent <= limit else { return LedgerFilter(bloom: BloomFilter(), through: -1) }
+        guard recent <= limit else { return LedgerFilter(bloom: BloomFilter(), covered: 0) }
         let old = try Int.fetchOne(db, sql: "SELECT count(*) FROM (SELECT 1 FROM ledger WHERE sink_id = ? LIMIT ?)",
                                    arguments: [sinkID, limit - recent + 1]) ?? 0
-        var filter = LedgerFilter(bloom: BloomFilter(), through: recent + old <= limit ? .max : 0)
-        for table in Self.ledgerTables.prefix(filter.through == .max ? 2 : 1) {
+        var filter = LedgerFilter(bloom: BloomFilter(), covered: recent + old <= limit ? 2 : 1)
+        for table in Self.ledgerTables.prefix(filter.covered) {
             guard try Self.readKeys(db, table: table, sinkID: sinkID, into: &filter.bloom) else {
                 // A blob key not of sluice's 16 bytes (not written by sluice): no filter.
-                return LedgerFilter(bloom: BloomFilter(), through: -1)
+                return LedgerFilter(bloom: BloomFilter(), covered: 0)
             }
         }
         return filter
@@ -395,13 +403,13 @@ struct LedgerLevels: Sendable {
     }
 }
 
-/// What a process knows of a sink's ledger: every key of the tables
-/// `ledgerTables[0...through]` is in `bloom` (`through` `Int.max`: both; 0: `ledger_recent`;
-/// -1: none). The filter may hold more keys (moved to `ledger`, deleted, or ignored as held
-/// already): each costs a lookup, never a duplicate.
+/// What a process knows of a sink's ledger: every key of the first `covered` tables of
+/// `ledgerTables` is in `bloom` (2: both; 1: `ledger_recent`; 0: none). The filter may hold
+/// more keys (moved to `ledger`, deleted, or ignored as held already): each costs a lookup,
+/// never a duplicate.
 struct LedgerFilter {
     var bloom: BloomFilter
-    var through: Int
+    var covered: Int
 }
 
 /// Record keys as the ledger stores them.

@@ -540,7 +540,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func commit(_ segment: SegmentCommit) throws {
-        try pendingLock.withLock { try writeForgettingIDsOnFailure { db in
+        let mergeDue = try pendingLock.withLock { try writeForgettingIDsOnFailure { db in
             try writePendingWindowEvents(db)
             if segment.finishesReplace {
                 try db.execute(sql: "DELETE FROM checkpoints WHERE pipeline = ? AND partition = ?", arguments: [segment.pipeline, segment.partition])
@@ -567,10 +567,11 @@ public final class SQLiteStateStore: StateStore {
             for r in segment.receipts {
                 try receipt.execute(arguments: [segment.pipeline, r.sink, r.target, segment.partition, r.length])
             }
+            return try segment.delivered.values.contains { !$0.isEmpty } && recentLedgerIsFull(db)
         } }
         // After the segment's transaction, in one of its own: the segment is committed
         // whether or not the merge is.
-        try mergeRecentLedgerIfFull()
+        if mergeDue { try mergeRecentLedgerIfFull() }
     }
 
     // MARK: replaces

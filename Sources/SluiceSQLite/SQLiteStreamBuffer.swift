@@ -70,7 +70,7 @@ extension SQLiteStateStore: StreamBufferStore {
     /// their keys instead of being forgotten.
     public func acknowledgeBuffered(pipeline: String, sink: String, keys: [String]) throws {
         guard !keys.isEmpty else { return }
-        try writeForgettingIDsOnFailure { db in
+        let mergeDue = try writeForgettingIDsOnFailure { db in
             // Each chunk's rows leave the buffer in one statement that says which they were.
             var byPartition: [String: [String]] = [:]
             try db.forEachChunk(of: keys, size: Self.keysPerStatement, sql: {
@@ -85,9 +85,10 @@ extension SQLiteStateStore: StreamBufferStore {
             for (partition, moved) in byPartition.sorted(by: { $0.key < $1.key }) {
                 try insertLedger(db, pipeline: pipeline, sink: sink, partition: partition, keys: moved)
             }
+            return try !byPartition.isEmpty && recentLedgerIsFull(db)
         }
         // As after a segment commit (`commit`).
-        try mergeRecentLedgerIfFull()
+        if mergeDue { try mergeRecentLedgerIfFull() }
     }
 
     public func rejectBuffered(pipeline: String, sink: String, runID: Int64, partition: String, _ rows: [(key: String, letter: DeadLetter)]) throws {

@@ -156,7 +156,7 @@ import Testing
             #expect(try state.delivered(pipeline: "p", sink: sink, keys: keys, excludingPartition: nil).isEmpty)
             // Made for a sink the ledger never saw (empty, of every table), before any commit.
             let made = state.ledgerLock.withLock { state.ledgerKnown.filters["p\u{0}" + sink] }
-            #expect(made?.through == .max && made?.bloom.count == 0)
+            #expect(made?.covered == 2 && made?.bloom.count == 0)
         }
         let rows = keys[..<2400].enumerated().map { Self.row($1, line: $0 + 1, partition: $0 % 2 == 0 ? "2026-11-18" : "2026-11-19") }
         for batch in stride(from: 0, to: rows.count, by: 800) {
@@ -180,8 +180,8 @@ import Testing
                 == Set(inFile.filter { $0[3] != "2026-11-18" }.map { $0[2] }))
         // Still known: the buffer's writes did not make the store forget its filter.
         let filter = state.ledgerLock.withLock { state.ledgerKnown.filters["p\u{0}" + sink] }
-        guard let filter, filter.through == .max else {
-            Issue.record("the ledger filter was forgotten or covers only some levels: \(String(describing: filter?.through))")
+        guard let filter, filter.covered == 2 else {
+            Issue.record("the ledger filter was forgotten or covers only some levels: \(String(describing: filter?.covered))")
             return
         }
         // Buffered again: only keys neither in the ledger nor still in the buffer.
@@ -297,8 +297,7 @@ import Testing
             for sink in sinks {
                 guard let filter = state.ledgerLock.withLock({ state.ledgerKnown.filters["p\u{0}" + sink] }) else { continue }
                 #expect(filter.bloom.count <= filterKeys)
-                guard filter.through >= 0 else { continue }
-                for table in SQLiteStateStore.ledgerTables.prefix(filter.through == .max ? 2 : 1) {
+                for table in SQLiteStateStore.ledgerTables.prefix(filter.covered) {
                     #expect(try Self.keys(path, sink: sink, table: table).allSatisfy { filter.bloom.mayContain($0) }, "\(table)")
                 }
             }
