@@ -32,7 +32,7 @@ public struct RateLimit: Transformer {
         }
         let scope = context.pipeline + "/rate_limit/" + key.description
         // Keys and times of the batch.
-        var items: [(Int, String, Int64)] = []
+        var items: [(Int, String, Int64, WindowKeyHash)] = []
         var keyReader = PathReader(key), timeReader = PathReader(time)
         for i in batch.records.indices {
             guard let k = keyReader.value(in: batch.records[i].fields), !k.isNull,
@@ -41,10 +41,11 @@ public struct RateLimit: Transformer {
                 batch.records[i].fields[tagField] = .null
                 continue
             }
-            items.append((i, k.stringValue ?? JSONWriter.string(k), t))
+            let text = k.stringValue ?? JSONWriter.string(k)
+            items.append((i, text, t, WindowKeyHash(text)))
         }
         guard let minT = items.map(\.2).min() else { return }
-        let events = items.map { WindowEvent(key: $0.1, time: $0.2, recordKey: batch.records[$0.0].key) }
+        let events = items.map { WindowEvent(key: $0.1, keyHash: $0.3, time: $0.2, recordKey: batch.records[$0.0].key) }
         let replayed = try state.windowSequences(scope: scope, events)
         // The stored counts of the whole batch in one read of the store: per replayed
         // record, and per distinct (key, time) of the new ones.
@@ -55,31 +56,31 @@ public struct RateLimit: Transformer {
         queryIndex.reserveCapacity(items.count)
         // Per item: its stored sequence number when it is a replay.
         var own = [Int64?](repeating: nil, count: replayed.isEmpty ? 0 : items.count)
-        for (n, (i, k, t)) in items.enumerated() {
+        for (n, (i, k, t, h)) in items.enumerated() {
             if !replayed.isEmpty, let sequence = replayed[batch.records[i].key] {
                 own[n] = sequence
                 queryOf[n] = queries.count
-                queries.append(WindowQuery(key: k, after: t - window, upTo: t, maxSequence: sequence))
+                queries.append(WindowQuery(key: k, keyHash: h, after: t - window, upTo: t, maxSequence: sequence))
             } else {
-                let q = queryIndex[KeyTime(key: k, time: t), default: queries.count]
+                // One hash: the `default:` subscript finds the entry or makes it.
+                let q = Self.read(&queryIndex[KeyTime(key: h, time: t), default: queries.count])
                 queryOf[n] = q
                 if q == queries.count {
-                    queryIndex[KeyTime(key: k, time: t)] = q
-                    queries.append(WindowQuery(key: k, after: t - window, upTo: t, maxSequence: nil))
+                    queries.append(WindowQuery(key: k, keyHash: h, after: t - window, upTo: t, maxSequence: nil))
                 }
             }
         }
         let stored = try state.windowCounts(scope: scope, queries)
         // New events of this batch, per key, as sorted times (binary search keeps a hot key cheap).
-        var pending: [String: BatchTimes] = [:]
+        var pending: [WindowKeyHash: BatchTimes] = [:]
         pending.reserveCapacity(items.count)
         var added: [WindowEvent] = []
         added.reserveCapacity(items.count)
-        for (n, (i, k, t)) in items.enumerated() {
+        for (n, (i, _, t, h)) in items.enumerated() {
             var count = stored[queryOf[n]]
             if own.isEmpty || own[n] == nil {
                 // New: what the store holds in its window, this batch's earlier events, and itself.
-                count += pending[k, default: BatchTimes()].countThenInsert(t, after: t - window) + 1
+                count += pending[h, default: BatchTimes()].countThenInsert(t, after: t - window) + 1
                 added.append(events[n])
             }
             batch.records[i].fields[countField] = .int(Int64(count))
@@ -89,9 +90,11 @@ public struct RateLimit: Transformer {
         try state.pruneWindowEvents(scope: scope, before: minT - window - retention)
     }
 
+    @inline(__always) private static func read(_ entry: inout Int) -> Int { entry }
+
     /// A window key and an event time (the new records of a batch that share them share a count).
     struct KeyTime: Hashable {
-        var key: String
+        var key: WindowKeyHash
         var time: Int64
     }
 

@@ -102,7 +102,7 @@ extension SQLiteStateStore {
                 let (from, overflow) = lo.subtractingReportingOverflow(1)
                 let candidates = overflow ? events.filter { $0.time >= before }
                     : try withStoredWindow(db, scope: scope, scopeID: scopeID, after: from, upTo: hi, span: nil) { window in
-                        events.filter { e in e.time >= before && window?.has(e.key, at: e.time) ?? true }
+                        events.filter { e in e.time >= before && window?.has(e.keyHash, at: e.time) ?? true }
                     }
                 var out: [String: Int64] = [:]
                 try db.forEachChunk(of: candidates, size: Self.keysPerStatement / 2, sql: Self.windowReplaySQL) { chunk, statement in
@@ -207,7 +207,7 @@ extension SQLiteStateStore {
                     let covered = try withStoredWindow(db, scope: scope, scopeID: scopeID, after: lo, upTo: hi, span: span) { window in
                         guard let window else { return false }
                         for (n, q) in queries.enumerated() {
-                            counts[n] = window.count(q.key, after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
+                            counts[n] = window.count(q.keyHash, after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
                         }
                         return true
                     }
@@ -259,12 +259,11 @@ extension SQLiteStateStore {
     public func addWindowEvents(scope: String, _ events: [WindowEvent]) throws {
         guard !events.isEmpty else { return }
         try pendingLock.withLock {
-            for e in events {
-                if pending.scopes[scope, default: PendingWindowScope()].add(e, sequence: pending.nextSequence) {
-                    pending.nextSequence += 1
-                    pending.count += 1
-                }
-            }
+            // The scope found once for the batch, not hashed again for every event.
+            let first = pending.nextSequence
+            let added = PendingWindowScope.add(events, to: &pending.scopes[scope, default: PendingWindowScope()], from: first)
+            pending.nextSequence = first + Int64(added)
+            pending.count += added
             // A bound on memory when segments are long: write them in a transaction of their own.
             if pending.count >= Self.maxPendingWindowEvents {
                 try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
@@ -311,7 +310,7 @@ extension SQLiteStateStore {
                         b.bind(recordKey: e.recordKey)
                     }
                 }
-                for (time, n) in chunk { window?.inserted(p.events[n].key, time: time, sequence: base + Int64(n)) }
+                for (time, n) in chunk { window?.inserted(p.events[n].keyHash, time: time, sequence: base + Int64(n)) }
             }
             if let window { ledgerLock.withLock { ledgerKnown.windows[scope] = window } }
         }
@@ -430,24 +429,8 @@ struct StoredWindow {
     struct Limits: Sendable {
         var events = 1 << 20
     }
-    /// A window key as the copy holds it: 88 bits of two SipHashes of its text with the
-    /// process's random seed (Swift's `Hasher`, told apart by a leading byte): 64 of one,
-    /// the top 24 of the other. Two keys share them with a chance of 2^-88 a pair (~10^-16
-    /// for the 170,000 keys of the benchmark's busiest window), and nobody outside the
-    /// process can aim for it (the seed is random per process; the copy is never stored).
-    struct KeyHash: Equatable {
-        var high: UInt64
-        var low: UInt64 // 24 bits
-        init(_ key: String) {
-            var a = Hasher(), b = Hasher()
-            a.combine(0 as UInt8)
-            a.combine(key)
-            b.combine(1 as UInt8)
-            b.combine(key)
-            high = UInt64(bitPattern: Int64(a.finalize()))
-            low = UInt64(bitPattern: Int64(b.finalize())) >> 40
-        }
-    }
+    /// A window key as the copy holds it (`WindowKeyHash`).
+    typealias KeyHash = WindowKeyHash
     /// One event in 24 bytes, ordered by key, time and sequence number: the key's `high`
     /// hash, the time, and `rest`, the key's `low` hash above the sequence number's 40
     /// bits (sequence numbers count a scope's events from 1: 2^40 is centuries of 4M a
@@ -511,8 +494,8 @@ struct StoredWindow {
     }
 
     /// Whether `key` has an event at `time` (which the copy must cover).
-    func has(_ key: String, at time: Int64) -> Bool {
-        let k = KeyHash(key), b = bucket(k.high)
+    func has(_ k: KeyHash, at time: Int64) -> Bool {
+        let b = bucket(k.high)
         let r = range(of: k, in: b)
         let at = firstAfter(time, in: r, of: b)
         return at > r.lowerBound && buckets[b][at - 1].time == time
@@ -520,8 +503,8 @@ struct StoredWindow {
 
     /// Events of `key` with times in (after, upTo], optionally only those with sequence
     /// numbers up to `maxSequence`. The copy must cover (after, upTo].
-    func count(_ key: String, after: Int64, upTo: Int64, maxSequence: Int64?) -> Int {
-        let k = KeyHash(key), b = bucket(k.high)
+    func count(_ k: KeyHash, after: Int64, upTo: Int64, maxSequence: Int64?) -> Int {
+        let b = bucket(k.high)
         let r = range(of: k, in: b)
         guard !r.isEmpty else { return 0 }
         let lo = firstAfter(after, in: r, of: b), hi = firstAfter(upTo, in: r, of: b)
@@ -562,11 +545,11 @@ struct StoredWindow {
             if !overflow, gap > 2 * margin { forget(upTo: lo - margin) }
         }
         if lo < from {
-            guard try load(lo, from, limit - events, { add($0, time: $1, sequence: $2) }) else { return giveUp() }
+            guard try load(lo, from, limit - events, { add(KeyHash($0), time: $1, sequence: $2) }) else { return giveUp() }
             from = lo
         }
         if hi > upTo {
-            guard try load(upTo, hi, limit - events, { add($0, time: $1, sequence: $2) }) else { return giveUp() }
+            guard try load(upTo, hi, limit - events, { add(KeyHash($0), time: $1, sequence: $2) }) else { return giveUp() }
             upTo = hi
         }
         return events <= limit || giveUp()
@@ -574,8 +557,8 @@ struct StoredWindow {
 
     /// Adds an event read from the store (its range is the caller's to extend); false
     /// (nothing added) when its sequence number does not fit an `Entry`.
-    mutating func add(_ key: String, time: Int64, sequence: Int64) -> Bool {
-        guard let e = Entry(key: KeyHash(key), time: time, sequence: sequence) else { return false }
+    mutating func add(_ key: KeyHash, time: Int64, sequence: Int64) -> Bool {
+        guard let e = Entry(key: key, time: time, sequence: sequence) else { return false }
         insert(e)
         return true
     }
@@ -583,7 +566,7 @@ struct StoredWindow {
     /// An event the store just wrote (its sequence number above every stored one of its
     /// time); kept if its time is in the range. One that does not fit an `Entry` empties
     /// the copy (the next batch reads its range again, and finds it too many).
-    mutating func inserted(_ key: String, time: Int64, sequence: Int64) {
+    mutating func inserted(_ key: KeyHash, time: Int64, sequence: Int64) {
         guard time > from, time <= upTo else { return }
         if !add(key, time: time, sequence: sequence) { self = StoredWindow() }
     }
@@ -660,6 +643,10 @@ struct KeyEvents: RandomAccessCollection {
 
     init(first: StoredWindow.Event) { self.first = first }
 
+    /// What a dictionary's `default:` holds for a key until the event `insert` puts in
+    /// its place (a sequence number no event has); never counted or kept as it is.
+    static let placeholder = KeyEvents(first: StoredWindow.Event(time: .min, sequence: -1))
+
     /// From a sorted, non-empty array.
     init(_ events: [StoredWindow.Event]) {
         first = events[0]
@@ -673,6 +660,7 @@ struct KeyEvents: RandomAccessCollection {
     /// Inserts an event in order: after every event of an earlier time, or of the same
     /// time and a lower sequence number.
     mutating func insert(_ e: StoredWindow.Event) {
+        if first.sequence == -1, rest.isEmpty { first = e; return } // the placeholder's place
         var at = upperBound(e.time, by: \.time)
         while at > 0, self[at - 1].time == e.time, self[at - 1].sequence > e.sequence { at -= 1 }
         insert(e, at: at)
@@ -720,24 +708,34 @@ struct PendingWindowScope {
     var events: [WindowEvent] = []
     var sequenceOf: [Identity: Int64] = [:]
     /// Per window key, sorted by time (the first inline: most keys have one event here).
-    var byKey: [String: KeyEvents] = [:]
+    var byKey: [WindowKeyHash: KeyEvents] = [:]
     var minTime = Int64.max
 
     /// Adds an event unless it is pending already (same record key and time).
+    /// Each dictionary is hashed once per event (its `default:` subscript finds or makes
+    /// the entry in one probe): this is on every event of every record.
     mutating func add(_ e: WindowEvent, sequence: Int64) -> Bool {
-        guard sequenceOf[Identity(e)] == nil else { return false }
-        sequenceOf[Identity(e)] = sequence
+        var added = false
+        Self.setIfAbsent(&sequenceOf[Identity(e), default: -1], sequence, &added)
+        guard added else { return false }
         var stored = e
         stored.sequence = sequence
         events.append(stored)
         minTime = min(minTime, e.time)
         let event = StoredWindow.Event(time: e.time, sequence: sequence)
-        if let index = byKey.index(forKey: e.key) {
-            byKey.values[index].insert(event) // in place
-        } else {
-            byKey[e.key] = KeyEvents(first: event)
-        }
+        byKey[e.keyHash, default: KeyEvents.placeholder].insert(event) // in place
         return true
+    }
+
+    /// Adds `events` (`add`), numbered from `first` on; returns how many were added.
+    static func add(_ events: [WindowEvent], to scope: inout PendingWindowScope, from first: Int64) -> Int {
+        var next = first
+        for e in events where scope.add(e, sequence: next) { next += 1 }
+        return Int(next - first)
+    }
+
+    @inline(__always) private static func setIfAbsent(_ slot: inout Int64, _ value: Int64, _ added: inout Bool) {
+        if slot == -1 { slot = value; added = true }
     }
 
     /// Forgets events older than `before`; returns how many.
@@ -757,7 +755,7 @@ struct PendingWindowScope {
 
     /// The pending part of a window count.
     func count(_ q: WindowQuery) -> Int {
-        byKey[q.key]?.eventCount(after: q.after, upTo: q.upTo, maxSequence: q.maxSequence) ?? 0
+        byKey[q.keyHash]?.eventCount(after: q.after, upTo: q.upTo, maxSequence: q.maxSequence) ?? 0
     }
 }
 

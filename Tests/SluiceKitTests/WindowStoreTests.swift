@@ -349,14 +349,14 @@ import Testing
                 for e in held where e.key == key && e.time > after && e.time <= upTo && e.sequence <= (maxSequence ?? .max) {
                     expected += 1
                 }
-                #expect(copy.count(key, after: after, upTo: upTo, maxSequence: maxSequence) == expected,
+                #expect(copy.count(WindowKeyHash(key), after: after, upTo: upTo, maxSequence: maxSequence) == expected,
                         "round \(round): \(key) (\(after), \(upTo)] up to \(String(describing: maxSequence))")
                 let at = held.randomElement(using: &rng)
                 if let at {
-                    #expect(copy.has(at.key, at: at.time), "round \(round)")
+                    #expect(copy.has(WindowKeyHash(at.key), at: at.time), "round \(round)")
                 }
                 let time = upTo
-                #expect(copy.has(key, at: time) == held.contains { $0.key == key && $0.time == time }, "round \(round)")
+                #expect(copy.has(WindowKeyHash(key), at: time) == held.contains { $0.key == key && $0.time == time }, "round \(round)")
             }
         }
         for round in 0..<4 {
@@ -366,10 +366,10 @@ import Testing
                 // Times in coarse steps, so that keys share times and a key has several events.
                 let time = 1 + Int64(rng.next() % 120_000) / 7 * 7
                 if rng.next() % 2 == 0 {
-                    copy.inserted(key, time: time, sequence: sequence) // kept only within the range
+                    copy.inserted(WindowKeyHash(key), time: time, sequence: sequence) // kept only within the range
                     if time > forgotten, time <= 100_000 { held.append(Held(key: key, time: time, sequence: sequence)) }
                 } else if time > forgotten, time <= 100_000 {
-                    let added = copy.add(key, time: time, sequence: sequence)
+                    let added = copy.add(WindowKeyHash(key), time: time, sequence: sequence)
                     #expect(added)
                     held.append(Held(key: key, time: time, sequence: sequence))
                 }
@@ -411,13 +411,13 @@ import Testing
     @Test func sequenceNumbersPast40BitsAreNotKept() {
         #expect(MemoryLayout<StoredWindow.Entry>.stride == 24)
         var copy = StoredWindow(from: 0, upTo: 100)
-        let fits = copy.add("a", time: 5, sequence: 1 << 40 - 1)
+        let fits = copy.add(WindowKeyHash("a"), time: 5, sequence: 1 << 40 - 1)
         #expect(fits)
-        #expect(copy.count("a", after: 0, upTo: 10, maxSequence: 1 << 40 - 1) == 1)
-        let past = copy.add("a", time: 6, sequence: 1 << 40)
+        #expect(copy.count(WindowKeyHash("a"), after: 0, upTo: 10, maxSequence: 1 << 40 - 1) == 1)
+        let past = copy.add(WindowKeyHash("a"), time: 6, sequence: 1 << 40)
         #expect(!past)
-        #expect(copy.count("a", after: 0, upTo: 10, maxSequence: nil) == 1)
-        copy.inserted("b", time: 7, sequence: 1 << 40)
+        #expect(copy.count(WindowKeyHash("a"), after: 0, upTo: 10, maxSequence: nil) == 1)
+        copy.inserted(WindowKeyHash("b"), time: 7, sequence: 1 << 40)
         #expect(copy.events == 0 && copy.upTo == 0)
     }
 }
