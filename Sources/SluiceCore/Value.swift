@@ -195,20 +195,63 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
 public struct PathReader: Sendable {
     public let path: FieldPath
     private let components: [String]
+    /// Where the first two components were found last (kept apart from `hints`: writing
+    /// an array's element checks that the array is not shared, on every component of
+    /// every record).
+    private var hint0 = 0, hint1 = 0
+    /// Where components 2... were found last.
     private var hints: [Int]
 
     public init(_ path: FieldPath) {
         self.path = path
         components = path.components
-        hints = [Int](repeating: 0, count: path.components.count)
+        hints = [Int](repeating: 0, count: max(0, path.components.count - 2))
     }
 
-    /// The same as `fields.value(at: path)`.
+    /// The same as `fields.value(at: path)`. The objects on the way are borrowed where
+    /// they lie (`Value.descend`), not copied: only the value found is.
     public mutating func value(in fields: Fields) -> Value? {
-        Fields.walk(fields, components) { object, k in
-            let i = object.index(of: components[k], from: hints[k])
-            if let i { hints[k] = i }
+        guard let first = components.first, let i = fields.index(of: first, from: hint0) else { return nil }
+        hint0 = i
+        if components.count == 1 { return fields.storage[i].value }
+        return fields.storage[i].value.descend(&self)
+    }
+
+    /// Where component `k` (1...) is in `object`, looking where it was last.
+    @inline(__always) fileprivate mutating func find(_ k: Int, in object: Fields) -> Int? {
+        switch k {
+        case 1:
+            guard let i = object.index(of: components[1], from: hint1) else { return nil }
+            hint1 = i
             return i
+        default:
+            guard let i = object.index(of: components[k], from: hints[k - 2]) else { return nil }
+            hints[k - 2] = i
+            return i
+        }
+    }
+
+    fileprivate var count: Int { components.count }
+    fileprivate func component(_ k: Int) -> String { components[k] }
+}
+
+extension Value {
+    /// The value at `reader`'s components 1... below this one. A method on the value where
+    /// it lies: `self`, and the objects bound from it, are borrowed, not retained.
+    fileprivate func descend(_ reader: inout PathReader) -> Value? {
+        descend(&reader, 1)
+    }
+
+    private func descend(_ reader: inout PathReader, _ k: Int) -> Value? {
+        switch self {
+        case .object(let nested):
+            guard let i = reader.find(k, in: nested) else { return nil }
+            return k + 1 == reader.count ? nested.storage[i].value : nested.storage[i].value.descend(&reader, k + 1)
+        case .array(let items):
+            guard let index = Int(reader.component(k)), items.indices.contains(index) else { return nil }
+            return k + 1 == reader.count ? items[index] : items[index].descend(&reader, k + 1)
+        default:
+            return nil
         }
     }
 }
