@@ -85,7 +85,49 @@ public struct SchemaCoercer: Sendable {
     /// at the first column that does not coerce.
     public func forEachValue(of record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader],
                              _ body: (Int, Value) -> Void) -> CoercionError? {
-        forEachValue(of: record, { index in plan[index].map { projection.value($0, in: record.fields, reader: &readers[$0]) } }, body)
+        // Each value borrowed where it lies in the record (`Projection.withValue`), not
+        // copied out of it: a copy is a retain and a release, on every column of every record.
+        for index in columns.indices {
+            if index == keyColumn {
+                body(index, .string(record.key))
+                continue
+            }
+            guard let c = plan[index] else {
+                if let error = coerce(nil, index, body) { return error }
+                continue
+            }
+            // The closure takes what the common case needs, not `self` (a copy of the
+            // coercer, its schema's arrays retained, on every value); a value to change
+            // is copied out to `coerce`.
+            let column = columns[index]
+            let toChange = projection.withValue(c, in: record.fields, reader: &readers[c]) { v -> Value? in
+                guard Self.isUnchanged(v, column) else { return v }
+                body(index, v)
+                return nil
+            }
+            if let toChange, let error = coerce(toChange, index, body) { return error }
+        }
+        return nil
+    }
+
+    /// `body` of column `index`'s value made of `v`: `v` itself when it needs no change.
+    @inline(__always)
+    private func coerce(_ v: Value?, _ index: Int, _ body: (Int, Value) -> Void) -> CoercionError? {
+        if Self.isUnchanged(v, columns[index]) {
+            if let v { body(index, v) } else { body(index, .null) }
+            return nil
+        }
+        switch changed(v, index) {
+        case .success(let value): body(index, value); return nil
+        case .failure(let error): return error
+        }
+    }
+
+    /// `coerce` of a value that changes, apart: the column's `SchemaField` it reads was
+    /// copied on every value when this was inlined.
+    @inline(never)
+    private func changed(_ v: Value?, _ index: Int) -> Result<Value, CoercionError> {
+        Result { () throws(CoercionError) -> Value in try Self.coerce(v, to: schema.fields[index], path: names[index]) }
     }
 
     /// The row with each column's value from `value(index)` (nil: absent), asked in
@@ -105,32 +147,23 @@ public struct SchemaCoercer: Sendable {
                 body(index, .string(record.key))
                 continue
             }
-            let v = value(index)
-            if let same = Self.unchanged(v, columns[index]) {
-                body(index, same)
-                continue
-            }
-            do {
-                body(index, try Self.coerce(v, to: schema.fields[index], path: names[index]))
-            } catch {
-                return error
-            }
+            if let error = coerce(value(index), index, body) { return error }
         }
         return nil
     }
 
-    /// What `coerce` makes of a value that needs no change (nil: ask `coerce`): null in a
+    /// Whether `coerce` would give a value back as it is (absent: null): null in a
     /// NULLABLE column, a string in a STRING column, an integer in an INTEGER one, ...
     @inline(__always)
-    private static func unchanged(_ value: Value?, _ column: Column) -> Value? {
-        guard column.plain else { return nil }
+    private static func isUnchanged(_ value: Value?, _ column: Column) -> Bool {
+        guard column.plain else { return false }
         switch value {
-        case nil, .null?: return column.nullable ? .null : nil
-        case .string?: return column.type == .string ? value : nil
-        case .int?: return column.type == .integer ? value : nil
-        case .bool?: return column.type == .boolean ? value : nil
-        case .double?: return column.type == .float ? value : nil
-        default: return nil
+        case nil, .null?: return column.nullable
+        case .string?: return column.type == .string
+        case .int?: return column.type == .integer
+        case .bool?: return column.type == .boolean
+        case .double?: return column.type == .float
+        default: return false
         }
     }
 

@@ -228,8 +228,22 @@ public struct Projection: Sendable {
     /// A path's value (absent: null), as it is or as compact JSON text (null stays null):
     /// what `select` and `copy` take from a record.
     public static func value(in fields: Fields, reader: inout PathReader, asJSON: Bool) -> Value {
-        let v = reader.value(in: fields) ?? .null
-        return asJSON && !v.isNull ? .string(JSONWriter.string(v)) : v
+        withValue(in: fields, reader: &reader, asJSON: asJSON) { $0 }
+    }
+
+    /// `body` of column `c`'s value, where it lies in the record when it is taken as it is
+    /// (`PathReader.withValue`: not copied).
+    @inline(__always)
+    public func withValue<R>(_ c: Int, in fields: Fields, reader: inout PathReader, _ body: (Value) -> R) -> R {
+        Self.withValue(in: fields, reader: &reader, asJSON: columns[c].asJSON, body)
+    }
+
+    @inline(__always)
+    static func withValue<R>(in fields: Fields, reader: inout PathReader, asJSON: Bool, _ body: (Value) -> R) -> R {
+        reader.withValue(in: fields) { v in
+            guard let v else { return body(.null) }
+            return asJSON && !v.isNull ? body(.string(JSONWriter.string(v))) : body(v)
+        }
     }
 }
 

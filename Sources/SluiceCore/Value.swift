@@ -208,51 +208,61 @@ public struct PathReader: Sendable {
         hints = [Int](repeating: 0, count: max(0, path.components.count - 2))
     }
 
-    /// The same as `fields.value(at: path)`. The objects on the way are borrowed where
-    /// they lie (`Value.descend`), not copied: only the value found is.
-    public mutating func value(in fields: Fields) -> Value? {
-        guard let first = components.first, let i = fields.index(of: first, from: hint0) else { return nil }
-        hint0 = i
-        if components.count == 1 { return fields.storage[i].value }
-        return fields.storage[i].value.descend(&self)
-    }
+    /// The same as `fields.value(at: path)`.
+    public mutating func value(in fields: Fields) -> Value? { withValue(in: fields) { $0 } }
 
-    /// Where component `k` (1...) is in `object`, looking where it was last.
-    @inline(__always) fileprivate mutating func find(_ k: Int, in object: Fields) -> Int? {
-        switch k {
-        case 1:
-            guard let i = object.index(of: components[1], from: hint1) else { return nil }
-            hint1 = i
-            return i
+    /// Calls `body` with the value at the path (nil: absent) where it lies: neither it nor
+    /// the objects on the way are copied (each copy retains, and this is on every path of
+    /// every record). The walk takes its hints as `inout` integers, not the reader: a
+    /// method called with the whole reader `inout` made the compiler copy every object it
+    /// was called on.
+    @inline(__always)
+    public mutating func withValue<R>(in fields: Fields, _ body: (Value?) -> R) -> R {
+        guard let first = components.first, let i = fields.index(of: first, from: hint0) else { return body(nil) }
+        hint0 = i
+        if components.count == 1 { return body(fields.storage[i].value) }
+        // Component 1 here, not in a call: a value a call is made on is copied first.
+        switch fields.storage[i].value {
+        case .object(let nested):
+            guard let j = nested.index(of: components[1], from: hint1) else { return body(nil) }
+            hint1 = j
+            if components.count == 2 { return body(nested.storage[j].value) }
+            return nested.storage[j].value.deeper(components, 2, &hints, body)
+        case .array(let items):
+            guard let index = Int(components[1]), items.indices.contains(index) else { return body(nil) }
+            if components.count == 2 { return body(items[index]) }
+            return items[index].deeper(components, 2, &hints, body)
         default:
-            guard let i = object.index(of: components[k], from: hints[k - 2]) else { return nil }
-            hints[k - 2] = i
-            return i
+            return body(nil)
         }
     }
-
-    fileprivate var count: Int { components.count }
-    fileprivate func component(_ k: Int) -> String { components[k] }
 }
 
 extension Value {
-    /// The value at `reader`'s components 1... below this one. A method on the value where
-    /// it lies: `self`, and the objects bound from it, are borrowed, not retained.
-    fileprivate func descend(_ reader: inout PathReader) -> Value? {
-        descend(&reader, 1)
-    }
-
-    private func descend(_ reader: inout PathReader, _ k: Int) -> Value? {
+    /// `body` of the value at `components[k...]` below this one (k >= 2: paths this deep
+    /// are rare), looking for component `k` at `hint` first (each next one's in `hints`).
+    private func descend<R>(_ components: [String], _ k: Int, _ hint: inout Int, _ hints: inout [Int], _ body: (Value?) -> R) -> R {
+        let last = k + 1 == components.count
         switch self {
         case .object(let nested):
-            guard let i = reader.find(k, in: nested) else { return nil }
-            return k + 1 == reader.count ? nested.storage[i].value : nested.storage[i].value.descend(&reader, k + 1)
+            guard let i = nested.index(of: components[k], from: hint) else { return body(nil) }
+            hint = i
+            if last { return body(nested.storage[i].value) }
+            return nested.storage[i].value.deeper(components, k + 1, &hints, body)
         case .array(let items):
-            guard let index = Int(reader.component(k)), items.indices.contains(index) else { return nil }
-            return k + 1 == reader.count ? items[index] : items[index].descend(&reader, k + 1)
+            guard let index = Int(components[k]), items.indices.contains(index) else { return body(nil) }
+            if last { return body(items[index]) }
+            return items[index].deeper(components, k + 1, &hints, body)
         default:
-            return nil
+            return body(nil)
         }
+    }
+
+    /// `descend` to component `k` >= 2, whose hint is `hints[k - 2]`.
+    fileprivate func deeper<R>(_ components: [String], _ k: Int, _ hints: inout [Int], _ body: (Value?) -> R) -> R {
+        var hint = hints[k - 2]
+        defer { hints[k - 2] = hint }
+        return descend(components, k, &hint, &hints, body)
     }
 }
 
