@@ -278,6 +278,9 @@ public struct Runner: Sendable {
         // coerced: no row of values is made (`streamed`, its sinks' encoders in `targets`).
         let targets = coercers.indices.map { c in encoders.indices.filter { coercerOf[$0] == c } }
         let streamed = targets.map { $0.allSatisfy { encoders[$0] != nil } }
+        // The streamed targets' encoders unwrapped once: `encoders[i]!` copied the
+        // existential (its box retained and released) for every value of every record.
+        let streamEncoders: [[any RowEncoder]] = targets.indices.map { c in streamed[c] ? targets[c].map { encoders[$0]! } : [] }
         var encoded: [EncodedRows?] = encoders.indices.map { encoders[$0] != nil && streamed[coercerOf[$0]] ? EncodedRows() : nil }
         for i in encoded.indices where encoded[i] != nil {
             encoded[i]!.bytes.reserveCapacity(batch.records.count * 512)
@@ -293,14 +296,17 @@ public struct Runner: Sendable {
             var failure: CoercionError?
             for (c, coercer) in coercers.enumerated() {
                 if streamed[c] {
-                    // (Closures written in place: non-escaping, so `encoded` is not boxed.)
+                    // (Closures written in place: non-escaping, so `encoded` is not boxed. The
+                    // coercer's arrays taken out once a record, and walked by index: an
+                    // array iterated in the closure was retained on every value.)
+                    let slots = targets[c], encodersOfC = streamEncoders[c]
                     failure = if let projection, let plans {
                         coercer.forEachValue(of: batch.records[r], through: projection, plan: plans[c], readers: &readers) { column, value in
-                            for i in targets[c] { encoders[i]!.append(value, column: column, to: &encoded[i]!.bytes) }
+                            for n in slots.indices { encodersOfC[n].append(value, column: column, to: &encoded[slots[n]]!.bytes) }
                         }
                     } else {
                         coercer.forEachValue(of: batch.records[r]) { column, value in
-                            for i in targets[c] { encoders[i]!.append(value, column: column, to: &encoded[i]!.bytes) }
+                            for n in slots.indices { encodersOfC[n].append(value, column: column, to: &encoded[slots[n]]!.bytes) }
                         }
                     }
                     if failure == nil { coerced.append(Row(key: batch.records[r].key, position: batch.records[r].position, values: [])) }
@@ -324,8 +330,8 @@ public struct Runner: Sendable {
                                                     raw: batch.records[r].raw))
             } else {
                 for c in coercers.indices where streamed[c] {
-                    for i in targets[c] {
-                        encoders[i]!.endRow(&encoded[i]!.bytes)
+                    for (n, i) in targets[c].enumerated() {
+                        streamEncoders[c][n].endRow(&encoded[i]!.bytes)
                         encoded[i]!.ends.append(encoded[i]!.bytes.count)
                     }
                 }
