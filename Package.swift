@@ -22,9 +22,12 @@ let package = Package(
     targets: [
         // zlib from the system (zlib1g-dev), for gzip input.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // A prefetch hint (a static inline C function; no library).
+        .systemLibrary(name: "CPrefetch", path: "Sources/CPrefetch"),
         .target(
             name: "SluiceCore",
             dependencies: [
+                "CPrefetch",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -23,7 +23,9 @@ public struct EmailDomain: Transformer {
         // A batch has few distinct domains: each is compared with the providers once.
         var memo: [Substring: Value] = [:]
         var reader = PathReader(field)
+        let prefetch = BatchPrefetcher(batch.records) // the worker's first pass over the batch
         for i in batch.records.indices {
+            prefetch(i)
             var suggestion = Value.null
             if case .string(let email)? = reader.value(in: batch.records[i].fields), let at = email.utf8.lastIndex(of: UInt8(ascii: "@")) {
                 let raw = email[email.index(after: at)...]
