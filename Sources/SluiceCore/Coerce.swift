@@ -85,6 +85,15 @@ public struct SchemaCoercer: Sendable {
     /// at the first column that does not coerce.
     public func forEachValue(of record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader],
                              _ body: (Int, Value) -> Void) -> CoercionError? {
+        forEachValue(of: record, through: projection, plan: plan, readers: &readers, json: { index, v in body(index, .string(JSONWriter.string(v))) }, body)
+    }
+
+    /// The same, but a column the projection takes as JSON text (`as: json`) into a STRING
+    /// column is given to `json` as the value itself, whose JSON text is the column's
+    /// value (an encoder writes it without making the text a string first); null stays
+    /// null. (Not an optional closure: that would escape, and box what it captures.)
+    public func forEachValue(of record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader],
+                             json: (Int, Value) -> Void, _ body: (Int, Value) -> Void) -> CoercionError? {
         // Each value borrowed where it lies in the record (`Projection.withValue`), not
         // copied out of it: a copy is a retain and a release, on every column of every record.
         for index in columns.indices {
@@ -94,6 +103,12 @@ public struct SchemaCoercer: Sendable {
             }
             guard let c = plan[index] else {
                 if let error = coerce(nil, index, body) { return error }
+                continue
+            }
+            if projection.columns[c].asJSON, columns[index].plain, columns[index].type == .string {
+                readers[c].withValue(in: record.fields) { v in
+                    if let v, !v.isNull { json(index, v) } else { body(index, .null) }
+                }
                 continue
             }
             // The closure takes what the common case needs, not `self` (a copy of the

@@ -303,7 +303,9 @@ public struct Runner: Sendable {
                     // array iterated in the closure was retained on every value.)
                     let slots = targets[c], encodersOfC = streamEncoders[c]
                     failure = if let projection, let plans {
-                        coercer.forEachValue(of: batch.records[r], through: projection, plan: plans[c], readers: &readers) { column, value in
+                        coercer.forEachValue(of: batch.records[r], through: projection, plan: plans[c], readers: &readers, json: { column, value in
+                            for n in slots.indices { encodersOfC[n].appendJSON(value, column: column, to: &encoded[slots[n]]!.bytes) }
+                        }) { column, value in
                             for n in slots.indices { encodersOfC[n].append(value, column: column, to: &encoded[slots[n]]!.bytes) }
                         }
                     } else {

@@ -336,11 +336,18 @@ public struct EncodedRows: Sendable {
 public protocol RowEncoder: Sendable {
     /// Appends the value of column `column` (0-based; called in column order).
     func append(_ value: Value, column: Int, to out: inout [UInt8])
+    /// Appends, as the value of column `column`, `value`'s compact JSON text: what
+    /// `append(.string(JSONWriter.string(value)), ...)` appends, which is the default.
+    func appendJSON(_ value: Value, column: Int, to out: inout [UInt8])
     /// Ends a row whose every column was appended.
     func endRow(_ out: inout [UInt8])
 }
 
 extension RowEncoder {
+    public func appendJSON(_ value: Value, column: Int, to out: inout [UInt8]) {
+        append(.string(JSONWriter.string(value)), column: column, to: &out)
+    }
+
     /// Rows of values, encoded the same way.
     public func encode(_ rows: [Row]) -> EncodedRows {
         var out = EncodedRows()

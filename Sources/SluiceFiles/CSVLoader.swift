@@ -120,6 +120,37 @@ public struct CSVFormat: Sendable {
 }
 
 extension CSVFormat {
+    /// `value`'s JSON text as `appendText` writes a text: written in place, then, if it
+    /// needs quotes, spread out from its end to make room for them and its doubled quotes.
+    func appendJSONText(_ value: Value, to out: inout [UInt8]) {
+        let start = out.count
+        JSONWriter.write(value, into: &out)
+        let quotes = out.withUnsafeBufferPointer { all -> Int? in
+            let text = UnsafeBufferPointer(rebasing: all[start...])
+            guard !text.isEmpty, needsQuotes(text) else { return nil }
+            return text.reduce(0) { $0 + ($1 == 0x22 ? 1 : 0) }
+        }
+        guard let quotes else { return }
+        let end = out.count
+        out.append(contentsOf: repeatElement(0, count: quotes + 2))
+        out.withUnsafeMutableBufferPointer { b in
+            var to = b.count - 1
+            b[to] = 0x22
+            var from = end - 1
+            while from >= start {
+                let c = b[from]
+                to -= 1
+                b[to] = c
+                if c == 0x22 {
+                    to -= 1
+                    b[to] = 0x22
+                }
+                from -= 1
+            }
+            b[start] = 0x22
+        }
+    }
+
     /// Whether any byte is the delimiter, a quote, CR or LF: eight bytes at a time (a
     /// byte equal to one of them is a zero byte of the word XORed with it repeated), the
     /// last few one by one. Every text value of every row is scanned.
@@ -153,6 +184,13 @@ public struct CSVRowEncoder: RowEncoder {
     public func append(_ value: Value, column: Int, to out: inout [UInt8]) {
         if column > 0 { out.append(format.delimiter) }
         format.appendField(value, to: &out)
+    }
+
+    /// The JSON text written straight into the row, quoted as `append` quotes text: no
+    /// string of it is made (three JSON columns a record of the benchmark's pipeline).
+    public func appendJSON(_ value: Value, column: Int, to out: inout [UInt8]) {
+        if column > 0 { out.append(format.delimiter) }
+        format.appendJSONText(value, to: &out)
     }
 
     public func endRow(_ out: inout [UInt8]) { format.appendRowEnd(to: &out) }

@@ -175,6 +175,47 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         #expect(ours.dropFirst().map { $0 } == Self.values.map { $0.map(CSVFormat.text) })
     }
 
+    /// JSON values whose text needs quotes or not, with quotes to double at its start, end
+    /// and both, and with each delimiter inside.
+    static let jsonValues: [Value] = [
+        .int(5), .bool(true), .double(2.5), .string(""), .string("x"), .string("a,b;c\td"), .string("say \"hi\"\n"),
+        .array([]), .array([.int(1), .int(2)]), .object(Fields()), .object(Fields(["k": .string("v\"w"), "n": .null])),
+        .object(Fields(["nested": .object(Fields(["a": .array([.string("é,"), .double(-0.5), .bool(false)])]))])),
+        .string("ünïcödé and \u{1F600}"), .largeInteger("123456789012345678901234567890"),
+    ]
+
+    /// `appendJSON` writes the JSON text in place as `append` writes that text as a string:
+    /// the same bytes, and Python's csv module reads back the text itself.
+    @Test(arguments: [UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "\t")])
+    func jsonWrittenInPlaceIsQuotedAsItsText(delimiter: UInt8) throws {
+        let encoder = CSVRowEncoder(format: CSVFormat(delimiter: delimiter))
+        var direct: [UInt8] = [], viaText: [UInt8] = []
+        for value in Self.jsonValues {
+            for out in [0, 1] {
+                let text = JSONWriter.string(value)
+                if out == 0 {
+                    encoder.append(.string("before"), column: 0, to: &direct)
+                    encoder.appendJSON(value, column: 1, to: &direct)
+                    encoder.append(.string("after"), column: 2, to: &direct)
+                    encoder.endRow(&direct)
+                } else {
+                    encoder.append(.string("before"), column: 0, to: &viaText)
+                    encoder.append(.string(text), column: 1, to: &viaText)
+                    encoder.append(.string("after"), column: 2, to: &viaText)
+                    encoder.endRow(&viaText)
+                }
+            }
+        }
+        #expect(direct == viaText)
+        let dir = try TestSupport.scratchDirectory("csvjson")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data(direct).write(to: URL(fileURLWithPath: dir + "/o.csv"))
+        let json = try TestSupport.python(script: TestSupport.repoRoot + "/Tests/SluiceFilesTests/csv_reference.py",
+                                          [dir + "/o.csv", String(UnicodeScalar(delimiter))])
+        let rows = try JSONSerialization.jsonObject(with: json) as! [[String]]
+        #expect(rows == Self.jsonValues.map { ["before", JSONWriter.string($0), "after"] })
+    }
+
     @Test(arguments: [
         (Value.null, ""), (.string(""), "\"\""), (.string("a"), "a"), (.string("a\"b"), "\"a\"\"b\""),
         (.string("x,y"), "\"x,y\""), (.string("l1\nl2"), "\"l1\nl2\""), (.int(7), "7"), (.bool(false), "false"),
