@@ -184,6 +184,11 @@ final class ASNTable: Sendable {
         var starts: [Key] = []
         var ends: [Key] = []
         var rows: [Row] = []
+        /// For IPv4 (`indexed`): per /16 prefix `p`, the first range starting at or above
+        /// `p << 16`, and the count at 65536. A search looks only between the first range
+        /// of the key's /16 and the next /16's (finding none there at or below the key, it
+        /// takes the range before, which may reach into the /16).
+        var firstOfPrefix: [UInt32] = []
 
         mutating func append(_ start: Key, _ end: Key, _ row: Row) {
             starts.append(start)
@@ -192,14 +197,33 @@ final class ASNTable: Sendable {
         }
 
         /// By start, ranges with the same start in file order.
-        func sorted() -> Ranges {
+        /// Sorted by start; with `indexed`, the IPv4 /16 index too (keys of IPv4
+        /// addresses: their 32 bits in `low`).
+        func sorted(indexed: Bool) -> Ranges {
             let order = starts.indices.sorted { starts[$0] != starts[$1] ? starts[$0] < starts[$1] : $0 < $1 }
-            return Ranges(starts: order.map { starts[$0] }, ends: order.map { ends[$0] }, rows: order.map { rows[$0] })
+            var out = Ranges(starts: order.map { starts[$0] }, ends: order.map { ends[$0] }, rows: order.map { rows[$0] })
+            if indexed {
+                out.firstOfPrefix.reserveCapacity(65_537)
+                var r = 0
+                for prefix in 0...65_536 {
+                    let first = Key(high: 0, low: UInt64(prefix) << 16)
+                    while r < out.starts.count, out.starts[r] < first { r += 1 }
+                    out.firstOfPrefix.append(UInt32(r))
+                }
+            }
+            return out
         }
 
         func find(_ key: Key) -> Row? {
-            starts.withUnsafeBufferPointer { starts in
-                var lo = 0, hi = starts.count
+            var lo = 0, hi = starts.count
+            if !firstOfPrefix.isEmpty, key.high == 0, key.low <= UInt64(UInt32.max) {
+                let prefix = Int(key.low >> 16)
+                lo = Int(firstOfPrefix[prefix])
+                hi = Int(firstOfPrefix[prefix + 1])
+            }
+            return starts.withUnsafeBufferPointer { starts in
+                // The first range above the key in [lo, hi); the one before it is the last
+                // starting at or below the key.
                 while lo < hi {
                     let mid = (lo + hi) / 2
                     if starts[mid] <= key { lo = mid + 1 } else { hi = mid }
@@ -247,8 +271,8 @@ final class ASNTable: Sendable {
             let (start, end) = (Key(high: a.high, low: a.low), Key(high: b.high, low: b.low))
             if a.v4 != nil { v4.append(start, end, row) } else { v6.append(start, end, row) }
         }
-        self.v4 = v4.sorted()
-        self.v6 = v6.sorted()
+        self.v4 = v4.sorted(indexed: true)
+        self.v6 = v6.sorted(indexed: false)
     }
 
     func find(_ ip: IPAddress) -> Row? {
