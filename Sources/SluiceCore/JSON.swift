@@ -21,9 +21,10 @@ public struct JSONError: Error, Sendable, Hashable, CustomStringConvertible {
 public struct JSONParser {
     public static let maxDepth = 512
 
-    /// Parses one complete JSON text.
-    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONError) -> Value {
-        var p = JSONParser(bytes)
+    /// Parses one complete JSON text; short strings through `strings` when given (a reader
+    /// of many lines of one log keeps one).
+    public static func parse(_ bytes: UnsafeRawBufferPointer, strings: JSONStringCache? = nil) throws(JSONError) -> Value {
+        var p = JSONParser(bytes, strings: strings)
         p.skipWhitespace()
         let v = try p.parseValue(depth: 0)
         p.skipWhitespace()
@@ -46,10 +47,12 @@ public struct JSONParser {
     private let base: UnsafePointer<UInt8>?
     private let end: Int
     private var i = 0
+    private let strings: JSONStringCache?
 
-    private init(_ bytes: UnsafeRawBufferPointer) {
+    private init(_ bytes: UnsafeRawBufferPointer, strings: JSONStringCache? = nil) {
         base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
         end = bytes.count
+        self.strings = strings
     }
 
     @inline(__always) private func byte(_ at: Int) -> UInt8 { base![at] }
@@ -99,7 +102,7 @@ public struct JSONParser {
         while true {
             skipWhitespace()
             guard i < end, byte(i) == UInt8(ascii: "\"") else { throw error(.malformed, "expected a string key") }
-            let key = try parseString()
+            let key = try parseString(name: true)
             skipWhitespace()
             guard i < end, byte(i) == UInt8(ascii: ":") else { throw error(.malformed, "expected ':'") }
             i += 1
@@ -140,12 +143,25 @@ public struct JSONParser {
         }
     }
 
-    private mutating func parseString() throws(JSONError) -> String {
+    /// A string's text; a field name (`name`) of up to 15 bytes through `strings`.
+    private mutating func parseString(name: Bool = false) throws(JSONError) -> String {
         i += 1
         let start = i
         // Fast path: no escapes, plain bytes up to the closing quote.
         var hasEscape = false
         var ascii = true
+        // Eight bytes at a time while none is a quote, a backslash, a control character or
+        // non-ASCII (a byte equal to one of them is a zero byte of the word XORed with it
+        // repeated; a byte below 0x20 or above 0x7F, a set bit of `w - 0x20..` or `w`), then
+        // byte by byte from the word that has one.
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        while i + 8 <= end {
+            let w = UnsafeRawPointer(base! + i).loadUnaligned(as: UInt64.self)
+            let quote = w ^ (0x22 &* ones), backslash = w ^ (0x5C &* ones)
+            let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (w &- 0x20 &* ones) | w
+            if special & highs != 0 { break }
+            i += 8
+        }
         while i < end {
             let c = byte(i)
             if c == UInt8(ascii: "\"") { break }
@@ -158,6 +174,17 @@ public struct JSONParser {
         if !hasEscape {
             let buffer = UnsafeBufferPointer(start: base! + start, count: i - start)
             i += 1
+            // Names only: a log's values of up to 15 bytes (IPv4 addresses, fingerprints)
+            // are too many, and would push its few names out.
+            if name, let strings, buffer.count <= JSONStringCache.longest {
+                return try strings.string(buffer, paddedTo: end - start) { () throws(JSONError) -> String in
+                    if ascii { return String(decoding: buffer, as: UTF8.self) }
+                    guard let s = String(validating: buffer, as: UTF8.self) else {
+                        throw JSONError(kind: .invalidUTF8, offset: start, problem: "invalid UTF-8 in a string")
+                    }
+                    return s
+                }
+            }
             if ascii { return String(decoding: buffer, as: UTF8.self) }
             guard let s = String(validating: buffer, as: UTF8.self) else {
                 throw JSONError(kind: .invalidUTF8, offset: start, problem: "invalid UTF-8 in a string")
@@ -287,6 +314,52 @@ public struct JSONParser {
 /// Writes `Value`s as compact JSON text: keys in their order, no spaces, non-ASCII
 /// characters as they are, the escapes of RFC 8259 for `"`, `\` and control characters
 /// (the same text as Python's `json.dumps(v, ensure_ascii=False, separators=(",", ":"))`).
+/// The short strings (up to 15 UTF-8 bytes, which a `String` holds in place) a parser
+/// made last, by their bytes, in 1,024 slots: the field names and the values a log repeats
+/// on every line (`timestamp`, `POST`, `error`) are made once and then copied, not
+/// validated and made again. One per reading thread: not `Sendable`.
+public final class JSONStringCache {
+    public static let longest = 15
+    private static let slotBits = 10
+    /// Per slot: the bytes (zero-padded, little-endian) with the length in the top byte,
+    /// and the string.
+    private let keys: UnsafeMutablePointer<(UInt64, UInt64)>
+    private let values: UnsafeMutablePointer<String>
+
+    public init() {
+        keys = .allocate(capacity: 1 << Self.slotBits)
+        keys.initialize(repeating: (0, 0), count: 1 << Self.slotBits) // length 0: the empty string
+        values = .allocate(capacity: 1 << Self.slotBits)
+        values.initialize(repeating: "", count: 1 << Self.slotBits)
+    }
+
+    deinit {
+        keys.deallocate()
+        values.deinitialize(count: 1 << Self.slotBits)
+        values.deallocate()
+    }
+
+    /// The string of `bytes` (at most `longest` of them): the one made before from the same
+    /// bytes, or `make()`'s, kept for the next time. `readable` bytes from the start may be
+    /// read: with fewer than 16 (two words, masked to the string's bytes), `make()`'s.
+    @inline(__always)
+    func string<E: Error>(_ bytes: UnsafeBufferPointer<UInt8>, paddedTo readable: Int, make: () throws(E) -> String) throws(E) -> String {
+        let n = bytes.count
+        guard readable >= 16, let base = bytes.baseAddress else { return try make() }
+        let raw = UnsafeRawPointer(base)
+        let w0 = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
+        let w1 = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        var words = (n >= 8 ? w0 : w0 & ((1 << UInt64(8 * n)) &- 1), n <= 8 ? 0 : w1 & ((1 << UInt64(8 * (n - 8))) &- 1))
+        words.1 |= UInt64(n) << 56
+        let slot = Int(truncatingIfNeeded: ((words.0 &* 0x9E37_79B9_7F4A_7C15) ^ (words.1 &* 0xC2B2_AE3D_27D4_EB4F)) >> (64 - Self.slotBits))
+        if keys[slot] == words { return values[slot] }
+        let made = try make()
+        keys[slot] = words
+        values[slot] = made
+        return made
+    }
+}
+
 public enum JSONWriter {
     /// The JSON text of a value, made in one allocation: the text's length is counted
     /// first, then the text is written straight into the string's own storage. (Written

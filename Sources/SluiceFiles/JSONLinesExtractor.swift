@@ -57,6 +57,8 @@ final class JSONLinesSource: RecordSource {
     private var reader: LineReader?
     private var byteSource: (any ByteSource)?
     private var current: InputFile?
+    /// Short strings made for earlier lines (field names, repeated values).
+    private let strings = JSONStringCache()
 
     init(files: [String], root: String, maxLineBytes: Int, checkpoints: [String: SourceCheckpoint]) {
         self.files = files.reversed()
@@ -125,7 +127,7 @@ final class JSONLinesSource: RecordSource {
                 more = try reader.read(maxEvents: limit - batch.records.count - batch.deadLetters.count) { event in
                     switch event {
                     case .line(let bytes, let line, let offset):
-                        Self.parse(bytes, position: SourcePosition(file: display, line: line, offset: offset, fileID: id), into: &batch)
+                        Self.parse(bytes, position: SourcePosition(file: display, line: line, offset: offset, fileID: id), strings: strings, into: &batch)
                     case .tooLong(let line, let offset, let length):
                         batch.deadLetters.append(DeadLetter(kind: .lineTooLong, position: SourcePosition(file: display, line: line, offset: offset, fileID: id),
                                                             message: "line of \(length) bytes is longer than max_line_bytes (\(maxLineBytes))"))
@@ -153,13 +155,13 @@ final class JSONLinesSource: RecordSource {
         current = nil
     }
 
-    static func parse(_ bytes: UnsafeRawBufferPointer, position: SourcePosition, into batch: inout RecordBatch) {
+    static func parse(_ bytes: UnsafeRawBufferPointer, position: SourcePosition, strings: JSONStringCache? = nil, into batch: inout RecordBatch) {
         // Blank lines are not records.
         var blank = true
         for b in bytes where !(b == 0x20 || b == 0x09 || b == 0x0D) { blank = false; break }
         if blank { return }
         do {
-            let value = try JSONParser.parse(bytes)
+            let value = try JSONParser.parse(bytes, strings: strings)
             guard case .object(let fields) = value else {
                 batch.deadLetters.append(DeadLetter(kind: .notAnObject, position: position, message: "line is JSON \(value.typeName), not an object", raw: raw(bytes)))
                 return

@@ -123,6 +123,46 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         #expect(ours == theirs)
     }
 
+    /// What the parser scans for eight bytes at a time (a closing quote, an escape, a
+    /// control character, a non-ASCII byte), at every place of a 24-byte string, as a value
+    /// and as a field name, each text parsed twice with one name cache (the second time
+    /// from it): the values Python reads, or the same error.
+    @Test(arguments: [#"\""#, #"\\"#, #"\n"#, #"\u00e9"#, "é", "İ", "\u{01}", "\u{1F}", "\u{7F}"])
+    func specialBytesAtEveryPlace(special: String) throws {
+        var texts: [String] = []
+        for at in 0...24 {
+            let s = String(repeating: "a", count: at) + special + String(repeating: "b", count: 24 - at)
+            texts.append(#"{"v":""# + s + #"","# + #"""# + s + #"":1,"short\#(at % 16)":""# + String(repeating: "c", count: at % 16) + #""}"#)
+        }
+        let cache = JSONStringCache()
+        let answers = try reference(texts.map { ["op": "dumps", "text": $0] })
+        for (text, answer) in zip(texts, answers) {
+            let bytes = Array(text.utf8)
+            for _ in 0..<2 {
+                let parsed = bytes.withUnsafeBytes { raw in Result { () throws(JSONError) -> Value in try JSONParser.parse(raw, strings: cache) } }
+                let ours = try? JSONWriter.string(parsed.get())
+                #expect(ours == answer as? String, "\(text)")
+            }
+        }
+    }
+
+    /// More names than the cache has slots, sharing their first 8 bytes or differing only
+    /// in length, non-ASCII among them, each parsed three times through one cache: every
+    /// time, the name that was written.
+    @Test func namesThroughTheCacheAreTheirOwn() throws {
+        var names = (0..<3_000).map { "abcdefgh\($0)" } + (0..<16).map { String(repeating: "x", count: $0) }
+        names += ["é", "éé", "ab", "ab ", " ab", "İstanbul", "istanbul", "a\tb"]
+        let cache = JSONStringCache()
+        var rng = SplitMix64(seed: 7)
+        for round in 0..<3 {
+            for name in names.shuffled(using: &rng) {
+                let text = #"{""# + JSONWriter.string(.string(name)).dropFirst().dropLast() + #"":\#(round)}"#
+                let parsed = try Array(text.utf8).withUnsafeBytes { raw in try Result { () throws(JSONError) -> Value in try JSONParser.parse(raw, strings: cache) }.get() }
+                #expect(parsed == .object(Fields([Fields.Field(name, .int(Int64(round)))])), "\(name)")
+            }
+        }
+    }
+
     static let malformed: [(String, JSONError.Kind)] = [
         (#"{"a":1"#, .malformed), (#"{"a":1}x"#, .malformed), (#"{'a':1}"#, .malformed), ("[1,]", .malformed),
         ("01", .malformed), ("\"a\tb\"", .malformed), (#""\x""#, .malformed), (#""\ud800""#, .malformed),

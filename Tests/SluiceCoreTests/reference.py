@@ -70,7 +70,11 @@ for line in sys.stdin:
     elif op == "position_key":
         out = position_key(req["pipeline"], req["file"], req["offset"])
     elif op == "dumps":
-        out = json.dumps(json.loads(req["text"]), ensure_ascii=False, separators=(",", ":"))
+        # null when Python's json refuses the text (a control character in a string).
+        try:
+            out = json.dumps(json.loads(req["text"]), ensure_ascii=False, separators=(",", ":"))
+        except ValueError:
+            out = None
     elif op == "path":
         # The value at a dotted path (object keys by their code points, list indexes), or
         # {"missing": true}.
