@@ -73,7 +73,7 @@ public struct Fields: Sendable, Hashable, Sequence {
     }
 
     public private(set) var storage: [Field]
-    /// Bits for each name the fields hold (`nameBit`): a name with a bit clear is not
+    /// Bits for each name the fields hold (`nameBits`): a name with a bit clear is not
     /// here, found without a scan (paths that records often lack, a stage's new field).
     /// A removed field's bits may stay set: set bits only mean "look".
     private var names64: UInt64 = 0
@@ -81,7 +81,7 @@ public struct Fields: Sendable, Hashable, Sequence {
     public init() { storage = [] }
     public init(_ fields: [Field]) {
         storage = fields
-        for f in fields { names64 |= Self.nameBit(f.name) }
+        for f in fields { names64 |= Self.nameBits(f.name) }
     }
     public init(_ pairs: KeyValuePairs<String, Value>) {
         self.init(pairs.map { Field($0.key, $0.value) })
@@ -93,7 +93,7 @@ public struct Fields: Sendable, Hashable, Sequence {
     /// names it lacks (a stage's new field) to a scan. The bytes are read from the
     /// string's own buffer: `utf8.last` (a generic walk back from the end) was 1.8% of a
     /// 1M-line run's samples.
-    @inline(__always) public static func nameBit(_ name: String) -> UInt64 {
+    @inline(__always) public static func nameBits(_ name: String) -> UInt64 {
         let u = name.utf8
         let ends = u.withContiguousStorageIfAvailable { ($0.first ?? 0, $0.last ?? 0) } ?? (u.first ?? 0, u.last ?? 0)
         let n = UInt64(u.count)
@@ -118,7 +118,7 @@ public struct Fields: Sendable, Hashable, Sequence {
     }
 
     public func index(of name: String) -> Int? {
-        let bits = Self.nameBit(name)
+        let bits = Self.nameBits(name)
         guard names64 & bits == bits else { return nil }
         return storage.firstIndex { Self.sameName($0.name, name) }
     }
@@ -127,7 +127,7 @@ public struct Fields: Sendable, Hashable, Sequence {
     /// their fields in one order, a field or two more or less shifting the rest), then
     /// everywhere.
     public func index(of name: String, from start: Int) -> Int? {
-        let bits = Self.nameBit(name)
+        let bits = Self.nameBits(name)
         guard names64 & bits == bits else { return nil }
         let n = storage.count
         // At `start`, then one and two places either side (no array of offsets: this is
@@ -146,8 +146,8 @@ public struct Fields: Sendable, Hashable, Sequence {
     /// place or appends it.
     public subscript(name: String) -> Value? {
         get {
-            let bits = Self.nameBit(name)
-        guard names64 & bits == bits else { return nil }
+            let bits = Self.nameBits(name)
+            guard names64 & bits == bits else { return nil }
             for field in storage where Self.sameName(field.name, name) { return field.value }
             return nil
         }
@@ -164,7 +164,7 @@ public struct Fields: Sendable, Hashable, Sequence {
     /// have checked already).
     public mutating func appendUnchecked(_ name: String, _ value: Value) {
         storage.append(Field(name, value))
-        names64 |= Self.nameBit(name)
+        names64 |= Self.nameBits(name)
     }
 
     public mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
@@ -228,27 +228,17 @@ public struct PathReader: Sendable {
         guard let first = components.first, let i = fields.index(of: first, from: hint0) else { return body(nil) }
         hint0 = i
         if components.count == 1 { return body(fields.storage[i].value) }
-        // Component 1 here, not in a call: a value a call is made on is copied first.
-        switch fields.storage[i].value {
-        case .object(let nested):
-            guard let j = nested.index(of: components[1], from: hint1) else { return body(nil) }
-            hint1 = j
-            if components.count == 2 { return body(nested.storage[j].value) }
-            return nested.storage[j].value.deeper(components, 2, &hints, body)
-        case .array(let items):
-            guard let index = Int(components[1]), items.indices.contains(index) else { return body(nil) }
-            if components.count == 2 { return body(items[index]) }
-            return items[index].deeper(components, 2, &hints, body)
-        default:
-            return body(nil)
-        }
+        return fields.storage[i].value.walk(components, 1, &hint1, &hints, body)
     }
 }
 
 extension Value {
-    /// `body` of the value at `components[k...]` below this one (k >= 2: paths this deep
-    /// are rare), looking for component `k` at `hint` first (each next one's in `hints`).
-    private func descend<R>(_ components: [String], _ k: Int, _ hint: inout Int, _ hints: inout [Int], _ body: (Value?) -> R) -> R {
+    /// `body` of the value at `components[k...]` below this one, component `k` looked for
+    /// at `hint` first (each next one's in `hints`). Inlined into its caller: a value a
+    /// call is made on is copied first, and this is on every path of every record; paths
+    /// deeper than two components (rare) go on through `deeper`.
+    @inline(__always)
+    fileprivate func walk<R>(_ components: [String], _ k: Int, _ hint: inout Int, _ hints: inout [Int], _ body: (Value?) -> R) -> R {
         let last = k + 1 == components.count
         switch self {
         case .object(let nested):
@@ -265,11 +255,11 @@ extension Value {
         }
     }
 
-    /// `descend` to component `k` >= 2, whose hint is `hints[k - 2]`.
-    fileprivate func deeper<R>(_ components: [String], _ k: Int, _ hints: inout [Int], _ body: (Value?) -> R) -> R {
+    /// `walk` from component `k` >= 2, whose hint is `hints[k - 2]`.
+    private func deeper<R>(_ components: [String], _ k: Int, _ hints: inout [Int], _ body: (Value?) -> R) -> R {
         var hint = hints[k - 2]
         defer { hints[k - 2] = hint }
-        return descend(components, k, &hint, &hints, body)
+        return walk(components, k, &hint, &hints, body)
     }
 }
 

@@ -301,7 +301,7 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
     @Test(arguments: [["+ab", "+!b", "-ab", "?ab", "?!b"], ["+ab", "-ab", "?ab", "+ab", "?ab"], ["+x", "+!b", "-!b", "-x", "?x"],
                       ["+a", "+b", "-a", "+a", "?a", "?b"]])
     func namesAfterRemovals(ops: [String]) {
-        #expect(Fields.nameBit("ab") == Fields.nameBit("!b"))
+        #expect(Fields.nameBits("ab") == Fields.nameBits("!b"))
         var fields = Fields()
         var model: [(String, Int64)] = [] // the fields as a plain list
         for (n, op) in ops.enumerated() {
