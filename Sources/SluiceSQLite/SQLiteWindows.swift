@@ -319,7 +319,15 @@ extension SQLiteStateStore {
             try db.execute(sql: "DELETE FROM window_events WHERE scope_id = ? AND event_time < ?", arguments: [scopeID, before])
             ledgerLock.withLock { ledgerKnown.windows[scope]?.forget(upTo: before - 1) }
         }
-        pending.scopes = [:]
+        // Emptied, their tables kept: rebuilt from nothing, they grew (every entry hashed
+        // again) a dozen times between two writes.
+        // (By index, in place: a view of the keys would share the table, and make every
+        // scope's tables copies.)
+        var i = pending.scopes.startIndex
+        while i != pending.scopes.endIndex {
+            pending.scopes.values[i].removeAll()
+            pending.scopes.formIndex(after: &i)
+        }
         pending.pruneBefore = [:]
         pending.count = 0
     }
@@ -327,7 +335,7 @@ extension SQLiteStateStore {
     /// Writes pending window events now (a run ends; tests).
     public func flushWindowEvents() throws {
         try pendingLock.withLock {
-            guard pending.count > 0 || !pending.scopes.isEmpty || !pending.pruneBefore.isEmpty else { return }
+            guard pending.count > 0 || pending.scopes.values.contains(where: { !$0.events.isEmpty }) || !pending.pruneBefore.isEmpty else { return }
             try writeForgettingIDsOnFailure { db in try writePendingWindowEvents(db) }
         }
     }
@@ -736,6 +744,14 @@ struct PendingWindowScope {
 
     @inline(__always) private static func setIfAbsent(_ slot: inout Int64, _ value: Int64, _ added: inout Bool) {
         if slot == -1 { slot = value; added = true }
+    }
+
+    /// Forgets every event, keeping the tables' room for the next ones.
+    mutating func removeAll() {
+        events.removeAll(keepingCapacity: true)
+        sequenceOf.removeAll(keepingCapacity: true)
+        byKey.removeAll(keepingCapacity: true)
+        minTime = .max
     }
 
     /// Forgets events older than `before`; returns how many.
