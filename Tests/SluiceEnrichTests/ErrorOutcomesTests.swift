@@ -6,7 +6,7 @@ import SluiceTestSupport
 import Testing
 
 /// `error_code` keeps the outcome of each text from batch to batch (`ErrorOutcomes`, up to
-/// its limit, then starting over). Over batches of several sizes and more distinct texts
+/// its limit, then starting over; an outcome with a long value only within a batch). Over batches of several sizes and more distinct texts
 /// than the limit, each record's code and values must be what the matcher itself gives
 /// for its text, and each unknown text must be counted every time it occurs.
 @Suite struct ErrorOutcomesTests {
@@ -24,6 +24,8 @@ import Testing
                      "Something exploded", "Etwas ist kaputt"]
         let numbered = (0..<(ErrorOutcomes.limit + 500)).map { "Пароль слишком короткий (минимум \($0) символа)" }
             + (0..<300).map { "Unknown thing number \($0)" }
+            // Values too long to be held in place: matched once a batch instead.
+            + (0..<200).map { "Deposit amount is too small (minimum \($0 * 1_000_003).50 TRY)" }
         let texts = (0..<(3 * numbered.count)).map { n in
             n % 3 == 0 ? fixed[Int(rng.next() % UInt64(fixed.count))] : numbered[Int(rng.next() % UInt64(numbered.count))]
         }
@@ -53,5 +55,8 @@ import Testing
             #expect(values[n] == expectedValues, "\(text)")
         }
         #expect(stage.unknown.take(context)?.total == unknownExpected)
+        // Both kinds of outcome were there: values held in place, and longer ones.
+        #expect(values.contains { if case .string(let v) = $0 { v.utf8.count > 15 } else { false } })
+        #expect(values.contains { if case .string(let v) = $0 { v.utf8.count <= 15 } else { false } })
     }
 }
