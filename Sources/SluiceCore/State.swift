@@ -100,9 +100,32 @@ public struct WindowQuery: Sendable, Hashable {
     }
 }
 
-/// A window key as stores hold it in memory: 88 bits of two SipHashes of its text with
-/// the process's random seed (Swift's `Hasher`, told apart by a leading byte): 64 of one,
-/// the top 24 of the other. Two keys share them with a chance of 2^-88 a pair (~10^-16
+/// 128 bits of a text for tables kept in memory only: two SipHashes with the process's
+/// random seed (Swift's `Hasher`), told apart by a leading byte. Two texts share them
+/// with a chance of 2^-128 a pair, and nobody outside the process can aim for it.
+public struct TextHash: Sendable, Hashable {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(_ text: String) {
+        var a = Hasher(), b = Hasher()
+        a.combine(0 as UInt8)
+        a.combine(text)
+        b.combine(1 as UInt8)
+        b.combine(text)
+        high = UInt64(bitPattern: Int64(a.finalize()))
+        low = UInt64(bitPattern: Int64(b.finalize()))
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(high)
+        hasher.combine(low)
+    }
+}
+
+/// A window key as stores hold it in memory: 88 bits of its text's `TextHash` (two
+/// SipHashes with the process's random seed): 64 of one, the top 24 of the other (an
+/// event of a store's copy takes 24 bytes). Two keys share them with a chance of 2^-88 a pair (~10^-16
 /// for the 170,000 keys of the benchmark's busiest window), and nobody outside the
 /// process can aim for it (the seed is random per process; it is never stored). Made
 /// once per event (`WindowEvent.keyHash`), not at each of a store's lookups.
@@ -112,13 +135,9 @@ public struct WindowKeyHash: Sendable, Hashable {
     public var low: UInt64
 
     public init(_ key: String) {
-        var a = Hasher(), b = Hasher()
-        a.combine(0 as UInt8)
-        a.combine(key)
-        b.combine(1 as UInt8)
-        b.combine(key)
-        high = UInt64(bitPattern: Int64(a.finalize()))
-        low = UInt64(bitPattern: Int64(b.finalize())) >> 40
+        let hash = TextHash(key)
+        high = hash.high
+        low = hash.low >> 40
     }
 
     /// Two words of a Hasher (cheaper than the key's text to hash again).

@@ -37,7 +37,7 @@ public struct ErrorCode: Transformer {
                 continue
             }
             let result: (code: Value, values: Value, unknown: Bool)
-            let hash = ErrorOutcomes.TextHash(message)
+            let hash = TextHash(message)
             if let known = shared[hash] ?? memo[message] {
                 result = known
                 if known.unknown { unknown.record(message) } // counted each time it occurs
@@ -111,8 +111,7 @@ public struct ErrorCode: Transformer {
 /// depends on the stage's catalogs alone.
 ///
 /// The table holds no string of its own, so that it pins nothing in the heap: texts by a
-/// 128-bit hash (two SipHashes with the process's random seed: two texts share one with
-/// a chance of 2^-128 a pair, and nobody outside the process can aim for it), and only
+/// 128-bit hash (`TextHash`: two texts share one with a chance of 2^-128 a pair), and only
 /// outcomes whose strings are the matcher's own codes and values of up to 15 bytes (held
 /// in place). Keyed by the texts themselves, the table kept texts that the read-ahead
 /// thread had allocated among its records: a 3-day backfill peaked 5 MB higher.
@@ -124,19 +123,6 @@ public final class ErrorOutcomes: Sendable {
     nonisolated(unsafe) private var table: [TextHash: Outcome] = [:]
 
     public init() {}
-
-    struct TextHash: Hashable {
-        var a: UInt64, b: UInt64
-        init(_ text: String) {
-            var x = Hasher(), y = Hasher()
-            x.combine(0 as UInt8)
-            x.combine(text)
-            y.combine(1 as UInt8)
-            y.combine(text)
-            a = UInt64(bitPattern: Int64(x.finalize()))
-            b = UInt64(bitPattern: Int64(y.finalize()))
-        }
-    }
 
     /// Whether an outcome can be kept: no string but a code (the matcher's, or `UNKNOWN`)
     /// and values short enough to be held in place.
