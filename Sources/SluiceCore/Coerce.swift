@@ -106,9 +106,13 @@ public struct SchemaCoercer: Sendable {
                 continue
             }
             if projection.columns[c].asJSON, columns[index].plain, columns[index].type == .string {
-                readers[c].withValue(in: record.fields) { v in
-                    if let v, !v.isNull { json(index, v) } else { body(index, .null) }
+                let present = readers[c].withValue(in: record.fields) { v -> Bool in
+                    guard let v, !v.isNull else { return false }
+                    json(index, v)
+                    return true
                 }
+                // Absent or null: null, or the error of a REQUIRED column.
+                if !present, let error = coerce(nil, index, body) { return error }
                 continue
             }
             // The closure takes what the common case needs, not `self` (a copy of the

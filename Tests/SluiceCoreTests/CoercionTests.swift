@@ -157,6 +157,37 @@ import Testing
         #expect(try SchemaCoercer(schema: schema, keyColumn: nil).row(for: record).get().values == expected)
     }
 
+    /// A column a projection takes as JSON text into a STRING column: streamed (its value
+    /// given to `json` as it is) it must give what the row of the same projection holds
+    /// (the text made a string first): the JSON text, null for an absent or null value in
+    /// a NULLABLE column, and the error of a REQUIRED one.
+    @Test(arguments: [("NULLABLE", #"{"j":{"a":[1,"x"]}}"#), ("NULLABLE", #"{"j":null}"#), ("NULLABLE", "{}"), ("NULLABLE", #"{"j":"s"}"#),
+                      ("REQUIRED", #"{"j":{"a":1}}"#), ("REQUIRED", #"{"j":null}"#), ("REQUIRED", "{}"), ("REQUIRED", #"{"j":5}"#)])
+    func jsonColumnsStreamedAsTheirRows(mode: String, input: String) throws {
+        let schema = TableSchema(fields: [SchemaField(name: "j", type: .string, mode: SchemaField.Mode(rawValue: mode)!),
+                                          SchemaField(name: "n", type: .integer)])
+        let coercer = SchemaCoercer(schema: schema, keyColumn: nil)
+        let projection = Projection(columns: [Projection.Column(name: "j", path: FieldPath("j")!, asJSON: true),
+                                              Projection.Column(name: "n", path: FieldPath("n")!, asJSON: false)])
+        guard case .object(var fields) = try JSONParser.parse(input) else { Issue.record("not an object"); return }
+        fields["n"] = .int(7)
+        let record = Record(fields: fields, position: SourcePosition(file: "f", line: 1), key: "k")
+        let plan = coercer.plan(projection)
+        var readers = projection.columns.map { PathReader($0.path) }
+        let row = coercer.row(for: record, through: projection, plan: plan, readers: &readers)
+        var streamed: [Value] = []
+        let error = coercer.forEachValue(of: record, through: projection, plan: plan, readers: &readers,
+                                         json: { _, v in streamed.append(.string(JSONWriter.string(v))) }) { _, v in streamed.append(v) }
+        switch row {
+        case .success(let r):
+            #expect(error == nil)
+            #expect(streamed == r.values)
+        case .failure(let e):
+            #expect(error == e)
+        }
+        #expect((mode == "REQUIRED" && (input == "{}" || input.contains("null"))) == (error != nil))
+    }
+
     @Test(arguments: [(1.0, "1.0"), (0.1, "0.1"), (1e-05, "1e-05"), (1e16, "1e+16"), (123456789012.0, "123456789012.0"),
                       (1.5e300, "1.5e+300"), (-2.5, "-2.5"), (0.0001, "0.0001"), (1e15, "1000000000000000.0"), (Double.leastNonzeroMagnitude, "5e-324")])
     func doublesAreWrittenAsPythonReprDoes(value: Double, text: String) {
