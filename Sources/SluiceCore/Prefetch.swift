@@ -11,18 +11,20 @@ import CPrefetch
 /// Only a hint. It reads the records' own memory (the words that point to their arrays,
 /// and the byte that tells an object from other values) where a probe of this build's
 /// layout (`RecordLayout.probe`) found them; with any other layout it does nothing. A
-/// prefetch of any address never faults. The records must stay alive and unchanged while
-/// it is used (the loop over them).
+/// prefetch of any address never faults. It reads the records' array where it was made:
+/// the loop may change records in place, but must not add or remove any.
 public struct BatchPrefetcher {
     private let base: UnsafeRawPointer?
     private let count: Int
     private let layout: RecordLayout?
 
-    public init(_ records: [Record]) {
+    /// `records` is made unique here (copied if it shares its buffer), so that changing a
+    /// record in the loop does not move the array the prefetcher reads (a copy on write
+    /// would leave it reading one another owner may free).
+    public init(_ records: inout [Record]) {
         layout = RecordLayout.current
         count = records.count
-        // The records' buffer, valid while `records` (the batch's array) is neither
-        // changed nor freed: for the length of the caller's loop.
+        records.reserveCapacity(records.count)
         base = records.withUnsafeBytes { $0.baseAddress }
     }
 

@@ -290,7 +290,7 @@ public struct Runner: Sendable {
         var rows = [[Row]](repeating: [], count: coercers.count)
         for i in rows.indices { rows[i].reserveCapacity(batch.records.count) }
         var coerced: [Row] = []
-        let prefetch = BatchPrefetcher(batch.records)
+        let prefetch = BatchPrefetcher(&batch.records)
         for r in batch.records.indices { // by index: a record is borrowed, not copied
             prefetch(r)
             coerced.removeAll(keepingCapacity: true)

@@ -23,7 +23,7 @@ public struct EmailDomain: Transformer {
         // A batch has few distinct domains: each is compared with the providers once.
         var memo: [Substring: Value] = [:]
         var reader = PathReader(field)
-        let prefetch = BatchPrefetcher(batch.records) // the worker's first pass over the batch
+        let prefetch = BatchPrefetcher(&batch.records) // the worker's first pass over the batch
         for i in batch.records.indices {
             prefetch(i)
             var suggestion = Value.null

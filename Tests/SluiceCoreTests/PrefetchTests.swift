@@ -53,7 +53,7 @@ import Testing
             }
         }
         // And a loop with it runs over every record, the last ones included.
-        let prefetch = BatchPrefetcher(records)
+        let prefetch = BatchPrefetcher(&records)
         for r in records.indices { prefetch(r) }
     }
 }
