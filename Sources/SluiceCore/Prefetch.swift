@@ -1,5 +1,11 @@
 import CPrefetch
 
+/// Asks the CPU for the cache line at `address` (only a hint: never faults, whatever the
+/// address), for a loop that reads it a few iterations later.
+@inline(__always) public func prefetchHint(_ address: UnsafeRawPointer) {
+    sluice_prefetch(address)
+}
+
 /// Asks the CPU for the records a loop over a batch reaches next: their fields' arrays
 /// (8 records ahead) and the arrays of the objects among those fields (4 ahead).
 ///

@@ -132,9 +132,20 @@ public struct ASN: Transformer {
         let numberPath = db?.path(["autonomous_system_number"]), organisationPath = db?.path(["autonomous_system_organization"])
         let table = try tsv.map { try ASNTable.cached(context.inputPath($0)) }
         var ipReader = PathReader(ip)
+        // The batch's addresses first, then the table searched with the next ones' entries
+        // asked of the CPU ahead (`ASNTable.prefetch`): each search is a few cache misses
+        // at random places, which the loop then overlaps.
+        let addresses = batch.records.indices.map { i -> IPAddress? in
+            guard case .string(let text)? = ipReader.value(in: batch.records[i].fields) else { return nil }
+            return IPAddress(text)
+        }
         for i in batch.records.indices {
+            if let table {
+                if i + 8 < addresses.count, let a = addresses[i + 8] { table.prefetch(a, step: 0) }
+                if i + 4 < addresses.count, let a = addresses[i + 4] { table.prefetch(a, step: 1) }
+            }
             var number = Value.null, org = Value.null, country = Value.null
-            if case .string(let text)? = ipReader.value(in: batch.records[i].fields), let address = IPAddress(text) {
+            if let address = addresses[i] {
                 if let db, let numberPath, let organisationPath, let entry = try db.lookup(address) {
                     if let n = try numberPath.value(entry)?.int64Value { number = .string(String(n)) }
                     if let s = try organisationPath.value(entry)?.stringValue { org = .string(s) }
@@ -278,6 +289,22 @@ final class ASNTable: Sendable {
     func find(_ ip: IPAddress) -> Row? {
         let key = Key(high: ip.high, low: ip.low)
         return ip.v4 != nil ? v4.find(key) : v6.find(key)
+    }
+
+    /// Asks the CPU for what `find(ip)` reads first (an IPv4 address's /16 index entry:
+    /// step 0) or next (its ranges' first entries, from that index entry: step 1).
+    @inline(__always) func prefetch(_ ip: IPAddress, step: Int) {
+        guard let bits = ip.v4 else { return }
+        let prefix = Int(bits >> 16)
+        v4.firstOfPrefix.withUnsafeBufferPointer { index in
+            guard prefix + 1 < index.count, let base = index.baseAddress else { return }
+            if step == 0 { prefetchHint(base + prefix); return }
+            let first = Int(index[prefix])
+            guard first < v4.starts.count else { return }
+            v4.starts.withUnsafeBufferPointer { prefetchHint($0.baseAddress! + first) }
+            v4.ends.withUnsafeBufferPointer { prefetchHint($0.baseAddress! + first) }
+            v4.rows.withUnsafeBufferPointer { prefetchHint($0.baseAddress! + first) }
+        }
     }
 }
 
