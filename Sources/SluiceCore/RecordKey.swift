@@ -228,7 +228,13 @@ public struct RecordKeySet: Sendable {
     /// Adds a key; false when it was there already.
     @discardableResult
     public mutating func insert(_ key: String) -> Bool {
-        guard let bits = RecordKeyBits(key) else { return other.insert(key).inserted }
+        insert(key, bits: RecordKeyBits(key))
+    }
+
+    /// Adds a key whose bits (`RecordKeyBits(key)`) the caller has already.
+    @discardableResult
+    public mutating func insert(_ key: String, bits: RecordKeyBits?) -> Bool {
+        guard let bits else { return other.insert(key).inserted }
         if bits.isZero {
             defer { hasZero = true }
             return !hasZero
@@ -245,6 +251,16 @@ public struct RecordKeySet: Sendable {
                 return true
             }
             i = (i + 1) & mask
+        }
+    }
+
+    /// Asks the CPU for the slot an insert of `bits` looks at first: a loop inserting keys
+    /// calls it a few keys ahead (the table of a segment's keys is megabytes, and each
+    /// insert a cache miss at a random place). Only a hint.
+    @inline(__always) public func prefetch(_ bits: RecordKeyBits) {
+        slots.withUnsafeBufferPointer { table in
+            guard let base = table.baseAddress, !table.isEmpty else { return }
+            prefetchHint(base + (Int(truncatingIfNeeded: bits.low) & (table.count - 1)))
         }
     }
 

@@ -89,6 +89,7 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         for _ in 0..<2 {
             for key in keys.shuffled() + keys.prefix(100) {
                 #expect(ours.contains(key) == theirs.contains(key))
+                if let bits = RecordKeyBits(key) { ours.prefetch(bits) } // a hint: changes nothing
                 #expect(ours.insert(key) == theirs.insert(key).inserted)
             }
             #expect(ours.count == theirs.count)
