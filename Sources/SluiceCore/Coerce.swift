@@ -82,16 +82,11 @@ public struct SchemaCoercer: Sendable {
 
     /// The record's coerced values through `projection`, given to `body` in column order
     /// instead of gathered into a row (a sink that encodes them writes each at once). Stops
-    /// at the first column that does not coerce.
-    public func forEachValue(of record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader],
-                             _ body: (Int, Value) -> Void) -> CoercionError? {
-        forEachValue(of: record, through: projection, plan: plan, readers: &readers, json: { index, v in body(index, .string(JSONWriter.string(v))) }, body)
-    }
-
-    /// The same, but a column the projection takes as JSON text (`as: json`) into a STRING
-    /// column is given to `json` as the value itself, whose JSON text is the column's
-    /// value (an encoder writes it without making the text a string first); null stays
-    /// null. (Not an optional closure: that would escape, and box what it captures.)
+    /// at the first column that does not coerce. A column the projection takes as JSON text
+    /// (`as: json`) into a STRING column is given to `json` as the value itself, whose JSON
+    /// text is the column's value (an encoder writes it without making the text a string
+    /// first); absent or null, it is coerced as null. (Not an optional closure: that would
+    /// escape, and box what it captures.)
     public func forEachValue(of record: Record, through projection: Projection, plan: [Int?], readers: inout [PathReader],
                              json: (Int, Value) -> Void, _ body: (Int, Value) -> Void) -> CoercionError? {
         // Each value borrowed where it lies in the record (`Projection.withValue`), not

@@ -264,31 +264,23 @@ extension Value {
 }
 
 extension Fields {
-    /// Reads the value at a path whose first component is a top-level field.
+    /// Reads the value at a path whose first component is a top-level field (a numeric
+    /// component indexes an array). In place: no new path per lookup.
     public func value(at path: FieldPath) -> Value? {
         let components = path.components
-        return Self.walk(self, components) { object, k in object.index(of: components[k]) }
-    }
-
-    /// The value at `components` from `top`: `find` gives where component `k` is in an
-    /// object (a numeric component indexes an array). In place: no new path per lookup.
-    @inline(__always)
-    static func walk(_ top: Fields, _ components: [String], find: (Fields, Int) -> Int?) -> Value? {
-        guard !components.isEmpty, let first = find(top, 0) else { return nil }
-        var current = top.storage[first].value
-        var k = 1
-        while k < components.count {
+        guard let top = components.first, let first = index(of: top) else { return nil }
+        var current = storage[first].value
+        for component in components.dropFirst() {
             switch current {
             case .object(let nested):
-                guard let i = find(nested, k) else { return nil }
+                guard let i = nested.index(of: component) else { return nil }
                 current = nested.storage[i].value
             case .array(let items):
-                guard let index = Int(components[k]), items.indices.contains(index) else { return nil }
+                guard let index = Int(component), items.indices.contains(index) else { return nil }
                 current = items[index]
             default:
                 return nil
             }
-            k += 1
         }
         return current
     }
