@@ -209,6 +209,29 @@ public enum Timestamp {
         formatted(micros, zone: true)
     }
 
+    /// `YYYY-MM-DDTHH:MM:SSZ` of whole seconds since the epoch (what Foundation's
+    /// `ISO8601DateFormatter` writes by default), written here: that formatter builds an
+    /// ICU calendar and date format, whose tables (~3.5 MB of `lib_FoundationICU.so`
+    /// pages) then count in the process's resident memory for the rest of the run.
+    public static func formatSeconds(_ seconds: Int64) -> String {
+        // Years 1-9999 (a wall clock's); other times clamped to them.
+        let micros = (minMicros / 1_000_000...maxMicros / 1_000_000).contains(seconds) ? seconds * 1_000_000 : seconds < 0 ? minMicros : maxMicros
+        return String(unsafeUninitializedCapacity: 20) { out in
+            let p = out.baseAddress!
+            let (day, time) = dayAndTime(micros)
+            CivilDate(epochDay: day).write(into: p)
+            p[10] = UInt8(ascii: "T")
+            let (h, m, s, _) = clock(time)
+            writeDigits(h, 2, p + 11)
+            p[13] = UInt8(ascii: ":")
+            writeDigits(m, 2, p + 14)
+            p[16] = UInt8(ascii: ":")
+            writeDigits(s, 2, p + 17)
+            p[19] = UInt8(ascii: "Z")
+            return 20
+        }
+    }
+
     /// `YYYY-MM-DDTHH:MM:SS.ffffff` (no zone).
     public static func formatCivil(_ micros: Int64) -> String {
         formatted(micros, zone: false)

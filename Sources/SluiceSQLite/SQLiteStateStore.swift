@@ -297,7 +297,12 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    static func now() -> String { ISO8601DateFormatter().string(from: Date()) }
+    /// The wall clock as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
+    static func now() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp.formatSeconds(Int64(ts.tv_sec))
+    }
 
     // MARK: runs and dead letters
 

@@ -228,6 +228,15 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         #expect(Timestamp.format(-1) == "1969-12-31T23:59:59.999999Z")
     }
 
+    /// The state store's wall-clock stamps (`started_at`, `updated_at`), as Foundation's
+    /// `ISO8601DateFormatter` wrote them before `formatSeconds` replaced it.
+    @Test(arguments: [Int64(0), -1, 1, 59, 86_399, 86_400, 951_782_400, 951_868_799, 1_700_000_000, 1_796_010_041,
+                      -2_208_988_801, 4_102_444_800, 253_402_300_799])
+    func formatsSecondsLikeFoundation(seconds: Int64) {
+        let formatter = ISO8601DateFormatter()
+        #expect(Timestamp.formatSeconds(seconds) == formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds))))
+    }
+
     /// Times written by BigQuery's canonical form, against Python's datetime: years 1 to
     /// 9999, before and after 1970, leap days; and a canonical text given to `canonical`
     /// comes back as the very same string (the TIMESTAMP column's fast path), any other
