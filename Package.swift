@@ -68,13 +68,13 @@ let package = Package(
         // Shared by the tests only: paths, scratch folders, Python reference scripts.
         .target(name: "SluiceTestSupport", path: "Sources/SluiceTestSupport"),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"], exclude: ["reference.py", "cron_reference.py"]),
-        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceKit", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceKit", "SluiceTestSupport", "Yams"]),
         .testTarget(
             name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceSQLite", "SluiceTestSupport"],
             exclude: ["gzip_reference.py", "csv_reference.py"]),
         .testTarget(name: "SluiceDumpsTests", dependencies: ["SluiceDumps", "SluiceTestSupport"], exclude: ["csv_reference.py"]),
         .testTarget(name: "SluiceMaxMindTests", dependencies: ["SluiceMaxMind", "SluiceTestSupport"], exclude: ["reference_lookup.py"]),
-        .testTarget(name: "SluiceI18nTests", dependencies: ["SluiceI18n", "SluiceTestSupport"], exclude: ["i18n_reference.py"]),
+        .testTarget(name: "SluiceI18nTests", dependencies: ["SluiceI18n", "SluiceTestSupport", "Yams"], exclude: ["i18n_reference.py"]),
         .testTarget(name: "SluiceEnrichTests", dependencies: ["SluiceEnrich", "SluiceKit", "SluiceSQLite", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceCallbacksTests", dependencies: ["SluiceCallbacks", "SluiceCore", "SluiceTestSupport"],

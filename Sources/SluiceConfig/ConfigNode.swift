@@ -104,7 +104,11 @@ public struct ConfigNode: Sendable {
     /// line and column where the parser stopped.
     public static func parse(yaml text: String, file: String) throws(ConfigurationError) -> ConfigNode? {
         do {
-            guard let node = try Yams.compose(yaml: text) else { return nil }
+            // No tag resolution: `convert` keeps each scalar's text and whether it was
+            // quoted, and the options read them. (Yams' default resolver compiles its
+            // rules with NSRegularExpression: ICU's regex engine and tables in resident
+            // memory for the rest of the run, for tags nothing reads.)
+            guard let node = try Yams.compose(yaml: text, .basic) else { return nil }
             var problems: [Diagnostic] = []
             let converted = convert(node, file: file, problems: &problems)
             if !problems.isEmpty { throw ConfigurationError(problems) }

@@ -56,7 +56,8 @@ public struct ErrorCodeMap: Sendable {
         } else {
             guard let text = String(data: data, encoding: .utf8) else { throw CatalogError(file: path, line: 1, message: "invalid UTF-8") }
             let root: Node?
-            do { root = try Yams.compose(yaml: text) } catch let e as YamlError { throw KeyValueCatalog.catalogError(e, file: path) }
+            // Scalars are taken as their text: no tags resolved (see `ConfigNode.parse`).
+            do { root = try Yams.compose(yaml: text, .basic) } catch let e as YamlError { throw KeyValueCatalog.catalogError(e, file: path) }
             guard let root else { return ErrorCodeMap([:]) }
             func walk(_ node: Node, _ prefix: String) throws {
                 switch node {
