@@ -61,7 +61,10 @@ enum KeyValueCatalog {
         guard let text = String(data: data, encoding: .utf8) else { throw CatalogError(file: file, line: 1, message: "invalid UTF-8") }
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            // No resolver rules: they are regular expressions, and compiling them puts
+            // ICU's regex engine and tables (~2.5 MB) in the process's resident memory
+            // for the rest of the run. `convert` resolves plain scalars itself.
+            root = try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
             throw Self.catalogError(error, file: file)
         } catch {
@@ -94,7 +97,11 @@ enum KeyValueCatalog {
             }
             return .map(pairs, line: line)
         case .scalar(let s):
-            return node.tag.rawValue == Tag.Name.str.rawValue ? .string(s.string, line: line) : .other(line: line)
+            // The tag as written, read before anything resolves it (resolving sets it):
+            // empty for a plain scalar without one, `str` for a quoted or block one.
+            let given = s.tag.description
+            let isString = given == Tag.Name.implicit.rawValue ? YAMLPlainScalar.isString(s.string) : given == Tag.Name.str.rawValue
+            return isString ? .string(s.string, line: line) : .other(line: line)
         case .sequence:
             return .other(line: -line)  // negative: marks a sequence
         case .alias:
@@ -275,5 +282,131 @@ struct JSONParser {
             throw fail("invalid \\u escape")
         }
         return v
+    }
+}
+
+/// What Yams' default resolver makes of a plain scalar without a tag (YAML 1.1: its
+/// `bool`, `int`, `float`, `merge`, `null`, `timestamp` and `value` rules, in that
+/// order), decided without its regular expressions: a string unless one of them matches.
+enum YAMLPlainScalar {
+    static func isString(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { !matchesAnyRule(Array($0)) }
+    }
+
+    private static let words: Set<String> = [
+        "yes", "Yes", "YES", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
+        "on", "On", "ON", "off", "Off", "OFF", // bool
+        "~", "null", "Null", "NULL", "", // null
+        "<<", "=", // merge, value
+    ]
+
+    static func matchesAnyRule(_ b: [UInt8]) -> Bool {
+        if b.count <= 5, words.contains(String(decoding: b, as: UTF8.self)) { return true }
+        return isInt(b) || isFloat(b) || isTimestamp(b)
+    }
+
+    private static func digit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+    private static func sign(_ c: UInt8) -> Bool { c == 0x2B || c == 0x2D }
+
+    /// `[-+]?(0b[01_]+ | 0o?[0-7_]+ | 0 | [1-9][0-9_]* | 0x[0-9a-fA-F_]+ | [1-9][0-9_]*(:[0-5]?[0-9])+)`
+    static func isInt(_ b: [UInt8]) -> Bool {
+        var i = 0
+        if i < b.count, sign(b[i]) { i += 1 }
+        guard i < b.count else { return false }
+        let rest = b[i...]
+        func all(_ from: Int, _ ok: (UInt8) -> Bool) -> Bool { from < b.count && b[from...].allSatisfy(ok) }
+        if rest.first == 0x30 { // 0
+            if rest.count == 1 { return true }
+            let next = b[i + 1]
+            if next == UInt8(ascii: "b") { return all(i + 2) { $0 == 0x30 || $0 == 0x31 || $0 == 0x5F } }
+            if next == UInt8(ascii: "x") { return all(i + 2) { digit($0) || $0 == 0x5F || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) } }
+            let octal: (UInt8) -> Bool = { (0x30...0x37).contains($0) || $0 == 0x5F }
+            return next == UInt8(ascii: "o") ? all(i + 2, octal) : all(i + 1, octal)
+        }
+        guard let first = rest.first, (0x31...0x39).contains(first) else { return false }
+        var j = i + 1
+        while j < b.count, digit(b[j]) || b[j] == 0x5F { j += 1 }
+        if j == b.count { return true }
+        return sexagesimal(b, from: j) == b.count
+    }
+
+    /// After the leading digits: `(:[0-5]?[0-9])+`, the index where it ends (nil: none).
+    private static func sexagesimal(_ b: [UInt8], from start: Int) -> Int? {
+        var j = start
+        var groups = 0
+        while j < b.count, b[j] == 0x3A {
+            if j + 2 < b.count, (0x30...0x35).contains(b[j + 1]), digit(b[j + 2]) {
+                j += 3
+            } else if j + 1 < b.count, digit(b[j + 1]) {
+                j += 2
+            } else {
+                break
+            }
+            groups += 1
+        }
+        return groups > 0 ? j : nil
+    }
+
+    /// `[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)? | \.[0-9_]+([eE][-+][0-9]+)? |
+    /// [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]* | [-+]?\.(inf|Inf|INF) | \.(nan|NaN|NAN)`
+    static func isFloat(_ b: [UInt8]) -> Bool {
+        let s = String(decoding: b, as: UTF8.self)
+        if [".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF"].contains(s) { return true }
+        func underscoredDigits(_ from: Int) -> Int { var j = from; while j < b.count, digit(b[j]) || b[j] == 0x5F { j += 1 }; return j }
+        func exponent(_ from: Int, signRequired: Bool) -> Int? {
+            guard from < b.count, b[from] == 0x65 || b[from] == 0x45 else { return nil }
+            var j = from + 1
+            if j < b.count, sign(b[j]) { j += 1 } else if signRequired { return nil }
+            let digits = j
+            while j < b.count, digit(b[j]) { j += 1 }
+            return j > digits ? j : nil
+        }
+        if b.first == 0x2E { // \.[0-9_]+([eE][-+][0-9]+)?
+            let j = underscoredDigits(1)
+            guard j > 1 else { return false }
+            return j == b.count || exponent(j, signRequired: true) == b.count
+        }
+        var i = 0
+        if i < b.count, sign(b[i]) { i += 1 }
+        guard i < b.count, digit(b[i]) else { return false }
+        let afterDigits = underscoredDigits(i + 1)
+        // Base 60 with a fraction.
+        if let j = sexagesimal(b, from: afterDigits), j < b.count, b[j] == 0x2E, underscoredDigits(j + 1) == b.count { return true }
+        var j = afterDigits
+        if j < b.count, b[j] == 0x2E { j = underscoredDigits(j + 1) }
+        if j == b.count { return true }
+        return exponent(j, signRequired: false) == b.count
+    }
+
+    /// `[0-9]{4}-[0-9]{2}-[0-9]{2} | [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(\.[0-9]*)?([ \t]*(Z|[-+][0-9]{1,2}(:[0-9]{2})?))?`
+    static func isTimestamp(_ b: [UInt8]) -> Bool {
+        var j = 0
+        func digits(_ min: Int, _ max: Int) -> Bool {
+            var n = 0
+            while n < max, j < b.count, digit(b[j]) { j += 1; n += 1 }
+            return n >= min
+        }
+        func byte(_ c: UInt8) -> Bool { if j < b.count, b[j] == c { j += 1; return true }; return false }
+        func blanks() -> Int { var n = 0; while j < b.count, b[j] == 0x20 || b[j] == 0x09 { j += 1; n += 1 }; return n }
+        guard digits(4, 4), byte(0x2D) else { return false }
+        let monthStart = j
+        guard digits(1, 2) else { return false }
+        let monthDigits = j - monthStart
+        guard byte(0x2D) else { return false }
+        let dayStart = j
+        guard digits(1, 2) else { return false }
+        if j == b.count { return monthDigits == 2 && j - dayStart == 2 }
+        if !(byte(0x54) || byte(0x74)) { guard blanks() > 0 else { return false } }
+        guard digits(1, 2), byte(0x3A), digits(2, 2), byte(0x3A), digits(2, 2) else { return false }
+        if byte(0x2E) { _ = digits(0, Int.max) }
+        if j == b.count { return true }
+        _ = blanks()
+        if byte(0x5A) { return j == b.count }
+        guard j < b.count, sign(b[j]) else { return false }
+        j += 1
+        guard digits(1, 2) else { return false }
+        if byte(0x3A) { guard digits(2, 2) else { return false } }
+        return j == b.count
     }
 }
