@@ -70,6 +70,43 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         #expect(ours == theirs[0] as? String)
     }
 
+    /// A key's bits (parsed eight digits at a time) against the standard library's
+    /// parse of its two halves, for random keys and for a key with each kind of wrong
+    /// byte at each of its 32 places: digits and letters next to the hex ranges, upper
+    /// case, bytes of a multi-byte character, NUL.
+    @Test(arguments: Array("/:`g@AFG\u{0}".utf8) + [0x7F, 0x80, 0xC3, 0xFF])
+    func keyBitsLikeTheStandardLibrary(bad: UInt8) {
+        func reference(_ key: [UInt8]) -> [UInt64]? {
+            guard key.count == 32, key.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }),
+                  let high = UInt64(String(decoding: key[..<16], as: UTF8.self), radix: 16),
+                  let low = UInt64(String(decoding: key[16...], as: UTF8.self), radix: 16) else { return nil }
+            return [high, low]
+        }
+        func ours(_ text: String) -> [UInt64]? { RecordKeyBits(text).map { [$0.high, $0.low] } }
+        var rng = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef".utf8)
+        for _ in 0..<200 {
+            let key = (0..<32).map { _ in digits[Int(rng.next() % 16)] }
+            let text = String(decoding: key, as: UTF8.self)
+            #expect(ours(text) == reference(key), "\(text)")
+            for at in 0..<32 {
+                var wrong = key
+                wrong[at] = bad
+                if bad >= 0x80 { // as the second byte of "é" (a byte >= 0x80 alone would not be UTF-8)
+                    guard at > 0 else { continue }
+                    wrong[at - 1] = 0xC3
+                    wrong[at] = bad == 0xFF || bad == 0xC3 ? 0xA9 : bad
+                }
+                let text = String(decoding: wrong, as: UTF8.self)
+                #expect(text.utf8.count == 32)
+                #expect(ours(text) == nil && reference(Array(text.utf8)) == nil, "\(at)")
+            }
+        }
+        #expect(ours(String(repeating: "f", count: 32)) == [.max, .max])
+        #expect(ours("0123456789abcdef" + "fedcba9876543210") == [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210])
+        #expect(ours(String(repeating: "0", count: 32)) == [0, 0])
+    }
+
     /// `RecordKeySet` (own keys as 16 bytes in a table of its own) answers as a
     /// `Set<String>` does, over inserts, lookups and emptyings: sluice's keys, keys that
     /// share one half, the all-zero key, near-keys that are not sluice's (upper case, 31
