@@ -215,7 +215,7 @@ extension SQLiteStateStore {
         var found: [(key: String, partitionID: Int64)] = []
         for (level, table) in Self.ledgerTables.enumerated() {
             if level < filter.covered {
-                if candidates == nil { candidates = keys.filter { filter.bloom.mayContain($0) } }
+                if candidates == nil { candidates = filter.bloom.mayContain(keys) }
                 try ledgerRows(db, table: table, sinkID: sinkID, keys: candidates!, into: &found)
             } else {
                 try ledgerRows(db, table: table, sinkID: sinkID, keys: keys, into: &found)

@@ -674,6 +674,36 @@ struct BloomFilter {
         inLast += 1
     }
 
+    /// The keys among these the filter may hold, in their order (what `mayContain` says of
+    /// each). The keys' hashes first, then each block probed with the word of the key 8
+    /// ahead asked of the CPU: each key's first probe is a cache miss at a random place
+    /// of a 1 MiB block, and the loop overlaps them (the sink's lookup of every batch).
+    func mayContain(_ keys: [String]) -> [String] {
+        guard !blocks.isEmpty, !keys.isEmpty else { return [] }
+        let hashes = keys.map(Self.hash)
+        var maybe = [Bool](repeating: false, count: keys.count)
+        for b in blocks.indices {
+            blocks[b].withUnsafeBufferPointer { bits in
+                let words = UnsafeRawPointer(bits.baseAddress!)
+                for i in hashes.indices where !maybe[i] {
+                    if i + 8 < hashes.count {
+                        let bit = Int(truncatingIfNeeded: hashes[i + 8].0) & (Self.blockBits - 1)
+                        prefetchHint(words + (bit >> 6) * 8)
+                    }
+                    var (h, step) = hashes[i]
+                    var all = true
+                    for _ in 0..<Self.hashes {
+                        let bit = Int(truncatingIfNeeded: h) & (Self.blockBits - 1)
+                        if bits[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { all = false; break }
+                        h &+= step
+                    }
+                    maybe[i] = all
+                }
+            }
+        }
+        return keys.indices.compactMap { maybe[$0] ? keys[$0] : nil }
+    }
+
     func mayContain(_ key: String) -> Bool {
         let (first, step) = Self.hash(key)
         for block in blocks {

@@ -536,6 +536,12 @@ import Testing
         #expect((0..<n).allSatisfy { filter.mayContain(key($0)) })
         let falsePositives = (n..<(2 * n)).filter { filter.mayContain(key($0)) }.count
         #expect(Double(falsePositives) / Double(n) < 0.04, "\(falsePositives) false positives in \(n)")
+        // The batch answer (hashes first, probes with prefetching) is the key-by-key one,
+        // over the filter's blocks (a second block past 2^20 keys), in order.
+        for i in n..<(UInt64(BloomFilter.keysPerBlock) + 100) { filter.insert(key(i * 7)) }
+        let probe = (0..<UInt64(20_000)).map { key($0 * 3 + n) } + [key(0), key(1)] + (0..<3).map { key($0 * 7) }
+        #expect(filter.mayContain(probe) == probe.filter { filter.mayContain($0) })
+        #expect(BloomFilter().mayContain(probe).isEmpty && filter.mayContain([String]()).isEmpty)
     }
 }
 
