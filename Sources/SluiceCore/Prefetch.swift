@@ -6,6 +6,12 @@ import CPrefetch
     sluice_prefetch(address)
 }
 
+/// `prefetchHint` of `lines` cache lines from `address`, one every `every` lines (one call
+/// from another module, where `prefetchHint` is not inlined).
+public func prefetchHint(_ address: UnsafeRawPointer, lines: Int, every: Int = 1) {
+    for line in 0..<lines { sluice_prefetch(address + line * every * 64) }
+}
+
 /// Asks the CPU for the records a loop over a batch reaches next: their fields' arrays
 /// (8 records ahead) and the arrays of the objects among those fields (4 ahead).
 ///

@@ -102,7 +102,13 @@ extension SQLiteStateStore {
                 let (from, overflow) = lo.subtractingReportingOverflow(1)
                 let candidates = overflow ? events.filter { $0.time >= before }
                     : try withStoredWindow(db, scope: scope, scopeID: scopeID, after: from, upTo: hi, span: nil) { window in
-                        events.filter { e in e.time >= before && window?.has(e.keyHash, at: e.time) ?? true }
+                        guard let window else { return events.filter { $0.time >= before } }
+                        var out: [WindowEvent] = []
+                        for (i, e) in events.enumerated() where e.time >= before {
+                            if i + 8 < events.count { window.prefetch(events[i + 8].keyHash) }
+                            if window.has(e.keyHash, at: e.time) { out.append(e) }
+                        }
+                        return out
                     }
                 var out: [String: Int64] = [:]
                 try db.forEachChunk(of: candidates, size: Self.keysPerStatement / 2, sql: Self.windowReplaySQL) { chunk, statement in
@@ -207,6 +213,7 @@ extension SQLiteStateStore {
                     let covered = try withStoredWindow(db, scope: scope, scopeID: scopeID, after: lo, upTo: hi, span: span) { window in
                         guard let window else { return false }
                         for (n, q) in queries.enumerated() {
+                            if n + 8 < queries.count { window.prefetch(queries[n + 8].keyHash) }
                             counts[n] = window.count(q.keyHash, after: after(q), upTo: q.upTo, maxSequence: q.maxSequence)
                         }
                         return true
@@ -499,6 +506,24 @@ struct StoredWindow {
     /// The first index in `r` (of bucket `b`) of an event with a time above `time`.
     private func firstAfter(_ time: Int64, in r: Range<Int>, of b: Int) -> Int {
         buckets[b][r].upperBound(time, by: \.time)
+    }
+
+    /// Asks the CPU for the start of `key`'s bucket, for a loop that looks up keys a few
+    /// events later: the bucket's array (its count, then the middle of its entries) was a
+    /// cache miss for most of the lookups' time (`perf annotate` of `range(of:in:)`). Only
+    /// a hint: it reads the word of `buckets` that points to the bucket's array object
+    /// (an `Array` is that one word) and asks for the lines from there.
+    func prefetch(_ key: KeyHash) {
+        guard MemoryLayout<[Entry]>.size == MemoryLayout<UInt>.size else { return }
+        let b = bucket(key.high)
+        buckets.withUnsafeBufferPointer { outer in
+            guard b < outer.count, let words = UnsafeRawPointer(outer.baseAddress) else { return }
+            guard let object = UnsafeRawPointer(bitPattern: words.load(fromByteOffset: b * MemoryLayout<[Entry]>.stride, as: UInt.self)) else { return }
+            // A bucket holds ~32 entries of 24 bytes after a 32-byte header (splits past
+            // that): its 13 lines. (Only the lines of the binary search's first probes,
+            // 0, 3, 6 and 9, left `range(of:in:)` at 1.0% of the samples against 0.4%.)
+            prefetchHint(object, lines: 13)
+        }
     }
 
     /// Whether `key` has an event at `time` (which the copy must cover).

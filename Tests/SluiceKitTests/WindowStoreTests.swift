@@ -345,6 +345,9 @@ import Testing
                 let upTo = forgotten + 1 + Int64(rng.next() % UInt64(100_000 - forgotten))
                 let after = max(forgotten, upTo - 1 - Int64(rng.next() % 20_000))
                 let maxSequence: Int64? = rng.next() % 3 == 0 ? Int64(rng.next() % UInt64(sequence + 1)) : nil
+                // A hint for a later lookup, as the store's loops give it: it changes no answer
+                // (and reads only the copy's own words, whatever the buckets' split).
+                copy.prefetch(WindowKeyHash("fp-\(rng.next() % UInt64(keys + 1))"))
                 var expected = 0
                 for e in held where e.key == key && e.time > after && e.time <= upTo && e.sequence <= (maxSequence ?? .max) {
                     expected += 1
