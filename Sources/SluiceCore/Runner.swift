@@ -261,6 +261,19 @@ public struct Runner: Sendable {
         return (summary, runID)
     }
 
+    /// A record's coerced values encoded by one sink's encoder into `bytes` (see `finish`).
+    static func stream<E: RowEncoder>(_ record: Record, coercer: SchemaCoercer, projection: Projection?, plan: [Int?]?,
+                                      readers: inout [PathReader], encoder: E, into bytes: inout [UInt8]) -> CoercionError? {
+        if let projection, let plan {
+            return coercer.forEachValue(of: record, through: projection, plan: plan, readers: &readers, json: { column, value in
+                encoder.appendJSON(value, column: column, to: &bytes)
+            }) { column, value in
+                encoder.append(value, column: column, to: &bytes)
+            }
+        }
+        return coercer.forEachValue(of: record) { column, value in encoder.append(value, column: column, to: &bytes) }
+    }
+
     /// The worker's step: the trailing batch-local stages, coercion (a record is loaded to
     /// every sink or, if any schema rejects it, to none) and the sinks' row encoding. The
     /// batch comes back without its records (their rows replace them).
@@ -302,14 +315,25 @@ public struct Runner: Sendable {
                     // coercer's arrays taken out once a record, and walked by index: an
                     // array iterated in the closure was retained on every value.)
                     let slots = targets[c], encodersOfC = streamEncoders[c]
-                    failure = if let projection, let plans {
-                        coercer.forEachValue(of: batch.records[r], through: projection, plan: plans[c], readers: &readers, json: { column, value in
+                    if slots.count == 1 {
+                        // One sink takes these rows (the usual case): its encoder opened once a
+                        // record (`stream` is generic over it), its bytes taken out of
+                        // `encoded` meanwhile. Through the array of existentials, every value
+                        // copied the encoder's box and checked the bytes' uniqueness, and the
+                        // closures' captures were retained at each call.
+                        var bytes: [UInt8] = []
+                        swap(&bytes, &encoded[slots[0]]!.bytes)
+                        failure = Self.stream(batch.records[r], coercer: coercer, projection: projection, plan: plans?[c], readers: &readers,
+                                              encoder: encodersOfC[0], into: &bytes)
+                        swap(&bytes, &encoded[slots[0]]!.bytes)
+                    } else if let projection, let plans {
+                        failure = coercer.forEachValue(of: batch.records[r], through: projection, plan: plans[c], readers: &readers, json: { column, value in
                             for n in slots.indices { encodersOfC[n].appendJSON(value, column: column, to: &encoded[slots[n]]!.bytes) }
                         }) { column, value in
                             for n in slots.indices { encodersOfC[n].append(value, column: column, to: &encoded[slots[n]]!.bytes) }
                         }
                     } else {
-                        coercer.forEachValue(of: batch.records[r]) { column, value in
+                        failure = coercer.forEachValue(of: batch.records[r]) { column, value in
                             for n in slots.indices { encodersOfC[n].append(value, column: column, to: &encoded[slots[n]]!.bytes) }
                         }
                     }

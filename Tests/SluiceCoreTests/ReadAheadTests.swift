@@ -225,4 +225,16 @@ import Logging
         #expect(out.rows[0].allSatisfy { $0.values.isEmpty })
         #expect(out.rows[1].map(\.values) == (withASinkOfValues ? [[.string("a"), .int(1)], [.string("b"), .int(2)]] : [[], []]))
     }
+
+    /// Two encoding sinks of one schema (each of its values goes to both) and one of
+    /// another (one sink alone: its encoder taken out of the array for the record): the
+    /// same bytes as one sink per schema.
+    @Test func sinksSharingASchemaGetTheSameBytes() throws {
+        let out = try Runner.finish(try Self.batch(), after: [], context: Self.context, coercers: [Self.a, Self.b],
+                                    coercerOf: [0, 1, 0], encoders: [BarEncoder(), BarEncoder(), BarEncoder()])
+        #expect(out.loaded == 2)
+        #expect(String(decoding: out.encoded[0]!.bytes, as: UTF8.self) == "\"1\"|\"k1\"\n\"2\"|\"k2\"\n")
+        #expect(out.encoded[2]!.bytes == out.encoded[0]!.bytes && out.encoded[2]!.ends == [9, 18])
+        #expect(String(decoding: out.encoded[1]!.bytes, as: UTF8.self) == "\"a\"|1\n\"b\"|2\n")
+    }
 }
