@@ -6,10 +6,10 @@ import CPrefetch
     sluice_prefetch(address)
 }
 
-/// `prefetchHint` of `lines` cache lines from `address`, one every `every` lines (one call
-/// from another module, where `prefetchHint` is not inlined).
-public func prefetchHint(_ address: UnsafeRawPointer, lines: Int, every: Int = 1) {
-    for line in 0..<lines { sluice_prefetch(address + line * every * 64) }
+/// `prefetchHint` of `lines` cache lines from `address` (one call from another module,
+/// where `prefetchHint` is not inlined).
+public func prefetchHint(_ address: UnsafeRawPointer, lines: Int) {
+    for line in 0..<lines { sluice_prefetch(address + line * 64) }
 }
 
 /// Asks the CPU for the records a loop over a batch reaches next: their fields' arrays
