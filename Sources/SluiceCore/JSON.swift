@@ -143,6 +143,17 @@ public struct JSONParser {
         }
     }
 
+    /// The string of a text without escapes (`ascii`: known to be ASCII, not validated);
+    /// `start` is its offset, for the error.
+    @inline(__always)
+    private static func text(_ buffer: UnsafeBufferPointer<UInt8>, ascii: Bool, at start: Int) throws(JSONError) -> String {
+        if ascii { return String(decoding: buffer, as: UTF8.self) }
+        guard let s = String(validating: buffer, as: UTF8.self) else {
+            throw JSONError(kind: .invalidUTF8, offset: start, problem: "invalid UTF-8 in a string")
+        }
+        return s
+    }
+
     /// A string's text; a field name (`name`) of up to 15 bytes through `strings`.
     private mutating func parseString(name: Bool = false) throws(JSONError) -> String {
         i += 1
@@ -178,18 +189,10 @@ public struct JSONParser {
             // are too many, and would push its few names out.
             if name, let strings, buffer.count <= JSONStringCache.longest {
                 return try strings.string(buffer, paddedTo: end - start) { () throws(JSONError) -> String in
-                    if ascii { return String(decoding: buffer, as: UTF8.self) }
-                    guard let s = String(validating: buffer, as: UTF8.self) else {
-                        throw JSONError(kind: .invalidUTF8, offset: start, problem: "invalid UTF-8 in a string")
-                    }
-                    return s
+                    try Self.text(buffer, ascii: ascii, at: start)
                 }
             }
-            if ascii { return String(decoding: buffer, as: UTF8.self) }
-            guard let s = String(validating: buffer, as: UTF8.self) else {
-                throw JSONError(kind: .invalidUTF8, offset: start, problem: "invalid UTF-8 in a string")
-            }
-            return s
+            return try Self.text(buffer, ascii: ascii, at: start)
         }
         var out: [UInt8] = Array(UnsafeBufferPointer(start: base! + start, count: i - start))
         while i < end {

@@ -7,8 +7,8 @@ import CPrefetch
 }
 
 /// `prefetchHint` of `lines` cache lines from `address` (one call from another module,
-/// where `prefetchHint` is not inlined).
-public func prefetchHint(_ address: UnsafeRawPointer, lines: Int) {
+/// where `prefetchHint` is not inlined; inlined in this one).
+@inline(__always) public func prefetchHint(_ address: UnsafeRawPointer, lines: Int) {
     for line in 0..<lines { sluice_prefetch(address + line * 64) }
 }
 
@@ -70,7 +70,7 @@ struct RecordLayout: Sendable {
 
     @inline(__always) func prefetchArray(_ object: UnsafeRawPointer?, lines: Int) {
         guard let object else { return }
-        for line in 0..<lines { sluice_prefetch(object + line * 64) }
+        prefetchHint(object, lines: lines)
     }
 
     /// The arrays of the object values among a fields' array's elements (whose lines an

@@ -690,14 +690,7 @@ struct BloomFilter {
                         let bit = Int(truncatingIfNeeded: hashes[i + 8].0) & (Self.blockBits - 1)
                         prefetchHint(words + (bit >> 6) * 8)
                     }
-                    var (h, step) = hashes[i]
-                    var all = true
-                    for _ in 0..<Self.hashes {
-                        let bit = Int(truncatingIfNeeded: h) & (Self.blockBits - 1)
-                        if bits[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { all = false; break }
-                        h &+= step
-                    }
-                    maybe[i] = all
+                    maybe[i] = Self.allSet(hashes[i], in: bits)
                 }
             }
         }
@@ -705,18 +698,19 @@ struct BloomFilter {
     }
 
     func mayContain(_ key: String) -> Bool {
-        let (first, step) = Self.hash(key)
-        for block in blocks {
-            var h = first
-            var all = true
-            for _ in 0..<Self.hashes {
-                let bit = Int(truncatingIfNeeded: h) & (Self.blockBits - 1)
-                if block[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { all = false; break }
-                h &+= step
-            }
-            if all { return true }
+        let hash = Self.hash(key)
+        return blocks.indices.contains { b in blocks[b].withUnsafeBufferPointer { Self.allSet(hash, in: $0) } }
+    }
+
+    /// Whether a block has every bit of a key's hash pair set (its `hashes` probes).
+    @inline(__always) private static func allSet(_ hash: (UInt64, UInt64), in bits: UnsafeBufferPointer<UInt64>) -> Bool {
+        var (h, step) = hash
+        for _ in 0..<Self.hashes {
+            let bit = Int(truncatingIfNeeded: h) & (Self.blockBits - 1)
+            if bits[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { return false }
+            h &+= step
         }
-        return false
+        return true
     }
 
     /// Sluice's own keys: their two halves are a SHA-256 prefix, spread already.
