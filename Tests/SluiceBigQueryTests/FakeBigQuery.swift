@@ -42,7 +42,12 @@ final class FakeBigQuery {
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:] }
     }
 
-    var inserts: [[String: Any]] { ((try? log()) ?? []).filter { ($0["path"] as? String)?.hasSuffix("/insertAll") == true } }
+    /// insertAll requests in the order they arrived (`n`: the log has them in the order
+    /// they were answered, which differs when the streamer has several in flight).
+    var inserts: [[String: Any]] {
+        ((try? log()) ?? []).filter { ($0["path"] as? String)?.hasSuffix("/insertAll") == true }
+            .sorted { ($0["n"] as? Int ?? 0) < ($1["n"] as? Int ?? 0) }
+    }
 
     /// insertIds the server stored, with repeats (each should appear once).
     var stored: [String] { inserts.flatMap { $0["stored"] as? [String] ?? [] } }

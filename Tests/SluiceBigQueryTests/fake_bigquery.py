@@ -162,7 +162,9 @@ class Handler(BaseHTTPRequestHandler):
         request = json.loads(raw)
         rows = request.get("rows", [])
         ids = [r["insertId"] for r in rows]
-        entry = {"method": "POST", "path": self.path, "insertIds": ids, "bytes": len(raw),
+        # `n`: the request's place in arrival order (the one `--fail` counts in). Requests
+        # in flight at once are logged when each is answered, which may be in another order.
+        entry = {"method": "POST", "path": self.path, "n": n, "insertIds": ids, "bytes": len(raw),
                  "auth": self.headers.get("Authorization"), "skipInvalidRows": request.get("skipInvalidRows")}
         fails = [int(s) for s in ARGS.fail.split(",") if s] if ARGS.fail else []
         if n <= len(fails):
