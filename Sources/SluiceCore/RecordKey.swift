@@ -142,6 +142,18 @@ public enum ShortDigest {
 public struct RecordKeyBits: Hashable, Sendable {
     public var high: UInt64
     public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+}
+
+extension RecordKeyBits: Comparable {
+    /// In the order of the stored bytes (`withBytes`): the high half first.
+    @inline(__always) public static func < (a: RecordKeyBits, b: RecordKeyBits) -> Bool {
+        a.high != b.high ? a.high < b.high : a.low < b.low
+    }
 }
 
 extension RecordKeyBits {
@@ -175,7 +187,7 @@ extension RecordKeyBits {
     }
 
     /// The all-zero key: the empty slot of `RecordKeySet`'s table.
-    static let zero = RecordKeyBits(high: 0, low: 0)
+    public static let zero = RecordKeyBits(high: 0, low: 0)
     var isZero: Bool { high == 0 && low == 0 }
 
     /// 16 lowercase hex digits from `start`, as a number; nil if any is not one. Eight

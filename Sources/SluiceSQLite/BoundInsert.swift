@@ -48,6 +48,17 @@ struct SQLiteBinder {
     }
 }
 
+extension SQLiteBinder {
+    /// Bytes as a blob (copied by SQLite; an empty buffer binds an empty blob, not NULL).
+    mutating func bind(blob bytes: UnsafeRawBufferPointer) {
+        if code == SQLITE_OK {
+            code = bytes.isEmpty ? sqlite3_bind_zeroblob(statement, index, 0)
+                : sqlite3_bind_blob(statement, index, bytes.baseAddress, Int32(bytes.count), sqliteTransient)
+        }
+        index += 1
+    }
+}
+
 /// SQLite's SQLITE_TRANSIENT: it copies the bytes before the call returns.
 private let sqliteTransient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
 

@@ -3,7 +3,8 @@ import GRDB
 import GRDBSQLite
 import SluiceCore
 
-// The delivery ledger, compact (migration v8-compact-ledger) and in two levels (v10-ledger-recent, issue #7):
+// The delivery ledger, compact (migration v8-compact-ledger) and in two levels (v10-ledger-recent, issue #7),
+// the recent one as sorted runs since v11 (v11-ledger-runs: `ledger_runs`, SQLiteLedgerRuns.swift):
 //
 //     ledger_sinks(id, pipeline, sink)                  one row per (pipeline, sink)
 //     ledger_partitions(id, pipeline, partition, segments)  one row per (pipeline, partition)
@@ -33,6 +34,10 @@ import SluiceCore
 // partition's range of the index, on new pages, instead of to random places all over
 // it. `ledger` has no partition index since v10 (v8 had one on (partition_id, segment)):
 // it doubled a merge's cost per row, and a replace's delete scans `ledger` instead.
+//
+// Since v11 a commit's keys of sluice's own go to a run of `ledger_runs` (one row, the keys
+// sorted, appended), not to `ledger_recent`: the recent level is both tables, and only keys
+// that are not sluice's own (and rows from before v11) are in `ledger_recent`.
 //
 // Rows of `ledger_sinks` and `ledger_partitions` are never changed (but for the counter)
 // nor deleted, so an id once read stays right, also when other processes write the store.
@@ -137,12 +142,15 @@ extension SQLiteStateStore {
         }
     }
 
-    /// The two levels of the ledger, in the order a key passes them.
+    /// The two levels of the ledger, in the order a key passes them (the first with the
+    /// runs of `ledger_runs`).
     static let ledgerTables = ["ledger_recent", "ledger"]
 
-    /// Keys of a sink in `ledger_recent`, as `ledger_recent_keys` counts them.
+    /// Keys of a sink in the recent level: in `ledger_recent`, as `ledger_recent_keys`
+    /// counts them, and in its runs.
     func recentLedgerKeys(_ db: Database, sinkID: Int64) throws -> Int {
-        try Int.fetchOne(db.cachedStatement(sql: "SELECT keys FROM ledger_recent_keys WHERE sink_id = ?"), arguments: [sinkID]) ?? 0
+        try (Int.fetchOne(db.cachedStatement(sql: "SELECT keys FROM ledger_recent_keys WHERE sink_id = ?"), arguments: [sinkID]) ?? 0)
+            + ledgerRunKeys(db, sinkID: sinkID)
     }
 
     /// Adds `n` (which may be negative) to a sink's count of recent keys.
@@ -153,18 +161,20 @@ extension SQLiteStateStore {
             """).execute(arguments: [sinkID, n])
     }
 
-    /// Whether `ledger_recent` holds more than `ledgerLevels.recentKeys` keys (all sinks
-    /// together): asked at the end of a write transaction that inserted keys, which then
-    /// calls `mergeRecentLedgerIfFull` after it (no transaction more for the others).
+    /// Whether the recent level holds more than `ledgerLevels.recentKeys` keys (all sinks
+    /// together), or a sink more than `ledgerLevels.maxRuns` runs: asked at the end of a
+    /// write transaction that inserted keys, which then calls `mergeRecentLedgerIfFull`
+    /// after it (no transaction more for the others).
     func recentLedgerIsFull(_ db: Database) throws -> Bool {
-        try (Int.fetchOne(db, sql: "SELECT coalesce(sum(keys), 0) FROM ledger_recent_keys") ?? 0) > ledgerLevels.recentKeys
+        let keys = try Int.fetchOne(db, sql: "SELECT (SELECT coalesce(sum(keys), 0) FROM ledger_recent_keys) + (SELECT coalesce(sum(keys), 0) FROM ledger_runs)") ?? 0
+        return try keys > ledgerLevels.recentKeys || ledgerRunsPastLimit(db)
     }
 
-    /// Moves every recent key, of every sink, into `ledger` when they are more than
-    /// `ledgerLevels.recentKeys` (asked again: another process may have merged since):
-    /// one statement in key order (each page of `ledger` is rewritten once per merge
-    /// instead of once per commit), then `ledger_recent` emptied whole (SQLite frees its
-    /// pages without visiting its rows). One transaction: a crash leaves the keys in one
+    /// Moves every recent key, of every sink, into `ledger` when `recentLedgerIsFull`
+    /// (asked again: another process may have merged since): `ledger_recent` in one
+    /// statement in key order (each page of `ledger` is rewritten once per merge instead
+    /// of once per commit), then emptied whole (SQLite frees its pages without visiting
+    /// its rows); then the runs, each sink's merged in key order (`mergeLedgerRuns`). One transaction: a crash leaves the keys in one
     /// table or the other, and the next write that inserts keys finds `ledger_recent`
     /// still full. A key `ledger` holds already keeps its row there (the older one).
     /// Returns whether it merged.
@@ -178,6 +188,7 @@ extension SQLiteStateStore {
                 DELETE FROM ledger_recent;
                 DELETE FROM ledger_recent_keys;
                 """)
+            try mergeLedgerRuns(db)
             // Killed here: the transaction is not committed. Filters stay true: a filter of
             // both tables still covers the moved keys; one of `ledger_recent` alone holds
             // them as keys it may hold (a lookup more each), until it is forgotten for its size.
@@ -214,12 +225,10 @@ extension SQLiteStateStore {
         var candidates: [String]?
         var found: [(key: String, partitionID: Int64)] = []
         for (level, table) in Self.ledgerTables.enumerated() {
-            if level < filter.covered {
-                if candidates == nil { candidates = filter.bloom.mayContain(keys) }
-                try ledgerRows(db, table: table, sinkID: sinkID, keys: candidates!, into: &found)
-            } else {
-                try ledgerRows(db, table: table, sinkID: sinkID, keys: keys, into: &found)
-            }
+            if level < filter.covered, candidates == nil { candidates = filter.bloom.mayContain(keys) }
+            let asked = level < filter.covered ? candidates! : keys
+            try ledgerRows(db, table: table, sinkID: sinkID, keys: asked, into: &found)
+            if level == 0 { try ledgerRunRows(db, sinkID: sinkID, keys: asked, into: &found) }
         }
         return found
     }
@@ -246,10 +255,10 @@ extension SQLiteStateStore {
     }
 
     /// Adds keys to the ledger of a pipeline's sink under a partition, as one new segment
-    /// of the partition, to `ledger_recent`, in key order (its pages walked once, in
-    /// order). Keys `ledger_recent` holds already keep their row; a key `ledger` holds
-    /// gets a second row until the merge, which keeps the older one (lookups find either;
-    /// a replace deletes both). Callers insert only keys `delivered` did not find, or
+    /// of the partition: sluice's own as a run of `ledger_runs`, others to `ledger_recent`
+    /// in key order (its pages walked once, in order). Keys `ledger_recent` holds already
+    /// keep their row; a key of another run or of `ledger` gets a second entry until the
+    /// merge, which keeps the older one (lookups find either; a replace deletes both). Callers insert only keys `delivered` did not find, or
     /// found under the partition a replace rebuilds (whose rows are deleted first): a key
     /// twice is two processes delivering it at once. Also adds them to the sink's Bloom
     /// filter if the store keeps one. Inside a write transaction of `write`; the
@@ -269,17 +278,19 @@ extension SQLiteStateStore {
         for key in unsorted {
             if let bits = RecordKeyBits(key) { own.append(bits) } else { other.append(key) }
         }
-        own.sort { ($0.high, $0.low) < ($1.high, $1.low) }
+        own.sort()
+        try writeLedgerRun(db, sinkID: sinkID, partitionID: partitionID, segment: segment, sorted: own)
+        guard !other.isEmpty else { return }
         other.sort()
         // Plain `?` parameters, each value repeated per row: GRDB reads the name of every
         // parameter of a new statement, and for numbered ones (`?1`) SQLite finds each
         // name by a walk over all of them (quadratic in the parameters of a statement).
         let before = db.totalChangesCount
-        try db.forEachChunk(of: 0..<(other.count + own.count), size: Self.keysPerStatement, sql: Self.ledgerInsertSQL) { chunk, statement in
+        try db.forEachChunk(of: other, size: Self.keysPerStatement, sql: Self.ledgerInsertSQL) { chunk, statement in
             try statement.executeBound(db) { b in
-                for i in chunk {
+                for key in chunk {
                     b.bind(sinkID)
-                    if i < other.count { b.bind(other[i]) } else { b.bind(own[i - other.count]) }
+                    b.bind(key)
                     b.bind(partitionID)
                     b.bind(segment)
                 }
@@ -292,9 +303,9 @@ extension SQLiteStateStore {
         "INSERT OR IGNORE INTO ledger_recent (sink_id, key, partition_id, segment) VALUES \(Database.marks(rows, "(?, ?, ?, ?)"))"
     }
 
-    /// Forgets a partition's ledger rows, of every sink of the pipeline, in both tables (a
-    /// replace): `ledger_recent` through its partition index, `ledger` by a scan (it has
-    /// no partition index since v10: a replace is rare, a merge is not).
+    /// Forgets a partition's ledger rows, of every sink of the pipeline, in every table (a
+    /// replace): its runs, `ledger_recent` through its partition index, `ledger` by a scan
+    /// (it has no partition index since v10: a replace is rare, a merge is not).
     func deleteLedgerPartition(_ db: Database, pipeline: String, partition: String) throws {
         guard let partitionID = try ledgerPartitionID(db, pipeline: pipeline, partition: partition, create: false) else { return }
         for row in try GRDB.Row.fetchAll(db, sql: "SELECT sink_id, count(*) FROM ledger_recent WHERE partition_id = ? GROUP BY sink_id",
@@ -302,6 +313,7 @@ extension SQLiteStateStore {
             try addRecentLedgerKeys(db, sinkID: row[0], -(row[1] as Int))
         }
         try db.execute(sql: "DELETE FROM ledger_recent WHERE partition_id = ?", arguments: [partitionID])
+        try deleteLedgerRuns(db, partitionID: partitionID)
         try db.execute(sql: "DELETE FROM ledger WHERE partition_id = ?", arguments: [partitionID])
     }
 
@@ -343,6 +355,7 @@ extension SQLiteStateStore {
                 return LedgerFilter(bloom: BloomFilter(), covered: 0)
             }
         }
+        try readLedgerRunKeys(db, sinkID: sinkID, into: &filter.bloom)
         return filter
     }
 
@@ -393,6 +406,11 @@ struct LedgerLevels: Sendable {
     /// ~0.2 s per million to read), and keeps at most this many in it; a table the filter
     /// does not cover is asked for every key.
     var filterKeys = 4 << 20
+    /// Runs of a sink (`ledger_runs`) past which the recent level is merged into
+    /// `ledger`, whatever its keys: a lookup reads a block of each run. A day's
+    /// commits of 100,000 keys make ten; runs of a partition are merged by size
+    /// (`LedgerRuns.fanIn`), so this bounds runs of many partitions (a backfill of small days).
+    var maxRuns = 64
 
     /// The defaults, but `recentKeys` from `SLUICE_LEDGER_RECENT_KEYS` when it is set to
     /// a positive integer (the crash tests merge every few commits of their small input).

@@ -265,6 +265,8 @@ public final class SQLiteStateStore: StateStore {
         Self.registerTimeOrderedWindows(&migrator)
         // v10: the ledger's recent keys (SQLiteLedger.swift).
         Self.registerRecentLedger(&migrator)
+        // v11: the ledger's recent keys as sorted runs (SQLiteLedgerRuns.swift).
+        Self.registerLedgerRuns(&migrator)
         do {
             // One process checks and migrates at a time (two schedulers may open a new store
             // together). The version check is inside the lock too: outside, it could read
@@ -519,8 +521,12 @@ public final class SQLiteStateStore: StateStore {
     /// delete (a replace) leaves keys in a filter: that costs a lookup, never a duplicate.
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try writeKeepingKnowledge(body) } catch {
-            // Rolled back: the copies of stored windows may hold events that are not stored.
-            ledgerLock.withLock { ledgerKnown.windows = [:] }
+            // Rolled back: the copies of stored windows may hold events that are not stored,
+            // and a run's filter may be of a run that is not (its id may come again).
+            ledgerLock.withLock {
+                ledgerKnown.windows = [:]
+                ledgerKnown.runFilters = [:]
+            }
             throw error
         }
     }
@@ -637,6 +643,8 @@ struct LedgerKnowledge {
     var filters: [String: LedgerFilter] = [:]
     /// Per rate-limit scope: its stored events in the time range counted lately.
     var windows: [String: StoredWindow] = [:]
+    /// Per sink id, the filters of its ledger runs by run id (SQLiteLedgerRuns.swift).
+    var runFilters: [Int64: [Int64: RunFilter]] = [:]
 }
 
 /// A Bloom filter of strings that grows: a new block of 2^23 bits (1 MiB) per 2^20 keys

@@ -139,13 +139,14 @@ import Testing
         p.standardOutput = FileHandle(forWritingAtPath: outFile)
         try p.run()
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
-        // Wait until BigQuery acknowledged rows (the ledger of the state store, both its
-        // tables, read with Python's sqlite3), then take BigQuery away. The emulator
+        // Wait until BigQuery acknowledged rows (the ledger of the state store, all its
+        // tables, runs' blocks by their 16-byte keys, read with Python's sqlite3), then take BigQuery away. The emulator
         // itself is not polled: a request of ours beside the loader's can wedge its
         // single DuckDB connection.
         let count = "import sqlite3,sys; c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro', uri=True, timeout=5); " +
-            "print(c.execute(\"SELECT COUNT(*) FROM (SELECT sink_id FROM ledger UNION ALL SELECT sink_id FROM ledger_recent) l " +
-            "JOIN ledger_sinks s ON s.id = l.sink_id WHERE s.sink LIKE 'bigquery %'\").fetchone()[0])"
+            "print(c.execute(\"SELECT (SELECT COUNT(*) FROM (SELECT sink_id FROM ledger UNION ALL SELECT sink_id FROM ledger_recent) l " +
+            "JOIN ledger_sinks s ON s.id = l.sink_id WHERE s.sink LIKE 'bigquery %') + (SELECT coalesce(sum(length(b.keys) / 16), 0) " +
+            "FROM ledger_run_blocks b JOIN ledger_runs r ON r.id = b.run JOIN ledger_sinks s ON s.id = r.sink_id WHERE s.sink LIKE 'bigquery %')\").fetchone()[0])"
         let deadline = ContinuousClock.now + .seconds(90)
         var arrived = 0
         while arrived < 20, ContinuousClock.now < deadline, p.isRunning {

@@ -21,8 +21,9 @@ import Testing
                             String(Self.hexKey(3).dropLast()) + "g", "ключ-ü", String(repeating: "f", count: 31)]
 
     /// The ledger as a plain SQL query on the file reads it (no store API): pipeline,
-    /// sink, key (hex of the bytes, or the text), partition; of both tables (`ledger` and,
-    /// since v10, `ledger_recent`). A row twice (a key in both tables) is an issue.
+    /// sink, key (hex of the bytes, or the text), partition; of every table (`ledger`,
+    /// since v10 `ledger_recent`, since v11 the runs, their blocks cut into 16-byte keys
+    /// here: `runRows`). A row twice (a key in two tables) is an issue.
     static func ledgerRows(_ path: String, unique: Bool = true) throws -> Set<[String]> {
         let db = try DatabaseQueue(path: path)
         let rows = try db.read { db in
@@ -32,10 +33,40 @@ import Testing
                 FROM (SELECT sink_id, key, partition_id FROM ledger\(recent ? " UNION ALL SELECT sink_id, key, partition_id FROM ledger_recent" : "")) l
                 JOIN ledger_sinks s ON s.id = l.sink_id JOIN ledger_partitions p ON p.id = l.partition_id
                 """).map { [$0[0], $0[1], $0[2], $0[3]] as [String] }
+                + runRows(db).map { [$0.pipeline, $0.sink, $0.key, $0.partition] }
         }
         let keys = Set(rows.map { [$0[0], $0[1], $0[2]] })
         if unique { #expect(keys.count == rows.count, "a key held twice by one sink's ledger") }
         return Set(rows)
+    }
+
+    /// The keys of the file's runs (since v11), by plain SQL and the format's definition:
+    /// a run's keys are the `keys` blobs of its rows of `ledger_run_blocks` in the order of
+    /// `first`, 16 bytes each, ascending; `first` is its block's first key, every block
+    /// but the last holds 64 keys, and `ledger_runs.keys` counts them. Each run is checked.
+    static func runRows(_ db: Database) throws -> [(pipeline: String, sink: String, key: String, partition: String)] {
+        guard try db.tableExists("ledger_runs") else { return [] }
+        var rows: [(pipeline: String, sink: String, key: String, partition: String)] = []
+        for run in try GRDB.Row.fetchAll(db, sql: """
+            SELECT r.id, s.pipeline, s.sink, p.partition, r.keys FROM ledger_runs r
+            JOIN ledger_sinks s ON s.id = r.sink_id JOIN ledger_partitions p ON p.id = r.partition_id
+            """) {
+            let blocks = try GRDB.Row.fetchAll(db, sql: "SELECT first, keys FROM ledger_run_blocks WHERE run = ? ORDER BY first", arguments: [run[0] as Int64])
+            var keys: [String] = []
+            for (n, block) in blocks.enumerated() {
+                let bytes = [UInt8](block[1] as Data), first = [UInt8](block[0] as Data)
+                #expect(bytes.count % 16 == 0 && (n == blocks.count - 1 ? bytes.count > 0 : bytes.count == 64 * 16), "a run's block of \(bytes.count) bytes")
+                #expect(Array(bytes.prefix(16)) == first, "a block's first key is not its first")
+                for start in stride(from: 0, to: bytes.count, by: 16) {
+                    keys.append(bytes[start..<min(bytes.count, start + 16)].map { String(format: "%02x", $0) }.joined())
+                }
+            }
+            #expect(keys.count == run[4] as Int && keys == Array(Set(keys)).sorted(), "a run's blocks are not its keys, distinct and in order")
+            rows += keys.map { (run[1], run[2], $0, run[3]) }
+        }
+        #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_run_blocks WHERE run NOT IN (SELECT id FROM ledger_runs)") == 0,
+                "blocks of no run")
+        return rows
     }
 
     /// `ledger_recent_keys` counts what the file's `ledger_recent` holds (plain SQL).
@@ -121,7 +152,7 @@ import Testing
         try state.acknowledgeBuffered(pipeline: "p", sink: bq, keys: [stillBuffered])
         #expect(try state.delivered(pipeline: "p", sink: bq, keys: probe, excludingPartition: nil) == Set(viaBuffer + [stillBuffered]))
         // A commit of old keys again (two processes delivering one key at once) gives them a
-        // second row, in `ledger_recent`, until its merge keeps the older one; new keys are added.
+        // second row, in a run or `ledger_recent`, until its merge keeps the older one; new keys are added.
         try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-21", checkpoints: [],
                                        delivered: ["csv signups": [Self.hexKey(1), "k0", Self.hexKey(7000)]], receipts: [], finishesReplace: false))
         rows += [["p", bq, stillBuffered, "2026-11-18"], ["p", "csv signups", Self.hexKey(7000), "2026-11-21"]]
@@ -234,6 +265,14 @@ import Testing
 /// read with plain SQL and against a model of what was committed, after every commit, with
 /// small levels (so that a few thousand keys pass through many merges).
 @Suite struct LedgerLevelsTests {
+    /// Keys of the recent level, by plain SQL: rows of `ledger_recent` and keys of the runs
+    /// (16 bytes each).
+    static func recentHeld(_ path: String) throws -> Int {
+        try DatabaseQueue(path: path).read { db in
+            try Int.fetchOne(db, sql: "SELECT (SELECT count(*) FROM ledger_recent) + (SELECT coalesce(sum(length(keys) / 16), 0) FROM ledger_run_blocks)")!
+        }
+    }
+
     /// Plain SQL: `ledger_recent_keys` counts what `ledger_recent` holds per sink.
     static func recentCounts(_ path: String) throws -> (counted: [[Int]], held: [[Int]]) {
         let db = try DatabaseQueue(path: path)
@@ -243,7 +282,8 @@ import Testing
         }
     }
 
-    /// Every key of a sink in one table, by plain SQL (hex of the bytes, or the text).
+    /// Every key of a sink in one level, by plain SQL (hex of the bytes, or the text):
+    /// `ledger`, or `ledger_recent` with the runs.
     static func keys(_ path: String, sink: String, table: String) throws -> [String] {
         let db = try DatabaseQueue(path: path)
         return try db.read { db in
@@ -251,6 +291,7 @@ import Testing
                 SELECT CASE typeof(l.key) WHEN 'blob' THEN lower(hex(l.key)) ELSE l.key END
                 FROM \(table) l JOIN ledger_sinks s ON s.id = l.sink_id WHERE s.pipeline = 'p' AND s.sink = ?
                 """, arguments: [sink])
+                + (table == "ledger_recent" ? LedgerTests.runRows(db).filter { $0.pipeline == "p" && $0.sink == sink }.map(\.key) : [])
         }
     }
 
@@ -282,10 +323,10 @@ import Testing
                 next += keys.count
                 // What the store says is delivered is not delivered again (as the sinks do).
                 #expect(try state.delivered(pipeline: "p", sink: sink, keys: keys, excludingPartition: nil).isEmpty)
-                let before = try Self.recentCounts(path).held.map { $0[1] }.reduce(0, +)
+                let before = try Self.recentHeld(path)
                 try state.commit(SegmentCommit(pipeline: "p", partition: partition, checkpoints: [], delivered: [sink: keys],
                                                receipts: [], finishesReplace: false))
-                let after = try Self.recentCounts(path).held.map { $0[1] }.reduce(0, +)
+                let after = try Self.recentHeld(path)
                 // Merged exactly when the recent keys passed the limit; then none are left.
                 if before + keys.count > recentKeys { #expect(after == 0); merges += 1 } else { #expect(after == before + keys.count) }
                 for key in keys { model.insert(["p", sink, key, partition]) }
@@ -341,13 +382,123 @@ import Testing
         // Committed by a store whose limit is larger: not merged.
         try Self.store(path, LedgerLevels(recentKeys: 1_000)).commit(
             SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: ["csv": keys], receipts: [], finishesReplace: false))
-        #expect(try Self.recentCounts(path).held.map { $0[1] } == [150])
+        #expect(try Self.recentHeld(path) == 150)
         let later = try Self.store(path, small)
         #expect(try later.delivered(pipeline: "p", sink: "csv", keys: keys + more, excludingPartition: nil) == Set(keys))
         try later.commit(SegmentCommit(pipeline: "p", partition: "2026-11-19", checkpoints: [], delivered: ["csv": more], receipts: [], finishesReplace: false))
-        #expect(try Self.recentCounts(path).held.isEmpty)
+        #expect(try Self.recentHeld(path) == 0)
         #expect(try Self.keys(path, sink: "csv", table: "ledger").count == 160)
         #expect(try LedgerTests.ledgerRows(path) == Set(keys.map { ["p", "csv", $0, "2026-11-18"] } + more.map { ["p", "csv", $0, "2026-11-19"] }))
         #expect(try Self.store(path, small).delivered(pipeline: "p", sink: "csv", keys: keys + more + ["x"], excludingPartition: nil) == Set(keys + more))
+    }
+}
+
+/// The recent keys as sorted runs (migration v11): each commit's keys of sluice's own are
+/// one run; a partition's runs of one size class are merged by `LedgerRuns.fanIn`, and a
+/// sink past `maxRuns` runs is merged into `ledger`. Checked against the file read with
+/// plain SQL (`LedgerTests.runRows` cuts each run into its keys and checks its order and
+/// fence) and against a model of what was committed.
+@Suite struct LedgerRunsTests {
+    static func commit(_ state: SQLiteStateStore, _ sink: String, _ partition: String, _ keys: [String]) throws {
+        try state.commit(SegmentCommit(pipeline: "p", partition: partition, checkpoints: [], delivered: [sink: keys], receipts: [], finishesReplace: false))
+    }
+
+    /// Runs per (sink, partition) and size class, by plain SQL.
+    static func runsByClass(_ path: String) throws -> [[Int64]: Int] {
+        let rows = try DatabaseQueue(path: path).read { db in
+            try GRDB.Row.fetchAll(db, sql: "SELECT r.sink_id, r.partition_id, sum(length(b.keys) / 16) FROM ledger_runs r JOIN ledger_run_blocks b ON b.run = r.id GROUP BY r.id")
+        }
+        var counts: [[Int64]: Int] = [:]
+        for row in rows {
+            let keys: Int64 = row[2]
+            counts[[row[0], row[1], Int64((63 - keys.leadingZeroBitCount) / 4)], default: 0] += 1
+        }
+        return counts
+    }
+
+    /// (partitions, maxRuns): one day streamed in small commits (runs merged by size), or
+    /// many small days (the sink merged into `ledger` past a few runs).
+    @Test(arguments: [(1, 64), (7, 5)])
+    func smallCommitsKeepRunsBounded(partitions: Int, maxRuns: Int) throws {
+        let dir = try TestSupport.scratchDirectory("ledger-runs")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let levels = LedgerLevels(recentKeys: 1 << 20, filterKeys: 1 << 20, maxRuns: maxRuns)
+        let state = try LedgerLevelsTests.store(path, levels)
+        var model: Set<[String]> = []
+        var next = 0
+        var largest = 0
+        for commit in 0..<70 {
+            let partition = "2026-11-\(10 + commit % partitions)"
+            let keys = (next..<next + 3 + (commit * 17) % 23).map(LedgerLevelsTests.key)
+            next += keys.count
+            try Self.commit(state, "csv a", partition, keys)
+            for key in keys { model.insert(["p", "csv a", key, partition]) }
+            #expect(try LedgerTests.ledgerRows(path) == model)
+            let byClass = try Self.runsByClass(path)
+            #expect(byClass.values.allSatisfy { $0 < LedgerRuns.fanIn }, "a size class of a partition with \(LedgerRuns.fanIn) runs")
+            #expect(byClass.values.reduce(0, +) <= maxRuns)
+            largest = max(largest, try DatabaseQueue(path: path).read { db in try Int.fetchOne(db, sql: "SELECT coalesce(max(keys), 0) FROM ledger_runs")! })
+            if commit % 9 == 8 {
+                let probe = (0..<next + 40).map(LedgerLevelsTests.key)
+                for store in [state, try LedgerLevelsTests.store(path, levels)] {
+                    #expect(try store.delivered(pipeline: "p", sink: "csv a", keys: probe, excludingPartition: nil) == Set(model.map { $0[2] }))
+                    #expect(try store.delivered(pipeline: "p", sink: "csv a", keys: probe, excludingPartition: partition)
+                            == Set(model.filter { $0[3] != partition }.map { $0[2] }))
+                }
+            }
+        }
+        let inLedger = try LedgerLevelsTests.keys(path, sink: "csv a", table: "ledger").count
+        if partitions == 1 {
+            // Merged by size: a run larger than any commit's 25 keys, none moved to `ledger`.
+            #expect(largest > 25 && inLedger == 0)
+        } else {
+            #expect(inLedger > 0)
+        }
+    }
+
+    /// A run's filter holds every key it was given, and few others (8 bits a key: ~3%),
+    /// whatever the run's size (its blocks are as many as the keys take).
+    @Test(arguments: [1, 7, 64, 65, 1_000, 100_000])
+    func runFiltersHoldTheirKeysAndFewOthers(keys: Int) {
+        var rng = SplitMix64(seed: UInt64(keys))
+        let inserted = (0..<keys).map { _ in RecordKeyBits(high: rng.next(), low: rng.next()) }
+        let strangers = (0..<20_000).map { _ in RecordKeyBits(high: rng.next(), low: rng.next()) }
+        var filter = RunFilter(keys: keys)
+        for key in inserted { filter.insert(key) }
+        #expect(inserted.allSatisfy { filter.mayContain($0) })
+        let passed = strangers.filter { filter.mayContain($0) }.count
+        #expect(passed < strangers.count * 5 / 100, "\(passed) of \(strangers.count) strangers pass")
+    }
+
+    /// One large run: every key is found, and keys beside them (one bit above or below,
+    /// below the first, above the last) are not; through the fence's blocks and their edges.
+    @Test func lookupsInALargeRunFindExactlyItsKeys() throws {
+        let dir = try TestSupport.scratchDirectory("ledger-run-lookups")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let keys = (0..<10_000).map(LedgerTests.hexKey)
+        try Self.commit(SQLiteStateStore(path: path), "csv", "2026-11-18", keys)
+        let sorted = keys.sorted()
+        func shifted(_ key: String, _ by: Int) -> String {
+            let bits = RecordKeyBits(key)!
+            let low = by > 0 ? bits.low &+ UInt64(by) : bits.low &- UInt64(-by)
+            return String(format: "%016llx%016llx", bits.high, low)
+        }
+        let all = Set(keys)
+        let beside = keys.flatMap { [shifted($0, 1), shifted($0, -1)] }.filter { !all.contains($0) }
+        let edges = [String(repeating: "0", count: 32), String(repeating: "f", count: 32), shifted(sorted[0], -1), shifted(sorted.last!, 1)]
+            + stride(from: 0, to: sorted.count, by: 64).flatMap { [sorted[$0], shifted(sorted[$0], -1)] }
+        // A new store reads the run's fence; without a filter every key is asked of the run,
+        // in batches as a sink asks them.
+        let state = try LedgerLevelsTests.store(path, LedgerLevels(filterKeys: 0))
+        var rng = SplitMix64(seed: 7)
+        let probe = (keys + beside + edges).shuffled(using: &rng)
+        var found: Set<String> = []
+        for start in stride(from: 0, to: probe.count, by: 4096) {
+            found.formUnion(try state.delivered(pipeline: "p", sink: "csv", keys: Array(probe[start..<min(probe.count, start + 4096)]), excludingPartition: nil))
+        }
+        #expect(found == Set(keys))
+        #expect(try LedgerTests.ledgerRows(path).count == keys.count)
     }
 }
