@@ -324,7 +324,7 @@ extension SQLiteStateStore {
     /// ignores, or a transaction that fails, leave keys in a filter: a lookup more, never
     /// a duplicate. A filter past `ledgerLevels.filterKeys` keys is forgotten: the next
     /// question reads a new one, of `ledger_recent` alone once the history is larger, so
-    /// that memory does not grow with the history (1 MiB per million keys: a 12-day
+    /// that memory does not grow with the history (then 1 MiB per million keys: a 12-day
     /// backfill of 1M-line days peaked at 101 MB when its filter kept every key).
     func rememberLedgerKeys(pipeline: String, sink: String, _ keys: [String]) {
         let name = pipeline + "\u{0}" + sink
@@ -401,11 +401,11 @@ struct LedgerLevels: Sendable {
     /// keys in commits of 100k): 37.5 CPU s with 1M, 37.4 with 2M, 50.6 with 4M, 66.2
     /// in one table; 4M keys: 11.4 with 1M, 10.9 in one table.
     var recentKeys = 1 << 20
-    /// A process reads into its filter the keys of both tables when they hold at most this
-    /// many together, else of `ledger_recent` alone (1 MiB of filter per million keys,
-    /// ~0.2 s per million to read), and keeps at most this many in it; a table the filter
-    /// does not cover is asked for every key.
-    var filterKeys = 4 << 20
+    /// A process reads into its filter the keys of both levels when they hold at most this
+    /// many together, else of the recent level alone (three blocks of the filter, 3 MiB:
+    /// 0.75 MiB per million keys, ~0.2 s per million to read), and keeps at most this many
+    /// in it; a level the filter does not cover is asked for every key.
+    var filterKeys = 3 * BloomFilter.keysPerBlock
     /// Runs of a sink (`ledger_runs`) past which the recent level is merged into
     /// `ledger`, whatever its keys: a lookup reads a block of each run. A day's
     /// commits of 100,000 keys make ten; runs of a partition are merged by size
