@@ -35,9 +35,10 @@ import SluiceCore
 // it. `ledger` has no partition index since v10 (v8 had one on (partition_id, segment)):
 // it doubled a merge's cost per row, and a replace's delete scans `ledger` instead.
 //
-// Since v11 a commit's keys of sluice's own go to a run of `ledger_runs` (one row, the keys
-// sorted, appended), not to `ledger_recent`: the recent level is both tables, and only keys
-// that are not sluice's own (and rows from before v11) are in `ledger_recent`.
+// Since v11 a commit's keys of sluice's own go to a sorted run (`ledger_runs`, its blocks of
+// keys appended to `ledger_run_blocks`), not to `ledger_recent`: the recent level is the runs
+// and `ledger_recent`, which holds only keys that are not sluice's own (and rows from
+// before v11).
 //
 // Rows of `ledger_sinks` and `ledger_partitions` are never changed (but for the counter)
 // nor deleted, so an id once read stays right, also when other processes write the store.
@@ -174,9 +175,9 @@ extension SQLiteStateStore {
     /// (asked again: another process may have merged since): `ledger_recent` in one
     /// statement in key order (each page of `ledger` is rewritten once per merge instead
     /// of once per commit), then emptied whole (SQLite frees its pages without visiting
-    /// its rows); then the runs, each sink's merged in key order (`mergeLedgerRuns`). One transaction: a crash leaves the keys in one
-    /// table or the other, and the next write that inserts keys finds `ledger_recent`
-    /// still full. A key `ledger` holds already keeps its row there (the older one).
+    /// its rows); then the runs, each sink's merged in key order (`mergeLedgerRuns`). One
+    /// transaction: a crash leaves the keys in one table or the other, and the next write
+    /// that inserts keys finds the recent level still full. A key `ledger` holds already keeps its row there (the older one).
     /// Returns whether it merged.
     @discardableResult
     func mergeRecentLedgerIfFull() throws -> Bool {
@@ -258,11 +259,12 @@ extension SQLiteStateStore {
     /// of the partition: sluice's own as a run of `ledger_runs`, others to `ledger_recent`
     /// in key order (its pages walked once, in order). Keys `ledger_recent` holds already
     /// keep their row; a key of another run or of `ledger` gets a second entry until the
-    /// merge, which keeps the older one (lookups find either; a replace deletes both). Callers insert only keys `delivered` did not find, or
-    /// found under the partition a replace rebuilds (whose rows are deleted first): a key
-    /// twice is two processes delivering it at once. Also adds them to the sink's Bloom
-    /// filter if the store keeps one. Inside a write transaction of `write`; the
-    /// transaction asks `recentLedgerIsFull` at its end, and merges after it if so.
+    /// merge, which keeps the older one (lookups find either; a replace deletes both).
+    /// Callers insert only keys `delivered` did not find, or found under the partition a
+    /// replace rebuilds (whose rows are deleted first): a key twice is two processes
+    /// delivering it at once. Also adds them to the sink's Bloom filter if the store keeps
+    /// one. Inside a write transaction of `write`; the transaction asks
+    /// `recentLedgerIsFull` at its end, and merges after it if so.
     func insertLedger(_ db: Database, pipeline: String, sink: String, partition: String, keys unsorted: [String]) throws {
         guard !unsorted.isEmpty else { return }
         rememberLedgerKeys(pipeline: pipeline, sink: sink, unsorted)
@@ -286,7 +288,7 @@ extension SQLiteStateStore {
         // parameter of a new statement, and for numbered ones (`?1`) SQLite finds each
         // name by a walk over all of them (quadratic in the parameters of a statement).
         let before = db.totalChangesCount
-        try db.forEachChunk(of: other, size: Self.keysPerStatement, sql: Self.ledgerInsertSQL) { chunk, statement in
+        try db.forEachChunk(of: other, size: Self.keysPerStatement, sql: { Self.ledgerInsertSQL(into: "ledger_recent", rows: $0) }) { chunk, statement in
             try statement.executeBound(db) { b in
                 for key in chunk {
                     b.bind(sinkID)
@@ -299,8 +301,9 @@ extension SQLiteStateStore {
         try addRecentLedgerKeys(db, sinkID: sinkID, db.totalChangesCount - before)
     }
 
-    static func ledgerInsertSQL(rows: Int) -> String {
-        "INSERT OR IGNORE INTO ledger_recent (sink_id, key, partition_id, segment) VALUES \(Database.marks(rows, "(?, ?, ?, ?)"))"
+    /// Inserts `rows` rows into a table of the ledger, a key held already keeping its row.
+    static func ledgerInsertSQL(into table: String, rows: Int) -> String {
+        "INSERT OR IGNORE INTO \(table) (sink_id, key, partition_id, segment) VALUES \(Database.marks(rows, "(?, ?, ?, ?)"))"
     }
 
     /// Forgets a partition's ledger rows, of every sink of the pipeline, in every table (a

@@ -431,7 +431,7 @@ extension SQLiteStateStore {
             rows.reserveCapacity(Self.keysPerStatement)
             func flush() throws {
                 guard !rows.isEmpty else { return }
-                let sql = Self.ledgerMergeSQL(rows: rows.count)
+                let sql = Self.ledgerInsertSQL(into: "ledger", rows: rows.count)
                 let statement = rows.count == Self.keysPerStatement ? try db.cachedStatement(sql: sql) : try db.makeStatement(sql: sql)
                 try statement.executeBound(db) { b in
                     for row in rows {
@@ -450,10 +450,6 @@ extension SQLiteStateStore {
             try flush()
         }
         try db.execute(sql: "DELETE FROM ledger_run_blocks; DELETE FROM ledger_runs")
-    }
-
-    static func ledgerMergeSQL(rows: Int) -> String {
-        "INSERT OR IGNORE INTO ledger (sink_id, key, partition_id, segment) VALUES \(Database.marks(rows, "(?, ?, ?, ?)"))"
     }
 
     /// Whether a sink has more than `ledgerLevels.maxRuns` runs.
