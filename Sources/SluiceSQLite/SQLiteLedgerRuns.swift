@@ -184,6 +184,16 @@ final class LedgerRunCursor {
         sqlite3_reset(statement.sqliteStatement)
     }
 
+    /// Calls `body` with each key of a run, in order.
+    static func forEachKey(_ db: Database, of run: LedgerRun, _ body: (RecordKeyBits) -> Void) throws {
+        let cursor = try LedgerRunCursor(db, run: run)
+        defer { cursor.close() }
+        while let key = cursor.current {
+            body(key)
+            try cursor.advance()
+        }
+    }
+
     /// The keys of runs in ascending order, each with the run it came from; of equal
     /// keys, the one of the earlier run in `runs` first.
     static func merge(_ db: Database, _ runs: [LedgerRun], _ body: (RecordKeyBits, LedgerRun) throws -> Void) throws {
@@ -347,12 +357,7 @@ extension SQLiteStateStore {
         kept = kept.filter { id, _ in runs.contains { $0.id == id } }
         for run in runs where kept[run.id] == nil {
             var filter = RunFilter(keys: run.keys)
-            let cursor = try LedgerRunCursor(db, run: run)
-            defer { cursor.close() }
-            while let key = cursor.current {
-                filter.insert(key)
-                try cursor.advance()
-            }
+            try LedgerRunCursor.forEachKey(db, of: run) { filter.insert($0) }
             kept[run.id] = filter
         }
         ledgerLock.withLock { ledgerKnown.runFilters[sinkID] = kept }
@@ -409,16 +414,19 @@ extension SQLiteStateStore {
         }
     }
 
-    /// Adds every key of a sink's runs to a filter.
+    /// Adds every key of a sink's runs to a filter, and keeps each run's own filter made
+    /// in the same pass (the lookups that follow would otherwise read every run again).
     func readLedgerRunKeys(_ db: Database, sinkID: Int64, into bloom: inout BloomFilter) throws {
+        var filters: [Int64: RunFilter] = [:]
         for run in try ledgerRuns(db, sinkID: sinkID) {
-            let cursor = try LedgerRunCursor(db, run: run)
-            defer { cursor.close() }
-            while let key = cursor.current {
+            var filter = RunFilter(keys: run.keys)
+            try LedgerRunCursor.forEachKey(db, of: run) { key in
                 bloom.insert(hash: BloomFilter.hash(key))
-                try cursor.advance()
+                filter.insert(key)
             }
+            filters[run.id] = filter
         }
+        ledgerLock.withLock { ledgerKnown.runFilters[sinkID] = filters }
     }
 
     /// Moves every run, of every sink, into `ledger`: a sink's runs k-way merged, in key
