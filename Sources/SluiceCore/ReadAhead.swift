@@ -21,7 +21,14 @@ final class ReadAhead: @unchecked Sendable {
     private let prepare: (inout RecordBatch) throws -> Int
     private let limit: Int
     private let capacity: Int
-    private var queue: [Result<(RecordBatch, Int), any Error>] = []
+    private let byteBudget: Int
+    /// Each queued batch (or error) and the input bytes it was read from.
+    private var queue: [(item: Result<(RecordBatch, Int), any Error>, bytes: Int)] = []
+    /// The input bytes of the queued batches (`byteBudget`).
+    private var queuedBytes = 0
+    /// Where the reading thread last saw each file (`SourceCheckpoint.offset` by file id),
+    /// to tell a batch's input bytes. Used by the reading thread alone.
+    private var offsets: [String: Int64] = [:]
     private var finished = false
     private var cancelled = false
     /// Spent batches' records and values handed back to be freed here (`recycle`).
@@ -29,14 +36,49 @@ final class ReadAhead: @unchecked Sendable {
     private let monitor = Monitor()
     private var thread: pthread_t?
 
+    /// How many prepared batches wait for the runner at most (`defaultCapacity`).
+    ///
+    /// The reading thread is the one the others wait for in the benchmark's run
+    /// (docs/benchmarks.md). With one batch of room it slept ~15% of the run: whenever the
+    /// runner was busy longer than usual (a segment commit, a batch its worker was slow
+    /// with), the reader stopped after one batch and lost that time for good. Three
+    /// batches absorb those moments: −14% wall time at 1M lines, −19% at 4M, ~2.7 MB of
+    /// memory a batch of the benchmark's records.
+    static let defaultCapacity = 3
+    /// The most input bytes the queued batches beyond the first may come from
+    /// (`defaultByteBudget`): batches of wide records (each batch is `limit` records,
+    /// whatever their size) keep one batch of room, as before, instead of `capacity`.
+    static let defaultByteBudget = 4 << 20
+
     /// `prepare` runs on the reading thread on each batch and returns how many records
     /// and dead letters it accounts for as read. An error it throws is rethrown by
     /// `next()` in the batch's place, after the batches before it, like a source's.
-    init(source: any RecordSource, limit: Int, capacity: Int = 1, prepare: @escaping (inout RecordBatch) throws -> Int) {
+    /// At most `capacity` batches wait, and a second or later one only while those
+    /// before it came from less than `byteBudget` bytes of input (told by the batches'
+    /// checkpoints; a source without checkpoints counts batches only).
+    init(source: any RecordSource, limit: Int, capacity: Int = ReadAhead.defaultCapacity, byteBudget: Int = ReadAhead.defaultByteBudget,
+         prepare: @escaping (inout RecordBatch) throws -> Int) {
         self.source = source
         self.limit = limit
         self.capacity = max(1, capacity)
+        self.byteBudget = byteBudget
         self.prepare = prepare
+    }
+
+    /// Whether the queue has room for another batch. Under `monitor`.
+    private var hasRoom: Bool {
+        queue.isEmpty || (queue.count < capacity && queuedBytes < byteBudget)
+    }
+
+    /// The input bytes a batch was read from: how far its checkpoints moved each file
+    /// since the batch before (a file seen first counts from its start).
+    private func inputBytes(of batch: RecordBatch) -> Int {
+        var bytes: Int64 = 0
+        for c in batch.checkpoints {
+            let before = offsets.updateValue(c.offset, forKey: c.fileID) ?? 0
+            bytes += max(0, c.offset - before)
+        }
+        return Int(clamping: bytes)
     }
 
     func start() {
@@ -70,15 +112,17 @@ final class ReadAhead: @unchecked Sendable {
                     monitor.lock()
                     continue
                 }
-                if queue.count < capacity || cancelled { break }
+                if hasRoom || cancelled { break }
                 monitor.wait()
             }
             let stop = cancelled
             monitor.unlock()
             if stop { break }
             let item: Result<(RecordBatch, Int), any Error>?
+            var bytes = 0
             do {
                 if var batch = try source.next(limit: limit) {
+                    bytes = inputBytes(of: batch)
                     let read = try prepare(&batch)
                     item = .success((batch, read))
                 } else {
@@ -90,7 +134,10 @@ final class ReadAhead: @unchecked Sendable {
             var failed = false
             if case .failure? = item { failed = true }
             monitor.lock()
-            if let item { queue.append(item) }
+            if let item {
+                queue.append((item, bytes))
+                queuedBytes += bytes
+            }
             if item == nil || failed { finished = true }
             monitor.broadcast()
             let end = finished
@@ -114,9 +161,10 @@ final class ReadAhead: @unchecked Sendable {
         monitor.lock()
         while queue.isEmpty && !finished { monitor.wait() }
         let item = queue.isEmpty ? nil : queue.removeFirst()
+        if let item { queuedBytes -= item.bytes }
         monitor.broadcast()
         monitor.unlock()
-        return try item?.get()
+        return try item?.item.get()
     }
 
     /// Stops reading ahead and waits for the reading thread to end.

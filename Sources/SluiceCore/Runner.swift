@@ -183,7 +183,7 @@ public struct Runner: Sendable {
             // Segments end on batch boundaries: a batch is never larger than a segment.
             let limit = context.mode == .append ? max(1, min(batchSize, commitEvery)) : batchSize
             // Three threads, each a step of the batches in order: reading, parsing, event
-            // times, keys and the leading batch-local stages a batch ahead (`ReadAhead`);
+            // times, keys and the leading batch-local stages a few batches ahead (`ReadAhead`);
             // the stateful stages here; the batch-local stages after the last stateful one,
             // coercion and the sinks' row encoding on a worker (`BatchWorker`); then
             // writing and committing here again.

@@ -112,6 +112,49 @@ import Logging
         #expect(lines == [1, 2, 3, 4, 5, 6])
     }
 
+    /// A source of `total` batches whose checkpoint moves its file by `bytes` a batch (none
+    /// when nil); `sent` is read after the reading thread has been joined.
+    final class Sized: RecordSource {
+        var sent = 0
+        let bytes: Int?
+        init(bytes: Int?) { self.bytes = bytes }
+        func next(limit: Int) throws -> RecordBatch? {
+            sent += 1
+            let records = (0..<limit).map { Record(fields: Fields(), position: SourcePosition(file: "f", line: (sent - 1) * limit + $0 + 1)) }
+            let checkpoints = bytes.map { [SourceCheckpoint(fileID: "f", path: "f", offset: Int64(sent * $0), line: sent * limit, complete: false)] } ?? []
+            return RecordBatch(records: records, checkpoints: checkpoints)
+        }
+    }
+
+    /// With nobody taking batches, the reader fills its queue and waits: up to `capacity`
+    /// batches, a second or later only while the queued ones came from less than the byte
+    /// budget of input (expected counts worked out by hand from the rule).
+    struct QueueCase: Sendable, CustomTestStringConvertible {
+        var bytes: Int?
+        var capacity: Int
+        var budget: Int
+        var queued: Int
+        var testDescription: String { "\(bytes.map(String.init) ?? "no") bytes a batch, capacity \(capacity): \(queued) queued" }
+    }
+    static let queueCases: [QueueCase] = [
+        QueueCase(bytes: nil, capacity: 3, budget: 4 << 20, queued: 3),  // no checkpoints: batches counted only
+        QueueCase(bytes: 1_000, capacity: 3, budget: 4 << 20, queued: 3),  // small batches: the count bounds
+        QueueCase(bytes: 3 << 20, capacity: 3, budget: 4 << 20, queued: 2),  // 3 MiB queued < 4 MiB: one more, then 6 MiB
+        QueueCase(bytes: 5 << 20, capacity: 3, budget: 4 << 20, queued: 1),  // one wide batch fills the budget
+        QueueCase(bytes: 1_000, capacity: 1, budget: 4 << 20, queued: 1),
+        QueueCase(bytes: 1_000, capacity: 6, budget: 4 << 20, queued: 6),
+    ]
+
+    @Test(arguments: queueCases)
+    func theQueueHoldsCapacityBatchesWithinTheByteBudget(_ c: QueueCase) throws {
+        let source = Sized(bytes: c.bytes)
+        let reader = ReadAhead(source: source, limit: 2, capacity: c.capacity, byteBudget: c.budget, prepare: Self.prepareKeys)
+        reader.start()
+        usleep(300_000)
+        reader.stop()
+        #expect(source.sent == c.queued)
+    }
+
     @Test func stoppingEarlyEndsTheReader() throws {
         let source = Counting(total: 1_000_000)
         let reader = ReadAhead(source: source, limit: 1, capacity: 2, prepare: Self.prepareKeys)
