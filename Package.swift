@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // A prefetch hint (a static inline C function; no library).
         .systemLibrary(name: "CPrefetch", path: "Sources/CPrefetch"),
+        // libcurl and libxml2, opened with dlopen when first used (not mapped in every run).
+        .target(name: "CLazyLibs", path: "Sources/CLazyLibs", linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "SluiceCore",
             dependencies: [
@@ -45,12 +47,12 @@ let package = Package(
         // Vendor callback archives: raw HTTP requests, JSON/XML/form bodies, signatures.
         .target(
             name: "SluiceCallbacks",
-            dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "CLazyLibs", .product(name: "Crypto", package: "swift-crypto")]),
         // BigQuery: service-account auth, tables, insertAll streaming through the durable buffer.
         .target(
             name: "SluiceBigQuery",
             dependencies: [
-                "SluiceCore", "SluiceConfig", .product(name: "Crypto", package: "swift-crypto"),
+                "SluiceCore", "SluiceConfig", "CLazyLibs", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
             ]),
         .target(

@@ -1,7 +1,6 @@
+import CLazyLibs
+import Dispatch
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// An error of the BigQuery sink. Messages name tables, columns, reasons and HTTP
 /// statuses; never a row value or a secret.
@@ -24,42 +23,70 @@ public struct HTTPResponse: Sendable {
     public var body: [UInt8]
 }
 
-/// HTTP over URLSession. Every request gets its own ephemeral session: on Linux, a
-/// session that reused a connection to a server that had restarted (an outage) kept
-/// failing, so no connection outlives its request.
+/// HTTP over libcurl, opened when the first request is sent (`CLazyLibs`: a run without
+/// a BigQuery sink never maps libcurl and the ~30 libraries behind it). Every request has
+/// a connection of its own: a connection reused to a server that had restarted (an
+/// outage) kept failing, so none outlives its request. The blocking transfer runs on a
+/// Dispatch thread, not on the caller's.
 public struct HTTPClient: Sendable {
     public var timeout: Double
     public init(timeout: Double = 60) { self.timeout = timeout }
 
     public func send(method: String, url: String, headers: [String: String] = [:], body: [UInt8]? = nil) async throws(BigQueryError) -> HTTPResponse {
-        guard let u = URL(string: url) else { throw BigQueryError("not a URL: \(url)") }
-        var request = URLRequest(url: u, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
-        request.httpMethod = method
-        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-        if let body { request.httpBody = Data(body) }
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.timeoutIntervalForResource = timeout
-        configuration.httpMaximumConnectionsPerHost = 1
-        configuration.urlCache = nil
-        let session = URLSession(configuration: configuration)
-        defer { session.finishTasksAndInvalidate() }
-        let result: Result<HTTPResponse, BigQueryError> = await withCheckedContinuation { continuation in
-            let task = session.dataTask(with: request) { data, response, error in
-                if let error {
-                    // Only the kind of failure: a URL error's text can hold the request URL, never a value.
-                    let code = (error as? URLError)?.code.rawValue ?? 0
-                    continuation.resume(returning: .failure(BigQueryError("\(method) \(u.host ?? "") failed (URL error \(code))", retryable: true,
-                                                                          outcomeUnknown: true)))
-                } else if let http = response as? HTTPURLResponse {
-                    continuation.resume(returning: .success(HTTPResponse(status: http.statusCode, body: [UInt8](data ?? Data()))))
-                } else {
-                    continuation.resume(returning: .failure(BigQueryError("\(method) \(u.host ?? "") gave no HTTP response", retryable: true,
-                                                                          outcomeUnknown: true)))
-                }
+        guard let u = URL(string: url), u.scheme != nil else { throw BigQueryError("not a URL: \(url)") }
+        let host = u.host ?? ""
+        // One header a line for libcurl: a name or value with a line break would be a
+        // header of its own (never sent; the text is not quoted, it may be a secret).
+        var lines: [String] = []
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) {
+            guard !name.contains(where: \.isNewline), !value.contains(where: \.isNewline) else {
+                throw BigQueryError("\(method) \(host): the header \(name.filter { !$0.isNewline }) holds a line break")
             }
-            task.resume()
+            lines.append("\(name): \(value)")
+        }
+        let request = Request(method: method, url: url, headers: lines.joined(separator: "\n"), body: body,
+                              timeoutMilliseconds: Int(max(1, (timeout * 1000).rounded())))
+        let result: Result<HTTPResponse, BigQueryError> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: request.perform(host: host)) }
         }
         return try result.get()
+    }
+
+    private struct Request: Sendable {
+        var method: String
+        var url: String
+        var headers: String
+        var body: [UInt8]?
+        var timeoutMilliseconds: Int
+
+        func perform(host: String) -> Result<HTTPResponse, BigQueryError> {
+            var response = sluice_http_response()
+            defer { sluice_http_response_free(&response) }
+            let code: Int32 = method.withCString { m in
+                url.withCString { u in
+                    headers.withCString { h in
+                        if let body {
+                            // An empty body has no address: a POST then sends no bytes.
+                            return body.withUnsafeBufferPointer { b in
+                                sluice_http_perform(m, u, h, b.baseAddress, b.count, timeoutMilliseconds, &response)
+                            }
+                        }
+                        return sluice_http_perform(m, u, h, nil, 0, timeoutMilliseconds, &response)
+                    }
+                }
+            }
+            let message = withUnsafeBytes(of: &response.message) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if code == -1 {
+                return .failure(BigQueryError("\(method) \(host) failed: \(message)"))
+            }
+            guard code == 0 else {
+                // libcurl's text for its code only (its own messages can name the URL).
+                return .failure(BigQueryError("\(method) \(host) failed (curl error \(code): \(message))", retryable: true, outcomeUnknown: true))
+            }
+            let bytes = response.body.map { [UInt8](UnsafeBufferPointer(start: $0, count: response.body_count)) } ?? []
+            return .success(HTTPResponse(status: response.status, body: bytes))
+        }
     }
 }

@@ -1,7 +1,5 @@
+import CLazyLibs
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 import SluiceCore
 
 /// Turns a request body into fields by its media type: JSON as it is, XML and form
@@ -97,8 +95,10 @@ public enum BodyDecoder {
     }
 }
 
-/// Builds the flattened object of an XML document from libxml2's SAX events.
-final class XMLFlattener: NSObject, XMLParserDelegate {
+/// Builds the flattened object of an XML document from libxml2's reader (`CLazyLibs`:
+/// libxml2 is opened when the first XML body is read, not mapped in every run). No
+/// network, no DTD loaded, no entity substituted: an external entity is never read.
+enum XMLFlattener {
     private final class Element {
         let name: String
         var attributes: [(String, String)]
@@ -110,74 +110,82 @@ final class XMLFlattener: NSObject, XMLParserDelegate {
         }
     }
 
-    private var stack: [Element] = []
-    private var root: (String, Value)?
-    private var failure: String?
+    // libxml2's node types (xmlReaderTypes).
+    private static let element: Int32 = 1, text: Int32 = 3, cdata: Int32 = 4, whitespace: Int32 = 13,
+        significantWhitespace: Int32 = 14, endElement: Int32 = 15
 
     static func flatten(_ body: [UInt8]) throws(RequestError) -> Value {
-        let flattener = XMLFlattener()
-        let parser = XMLParser(data: Data(body))
-        parser.shouldResolveExternalEntities = false
-        parser.shouldProcessNamespaces = false
-        parser.delegate = flattener
-        let ok = parser.parse()
-        if let failure = flattener.failure { throw RequestError(failure) }
-        guard ok, let root = flattener.root else {
-            let line = parser.lineNumber, column = parser.columnNumber
-            throw RequestError("the XML body is malformed (line \(line), column \(column))")
+        var problem = [CChar](repeating: 0, count: 256)
+        guard sluice_xml_load(&problem, problem.count) == 0 else {
+            throw RequestError("the XML body cannot be read: \(String(decoding: problem.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
         }
+        guard body.count <= Int(Int32.max), let reader = body.withUnsafeBufferPointer({ sluice_xml_open($0.baseAddress, Int32($0.count)) }) else {
+            throw RequestError("the XML body is malformed (line 1, column 1)")
+        }
+        defer { sluice_xml_close(reader) }
+        func string(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
+        var stack: [Element] = []
+        var root: (String, Value)?
+        func close() {
+            guard let element = stack.popLast() else { return }
+            let value = Self.value(of: element)
+            if let parent = stack.last { parent.children.append((element.name, value)) } else { root = (element.name, value) }
+        }
+        while true {
+            let step = sluice_xml_read(reader)
+            if step == 0 { break }
+            guard step == 1 else {
+                throw RequestError("the XML body is malformed (line \(sluice_xml_line(reader)), column \(sluice_xml_column(reader)))")
+            }
+            switch sluice_xml_node_type(reader) {
+            case Self.element:
+                guard stack.count < JSONParser.maxDepth else {
+                    throw RequestError("the XML body nests deeper than \(JSONParser.maxDepth) elements")
+                }
+                let name = string(sluice_xml_name(reader))
+                let empty = sluice_xml_is_empty_element(reader) == 1
+                var attributes: [(String, String)] = []
+                while sluice_xml_next_attribute(reader) == 1 {
+                    attributes.append((string(sluice_xml_name(reader)), string(sluice_xml_value(reader))))
+                }
+                // Sorted by name for a stable order (a later duplicate is malformed XML).
+                stack.append(Element(name: name, attributes: attributes.sorted { $0.0 < $1.0 }))
+                if empty { close() }
+            case Self.text, Self.cdata, Self.whitespace, Self.significantWhitespace:
+                stack.last?.text += string(sluice_xml_value(reader))
+            case Self.endElement:
+                close()
+            default:
+                break  // comments, processing instructions, the doctype, entity references
+            }
+        }
+        guard let root else { throw RequestError("the XML body is malformed (line 1, column 1)") }
         var fields = Fields()
         fields.appendUnchecked(root.0, root.1)
         return .object(fields)
     }
 
-    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?,
-                attributes attributeDict: [String: String] = [:]) {
-        if stack.count >= JSONParser.maxDepth {
-            failure = "the XML body nests deeper than \(JSONParser.maxDepth) elements"
-            parser.abortParsing()
-            return
-        }
-        // Foundation hands attributes over as a dictionary: sort them by name for a stable order.
-        stack.append(Element(name: qName ?? elementName, attributes: attributeDict.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
-    }
-
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
-        stack.last?.text += string
-    }
-
-    func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
-        stack.last?.text += String(decoding: CDATABlock, as: UTF8.self)
-    }
-
-    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
-        guard let element = stack.popLast() else { return }
+    /// An element as a value: its text (null when empty) when it has neither attributes
+    /// nor children, else an object of "@"-named attributes, children by name (an array
+    /// for a name that repeats) and "#text".
+    private static func value(of element: Element) -> Value {
         let text = element.text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let value: Value
         if element.attributes.isEmpty && element.children.isEmpty {
-            value = text.isEmpty ? .null : .string(text)
-        } else {
-            var fields = Fields()
-            for (name, v) in element.attributes { fields.appendUnchecked("@" + name, .string(v)) }
-            var counts: [String: Int] = [:]
-            for (name, _) in element.children { counts[name, default: 0] += 1 }
-            var grouped: [String: [Value]] = [:]
-            var order: [String] = []
-            for (name, child) in element.children {
-                if grouped[name] == nil { order.append(name) }
-                grouped[name, default: []].append(child)
-            }
-            for name in order {
-                let items = grouped[name]!
-                fields.appendUnchecked(name, counts[name]! > 1 ? .array(items) : items[0])
-            }
-            if !text.isEmpty { fields.appendUnchecked("#text", .string(text)) }
-            value = .object(fields)
+            return text.isEmpty ? .null : .string(text)
         }
-        if let parent = stack.last { parent.children.append((element.name, value)) } else { root = (element.name, value) }
-    }
-
-    func parser(_ parser: XMLParser, parseErrorOccurred parseError: Error) {
-        if failure == nil { failure = "the XML body is malformed (line \(parser.lineNumber), column \(parser.columnNumber))" }
+        var fields = Fields()
+        for (name, v) in element.attributes { fields.appendUnchecked("@" + name, .string(v)) }
+        var grouped: [String: [Value]] = [:]
+        var order: [String] = []
+        for (name, child) in element.children {
+            if grouped[name] == nil { order.append(name) }
+            grouped[name, default: []].append(child)
+        }
+        for name in order {
+            let items = grouped[name]!
+            fields.appendUnchecked(name, items.count > 1 ? .array(items) : items[0])
+        }
+        if !text.isEmpty { fields.appendUnchecked("#text", .string(text)) }
+        return .object(fields)
     }
 }

@@ -112,3 +112,34 @@ import Testing
         #expect(Redaction.message(input) == expected)
     }
 }
+
+/// The HTTP client over libcurl: a header value with a line break would be a header of
+/// its own in libcurl's list; it is refused before anything is sent, and the message
+/// names the header, never its value. A refused connection is a retryable failure whose
+/// outcome is unknown, named by host only.
+@Suite struct HTTPClientTests {
+    @Test(arguments: ["Bearer abc\r\nX-Injected: 1", "secret\nvalue"])
+    func headerValuesWithLineBreaksAreRefused(_ value: String) async throws {
+        do throws(BigQueryError) {
+            _ = try await HTTPClient(timeout: 5).send(method: "GET", url: "http://127.0.0.1:9/", headers: ["Authorization": value])
+            Issue.record("sent a header with a line break")
+        } catch {
+            #expect(error.description.contains("Authorization"))
+            #expect(!error.description.contains("secret") && !error.description.contains("abc"))
+            #expect(!error.retryable)
+        }
+    }
+
+    @Test func aRefusedConnectionIsRetryableAndNamesTheHostOnly() async throws {
+        // A port nothing listens on: bound, then closed.
+        let port = try Servers.freePort()
+        do throws(BigQueryError) {
+            _ = try await HTTPClient(timeout: 5).send(method: "POST", url: "http://127.0.0.1:\(port)/path/with-token?key=s3cr3t", body: Array("{}".utf8))
+            Issue.record("a request to a closed port succeeded")
+        } catch {
+            #expect(error.retryable && error.outcomeUnknown)
+            #expect(error.description.contains("127.0.0.1"))
+            #expect(!error.description.contains("s3cr3t") && !error.description.contains("/path"))
+        }
+    }
+}

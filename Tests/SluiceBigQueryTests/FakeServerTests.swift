@@ -81,6 +81,31 @@ import Testing
         #expect(Set(stored).count == stored.count, "a row was stored twice", sourceLocation: sourceLocation)
     }
 
+    /// libcurl (and the ~30 libraries behind it) is opened by the first request, not
+    /// mapped in every run: the dynamic loader's own log (glibc's `LD_DEBUG=files`) names
+    /// it in a run to the `bq` target and not in the same run to the SQLite target, which
+    /// names SQLite (so the log was read). libxml2 is opened by XML bodies alone.
+    @Test func libcurlIsOpenedOnlyByARunThatSendsRequests() async throws {
+        #if os(Linux)
+        let dir = try TestSupport.scratchDirectory("bq-fake")
+        let server = try FakeBigQuery(dir: dir, arguments: [])
+        defer { server.stop() }
+        let root = try Self.project(endpoint: server.endpoint)
+        let localRoot = try Self.project(endpoint: server.endpoint)
+        let local = try Self.sluice(localRoot, ["run", "Pipelines/events.yml", "--date", "2026-11-18"], environment: ["LD_DEBUG": "files"])
+        #expect(local.output.contains("loaded \(Self.rowCount),"), "\(local.output)")
+        #expect(local.status == 0, "\(local.stderr)")
+        #expect(local.stderr.contains("file=libsqlite3"), "the loader's log was not read")
+        #expect(!local.stderr.contains("libcurl"))
+        #expect(!local.stderr.contains("libxml2"))
+        let remote = try Self.sluice(root, Self.run, environment: ["LD_DEBUG": "files"])
+        #expect(remote.status == 0, "\(remote.stderr)")
+        #expect(remote.stderr.contains("file=libcurl.so"))
+        #expect(!remote.stderr.contains("libxml2"))
+        Self.checkStoredOnce(server, expected: Self.rowCount)
+        #endif
+    }
+
     @Test(arguments: ["503,429,500,502", "429,429,429,429,503"])
     func failedRequestsAreRetried(_ statuses: String) async throws {
         let dir = try TestSupport.scratchDirectory("bq-fake")
