@@ -13,10 +13,10 @@ import Darwin
 /// batches that the runner never takes (a stop, an error) were never loaded nor
 /// checkpointed: the next run reads them again, as without read-ahead.
 final class ReadAhead: @unchecked Sendable {
-    // `@unchecked`: `queue`, `finished` and `cancelled` are only read and written with
-    // `monitor` locked; `source` and `prepare` are used by the reading thread alone (after
-    // `start`, the creating thread never touches them again, unless no thread could be
-    // started); `thread` is used by the creating thread alone.
+    // `@unchecked`: `queue`, `queuedBytes`, `finished` and `cancelled` are only read and
+    // written with `monitor` locked; `source`, `prepare` and `offsets` are used by the
+    // reading thread alone (after `start`, the creating thread never touches them again,
+    // unless no thread could be started); `thread` is used by the creating thread alone.
     private let source: any RecordSource
     private let prepare: (inout RecordBatch) throws -> Int
     private let limit: Int
@@ -71,7 +71,9 @@ final class ReadAhead: @unchecked Sendable {
     }
 
     /// The input bytes a batch was read from: how far its checkpoints moved each file
-    /// since the batch before (a file seen first counts from its start).
+    /// since the batch before. A file seen first counts from its start, so the first batch
+    /// of a file resumed where a run before stopped counts more than it read (on the safe
+    /// side: less read ahead for one batch).
     private func inputBytes(of batch: RecordBatch) -> Int {
         var bytes: Int64 = 0
         for c in batch.checkpoints {
