@@ -20,14 +20,26 @@ static void *open_first(const char *const *names, char *problem, size_t size) {
     return NULL;
 }
 
-#define SYMBOL(table, field, handle, name, problem)                                   \
-    do {                                                                              \
-        *(void **)&table.field = dlsym(handle, name);                                 \
-        if (!table.field) {                                                           \
-            snprintf(problem, sizeof(problem), "%s has no symbol %s", #table, name); \
-            return;                                                                   \
-        }                                                                             \
-    } while (0)
+// A function of a library and where its address goes.
+struct symbol {
+    const char *name;
+    void **slot;
+};
+
+// Opens the first of `names` and finds each of `symbols` (a list ending with a NULL name)
+// in it: 1, or 0 and why in `problem`.
+static int open_library(const char *const *names, const struct symbol *symbols, char *problem, size_t size) {
+    void *h = open_first(names, problem, size);
+    if (!h) return 0;
+    for (const struct symbol *s = symbols; s->name; s++) {
+        *s->slot = dlsym(h, s->name);
+        if (!*s->slot) {
+            snprintf(problem, size, "%s has no symbol %s", names[0], s->name);
+            return 0;
+        }
+    }
+    return 1;
+}
 
 // ---- libcurl ----
 
@@ -74,17 +86,19 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
 static void load_curl(void) {
     static const char *const names[] = {"libcurl.so.4", "libcurl.so", "libcurl.4.dylib", "libcurl.dylib", NULL};
-    void *h = open_first(names, curl_problem, sizeof(curl_problem));
-    if (!h) return;
-    SYMBOL(curl, global_init, h, "curl_global_init", curl_problem);
-    SYMBOL(curl, easy_init, h, "curl_easy_init", curl_problem);
-    SYMBOL(curl, easy_setopt, h, "curl_easy_setopt", curl_problem);
-    SYMBOL(curl, easy_perform, h, "curl_easy_perform", curl_problem);
-    SYMBOL(curl, easy_getinfo, h, "curl_easy_getinfo", curl_problem);
-    SYMBOL(curl, easy_cleanup, h, "curl_easy_cleanup", curl_problem);
-    SYMBOL(curl, slist_append, h, "curl_slist_append", curl_problem);
-    SYMBOL(curl, slist_free_all, h, "curl_slist_free_all", curl_problem);
-    SYMBOL(curl, easy_strerror, h, "curl_easy_strerror", curl_problem);
+    const struct symbol symbols[] = {
+        {"curl_global_init", (void **)&curl.global_init},
+        {"curl_easy_init", (void **)&curl.easy_init},
+        {"curl_easy_setopt", (void **)&curl.easy_setopt},
+        {"curl_easy_perform", (void **)&curl.easy_perform},
+        {"curl_easy_getinfo", (void **)&curl.easy_getinfo},
+        {"curl_easy_cleanup", (void **)&curl.easy_cleanup},
+        {"curl_slist_append", (void **)&curl.slist_append},
+        {"curl_slist_free_all", (void **)&curl.slist_free_all},
+        {"curl_easy_strerror", (void **)&curl.easy_strerror},
+        {NULL, NULL},
+    };
+    if (!open_library(names, symbols, curl_problem, sizeof(curl_problem))) return;
     // Once per process, before any other thread uses libcurl (pthread_once).
     if (curl.global_init(GLOBAL_ALL) != 0) {
         snprintf(curl_problem, sizeof(curl_problem), "curl_global_init failed");
@@ -220,21 +234,23 @@ static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
 
 static void load_xml(void) {
     static const char *const names[] = {"libxml2.so.2", "libxml2.so", "libxml2.2.dylib", "libxml2.dylib", NULL};
-    void *h = open_first(names, xml_problem, sizeof(xml_problem));
-    if (!h) return;
-    SYMBOL(xml, init_parser, h, "xmlInitParser", xml_problem);
-    SYMBOL(xml, reader_for_memory, h, "xmlReaderForMemory", xml_problem);
-    SYMBOL(xml, read, h, "xmlTextReaderRead", xml_problem);
-    SYMBOL(xml, node_type, h, "xmlTextReaderNodeType", xml_problem);
-    SYMBOL(xml, const_name, h, "xmlTextReaderConstName", xml_problem);
-    SYMBOL(xml, const_value, h, "xmlTextReaderConstValue", xml_problem);
-    SYMBOL(xml, is_empty_element, h, "xmlTextReaderIsEmptyElement", xml_problem);
-    SYMBOL(xml, move_to_next_attribute, h, "xmlTextReaderMoveToNextAttribute", xml_problem);
-    SYMBOL(xml, line_number, h, "xmlTextReaderGetParserLineNumber", xml_problem);
-    SYMBOL(xml, column_number, h, "xmlTextReaderGetParserColumnNumber", xml_problem);
-    SYMBOL(xml, set_error_handler, h, "xmlTextReaderSetErrorHandler", xml_problem);
-    SYMBOL(xml, set_generic_error_func, h, "xmlSetGenericErrorFunc", xml_problem);
-    SYMBOL(xml, free_reader, h, "xmlFreeTextReader", xml_problem);
+    const struct symbol symbols[] = {
+        {"xmlInitParser", (void **)&xml.init_parser},
+        {"xmlReaderForMemory", (void **)&xml.reader_for_memory},
+        {"xmlTextReaderRead", (void **)&xml.read},
+        {"xmlTextReaderNodeType", (void **)&xml.node_type},
+        {"xmlTextReaderConstName", (void **)&xml.const_name},
+        {"xmlTextReaderConstValue", (void **)&xml.const_value},
+        {"xmlTextReaderIsEmptyElement", (void **)&xml.is_empty_element},
+        {"xmlTextReaderMoveToNextAttribute", (void **)&xml.move_to_next_attribute},
+        {"xmlTextReaderGetParserLineNumber", (void **)&xml.line_number},
+        {"xmlTextReaderGetParserColumnNumber", (void **)&xml.column_number},
+        {"xmlTextReaderSetErrorHandler", (void **)&xml.set_error_handler},
+        {"xmlSetGenericErrorFunc", (void **)&xml.set_generic_error_func},
+        {"xmlFreeTextReader", (void **)&xml.free_reader},
+        {NULL, NULL},
+    };
+    if (!open_library(names, symbols, xml_problem, sizeof(xml_problem))) return;
     xml.init_parser();
     xml_ready = 1;
 }
