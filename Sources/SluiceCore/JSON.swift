@@ -108,10 +108,9 @@ public struct JSONParser {
             i += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            // A duplicate key: the last value wins, at the first one's place. (`index(of:)`
-            // answers a new key from the object's name bits, without comparing it with
-            // every earlier key.)
-            if let at = fields.index(of: key) { fields.replaceValue(at: at, with: value) } else { fields.appendUnchecked(key, value) }
+            // A duplicate key: the last value wins, at the first one's place. (The object's
+            // name bits answer most new keys without comparing them with earlier keys.)
+            fields[key] = value
             skipWhitespace()
             guard i < end else { throw error(.malformed, "unexpected end of input in an object") }
             let c = byte(i)
