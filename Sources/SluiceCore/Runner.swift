@@ -202,9 +202,10 @@ public struct Runner: Sendable {
                 return counted.read
             }
             let encoders = sessions.map(\.encoder)
+            let spare = SpareBuffers(capacity: encoders.count { $0 != nil })
             let worker = BatchWorker<RecordBatch, FinishedBatch> { [after, context, coercers, coercerOf, encoders, readAhead] batch in
                 try Self.finish(batch, after: after, context: context, coercers: coercers, coercerOf: coercerOf, encoders: encoders,
-                                recycle: readAhead.recycle)
+                                recycle: readAhead.recycle, spare: spare)
             }
             readAhead.start()
             defer { readAhead.stop() }
@@ -230,9 +231,11 @@ public struct Runner: Sendable {
                     }
                     worker.submit(consume batch)
                 }
-                guard let finished = try worker.take() else { break }
+                guard var finished = try worker.take() else { break }
                 for (i, session) in sessions.enumerated() {
                     newRows[i] += try await session.write(finished.rows[coercerOf[i]], encoded: finished.encoded[i])
+                    // Written: the buffer goes back to the worker for a batch to come.
+                    if let bytes = finished.encoded[i]?.takeBytes() { spare.put(consume bytes) }
                 }
                 CrashPoints.reach("batch.written")
                 let batch = finished.batch
@@ -278,7 +281,8 @@ public struct Runner: Sendable {
     /// every sink or, if any schema rejects it, to none) and the sinks' row encoding. The
     /// batch comes back without its records (their rows replace them).
     static func finish(_ input: consuming RecordBatch, after: ArraySlice<any Transformer>, context: RunContext, coercers: [SchemaCoercer],
-                       coercerOf: [Int], encoders: [(any RowEncoder)?], recycle: (consuming any Sendable) -> Void = { _ in }) throws -> FinishedBatch {
+                       coercerOf: [Int], encoders: [(any RowEncoder)?], recycle: (consuming any Sendable) -> Void = { _ in },
+                       spare: SpareBuffers? = nil) throws -> FinishedBatch {
         var batch = consume input // owned: the stages change its records in place, not a copy of them
         // A trailing `select` is not applied: the sinks' columns are read through it.
         var stages = after
@@ -296,6 +300,10 @@ public struct Runner: Sendable {
         let streamEncoders: [[any RowEncoder]] = targets.indices.map { c in streamed[c] ? targets[c].map { encoders[$0]! } : [] }
         var encoded: [EncodedRows?] = encoders.indices.map { encoders[$0] != nil && streamed[coercerOf[$0]] ? EncodedRows() : nil }
         for i in encoded.indices where encoded[i] != nil {
+            if var bytes = spare?.take() {
+                bytes.removeAll(keepingCapacity: true)
+                encoded[i]!.bytes = consume bytes
+            }
             encoded[i]!.bytes.reserveCapacity(batch.records.count * 512)
             encoded[i]!.ends.reserveCapacity(batch.records.count)
         }
@@ -446,4 +454,32 @@ extension Duration {
         let c = components
         return Double(c.seconds) + Double(c.attoseconds) / 1e18
     }
+}
+
+/// Buffers of encoded rows that the sinks have written, handed back for the worker to
+/// encode later batches into. A batch's encoded rows (~450 KiB of the benchmark's CSV)
+/// are past malloc's mmap threshold: a new buffer each batch was a new mapping, each of
+/// its pages faulted in and zeroed, then unmapped (~80% of a 1M-line run's 150,000 page
+/// faults; docs/benchmarks.md). At most `capacity` are kept, the rest freed: one per
+/// encoding sink (62,000 faults; two: 33,000, for ~0.5 MiB more at the peak).
+final class SpareBuffers: @unchecked Sendable {
+    // `@unchecked`: `buffers` is only touched under `lock`.
+    private let lock = Lock()
+    private var buffers: [[UInt8]] = []
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Keeps `bytes` for a later `take` (freed at once when `capacity` are kept).
+    func put(_ bytes: consuming [UInt8]) {
+        lock.withLock {
+            if buffers.count < capacity {
+                buffers.append([])
+                swap(&buffers[buffers.count - 1], &bytes)
+            }
+        }
+    }
+
+    /// A buffer kept before (its bytes still in it), or nil.
+    func take() -> [UInt8]? { lock.withLock { buffers.popLast() } }
 }

@@ -328,6 +328,13 @@ public struct EncodedRows: Sendable {
     }
 
     public func row(_ i: Int) -> ArraySlice<UInt8> { bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]] }
+
+    /// The bytes, moved out (left empty here): a buffer to reuse.
+    public mutating func takeBytes() -> [UInt8] {
+        var taken: [UInt8] = []
+        swap(&taken, &bytes)
+        return taken
+    }
 }
 
 /// Encodes rows in a sink's format; pure, so it runs on any thread. A row is encoded a

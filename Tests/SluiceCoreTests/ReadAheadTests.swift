@@ -280,4 +280,24 @@ import Logging
         #expect(out.encoded[2]!.bytes == out.encoded[0]!.bytes && out.encoded[2]!.ends == [9, 18])
         #expect(String(decoding: out.encoded[1]!.bytes, as: UTF8.self) == "\"a\"|1\n\"b\"|2\n")
     }
+
+    /// A buffer handed back after a sink wrote it (`SpareBuffers`) still holds that batch's
+    /// bytes: the next batch is encoded into its storage, and holds the new rows alone. The
+    /// pool keeps `capacity` buffers at most.
+    @Test func spareBuffersAreEncodedIntoAgain() throws {
+        let spare = SpareBuffers(capacity: 2)
+        let old = [UInt8](repeating: UInt8(ascii: "#"), count: 100_000)
+        let storage = old.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        spare.put(consume old)
+        let out = try Runner.finish(try Self.batch(), after: [], context: Self.context, coercers: [Self.a, Self.b],
+                                    coercerOf: [0, 1], encoders: [BarEncoder(), BarEncoder()], spare: spare)
+        #expect(String(decoding: out.encoded[0]!.bytes, as: UTF8.self) == "\"1\"|\"k1\"\n\"2\"|\"k2\"\n")
+        #expect(out.encoded[0]!.bytes.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } == storage)
+        #expect(String(decoding: out.encoded[1]!.bytes, as: UTF8.self) == "\"a\"|1\n\"b\"|2\n")
+        #expect(spare.take() == nil)
+        for n in 0..<3 { spare.put([UInt8(n)]) }
+        #expect(spare.take() == [1])
+        #expect(spare.take() == [0])
+        #expect(spare.take() == nil)
+    }
 }
