@@ -461,17 +461,25 @@ extension Duration {
 /// are past malloc's mmap threshold: a new buffer each batch was a new mapping, each of
 /// its pages faulted in and zeroed, then unmapped (~80% of a 1M-line run's 150,000 page
 /// faults; docs/benchmarks.md). At most `capacity` are kept, the rest freed: one per
-/// encoding sink (62,000 faults; two: 33,000, for ~0.5 MiB more at the peak).
+/// encoding sink (62,000 faults; two: 33,000, for ~0.5 MiB more at the peak). A buffer
+/// of more than `largest` bytes (a batch of wide records) is freed, not kept for the rest
+/// of the run.
 final class SpareBuffers: @unchecked Sendable {
     // `@unchecked`: `buffers` is only touched under `lock`.
     private let lock = Lock()
     private var buffers: [[UInt8]] = []
     private let capacity: Int
+    private let largest: Int
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, largest: Int = 4 << 20) {
+        self.capacity = capacity
+        self.largest = largest
+    }
 
-    /// Keeps `bytes` for a later `take` (freed at once when `capacity` are kept).
+    /// Keeps `bytes` for a later `take` (freed at once when `capacity` are kept, or when
+    /// it can hold more than `largest` bytes).
     func put(_ bytes: consuming [UInt8]) {
+        guard bytes.capacity <= largest else { return }
         lock.withLock {
             if buffers.count < capacity {
                 buffers.append([])

@@ -283,9 +283,10 @@ import Logging
 
     /// A buffer handed back after a sink wrote it (`SpareBuffers`) still holds that batch's
     /// bytes: the next batch is encoded into its storage, and holds the new rows alone. The
-    /// pool keeps `capacity` buffers at most.
+    /// pool keeps `capacity` buffers at most, and none that can hold more than `largest`
+    /// bytes.
     @Test func spareBuffersAreEncodedIntoAgain() throws {
-        let spare = SpareBuffers(capacity: 2)
+        let spare = SpareBuffers(capacity: 2, largest: 200_000)
         let old = [UInt8](repeating: UInt8(ascii: "#"), count: 100_000)
         let storage = old.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
         spare.put(consume old)
@@ -298,6 +299,8 @@ import Logging
         for n in 0..<3 { spare.put([UInt8(n)]) }
         #expect(spare.take() == [1])
         #expect(spare.take() == [0])
+        #expect(spare.take() == nil)
+        spare.put([UInt8](repeating: 0, count: 200_001))
         #expect(spare.take() == nil)
     }
 }
