@@ -291,8 +291,15 @@ extension SQLiteStateStore {
     /// inside a write transaction.
     static let windowEventsPerStatement = 300
 
+    /// `OR FAIL`: a statement of many rows that may abort halfway (the default, `ABORT`)
+    /// makes SQLite keep a statement journal, the first content of each page it changes,
+    /// to undo that statement alone; past 64 KiB (four of the state store's pages) the
+    /// journal goes to a temporary file. That was 65% of a 1M-line run's writes (15,490
+    /// pages, 254 MB; docs/benchmarks.md). With `FAIL` a failing statement keeps the rows
+    /// before it, and needs no journal; a failure here (no two events share a `seq`) ends
+    /// the whole transaction anyway, which the caller rolls back.
     static func windowInsertSQL(rows: Int) -> String {
-        "INSERT INTO window_events (scope_id, event_time, seq, window_key, record_key) VALUES \(Database.marks(rows, "(?, ?, ?, ?, ?)"))"
+        "INSERT OR FAIL INTO window_events (scope_id, event_time, seq, window_key, record_key) VALUES \(Database.marks(rows, "(?, ?, ?, ?, ?)"))"
     }
 
     func writePendingWindowEvents(_ db: Database) throws {
