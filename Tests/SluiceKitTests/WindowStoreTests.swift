@@ -284,6 +284,30 @@ import Testing
         }
     }
 
+    /// A statement of pending events that fails halfway (`OR FAIL` keeps the rows before
+    /// the failing one) fails the whole commit: none of its events is stored, and the
+    /// events stored before stay as they were. The failure is made by setting the scope's
+    /// next sequence number back, so that the second event of the next write takes the
+    /// time and number of a stored one, and the first does not.
+    @Test func aFailedWriteOfPendingEventsLeavesNoneOfThem() throws {
+        let dir = try TestSupport.scratchDirectory("storedwindows")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite", windowKeyHash: WindowKeys.hash, migratingUpTo: nil)
+        try state.addWindowEvents(scope: Self.scope, [WindowEvent(key: "fp0", time: 150, recordKey: "a"), WindowEvent(key: "fp0", time: 200, recordKey: "b")])
+        try state.commit(WindowStoreTests.commit)
+        func rows() throws -> [[Int64]] {
+            try state.queue.read { db in
+                try GRDB.Row.fetchAll(db, sql: "SELECT event_time, seq FROM window_events ORDER BY event_time").map { [$0[0], $0[1]] }
+            }
+        }
+        let before = try rows()
+        #expect(before.map { $0[0] } == [150, 200])
+        try state.queue.write { db in try db.execute(sql: "UPDATE window_scopes SET next_seq = ?", arguments: [before[0][1]]) }
+        try state.addWindowEvents(scope: Self.scope, [WindowEvent(key: "fp1", time: 100, recordKey: "c"), WindowEvent(key: "fp1", time: 200, recordKey: "d")])
+        #expect(throws: (any Error).self) { try state.commit(WindowStoreTests.commit) }
+        #expect(try rows() == before)
+    }
+
     @Test func oneFarReachingBatchDoesNotEndTheCopy() throws {
         let dir = try TestSupport.scratchDirectory("storedwindows")
         defer { try? FileManager.default.removeItem(atPath: dir) }
