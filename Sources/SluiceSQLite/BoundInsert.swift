@@ -6,11 +6,13 @@ import SluiceCore
 /// bulk inserts (window events, ledger keys: hundreds of rows per statement, a million
 /// rows a run). Through GRDB each value became an existential, then a `DatabaseValue`, in
 /// an array of arguments (~4% of a 1M-line run's CPU); here an integer is bound as an
-/// integer and a string's bytes are copied by SQLite from the string's own buffer.
+/// integer, and a string's or a blob's bytes are copied into the binder's own buffers
+/// (`BindBytes`) and bound from there.
 struct SQLiteBinder {
     fileprivate let statement: SQLiteStatement
     fileprivate var index: Int32 = 1
     fileprivate var code = SQLITE_OK
+    fileprivate var bytes = BindBytes()
 
     mutating func bind(_ value: Int64) {
         if code == SQLITE_OK { code = sqlite3_bind_int64(statement, index, value) }
@@ -22,10 +24,9 @@ struct SQLiteBinder {
             var value = value
             code = value.withUTF8 { b in
                 // An empty string is bound from a literal: a nil pointer would bind NULL.
-                guard let p = b.baseAddress, b.count > 0 else { return sqlite3_bind_text(statement, index, "", 0, sqliteTransient) }
-                return p.withMemoryRebound(to: CChar.self, capacity: b.count) {
-                    sqlite3_bind_text(statement, index, $0, Int32(b.count), sqliteTransient)
-                }
+                guard b.count > 0 else { return sqlite3_bind_text(statement, index, "", 0, sqliteTransient) }
+                let (p, destructor) = bytes.keep(UnsafeRawBufferPointer(b))
+                return sqlite3_bind_text(statement, index, p.assumingMemoryBound(to: CChar.self), Int32(b.count), destructor)
             }
         }
         index += 1
@@ -41,7 +42,8 @@ struct SQLiteBinder {
     mutating func bind(_ bits: RecordKeyBits) {
         if code == SQLITE_OK {
             code = bits.withBytes { b in
-                sqlite3_bind_blob(statement, index, b.baseAddress, Int32(b.count), sqliteTransient)
+                let (p, destructor) = bytes.keep(b)
+                return sqlite3_bind_blob(statement, index, p, Int32(b.count), destructor)
             }
         }
         index += 1
@@ -50,10 +52,14 @@ struct SQLiteBinder {
 
 extension SQLiteBinder {
     /// Bytes as a blob (copied by SQLite; an empty buffer binds an empty blob, not NULL).
-    mutating func bind(blob bytes: UnsafeRawBufferPointer) {
+    mutating func bind(blob: UnsafeRawBufferPointer) {
         if code == SQLITE_OK {
-            code = bytes.isEmpty ? sqlite3_bind_zeroblob(statement, index, 0)
-                : sqlite3_bind_blob(statement, index, bytes.baseAddress, Int32(bytes.count), sqliteTransient)
+            if blob.isEmpty {
+                code = sqlite3_bind_zeroblob(statement, index, 0)
+            } else {
+                let (p, destructor) = bytes.keep(blob)
+                code = sqlite3_bind_blob(statement, index, p, Int32(blob.count), destructor)
+            }
         }
         index += 1
     }
@@ -61,6 +67,47 @@ extension SQLiteBinder {
 
 /// SQLite's SQLITE_TRANSIENT: it copies the bytes before the call returns.
 private let sqliteTransient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
+
+/// Copies of the texts and blobs bound in one execution of a statement, which SQLite reads
+/// where they lie (SQLITE_STATIC) until the execution's end clears the bindings.
+///
+/// With SQLITE_TRANSIENT, SQLite made its own copy of each: a `malloc` a value (a window
+/// event's key and record key, a ledger key: ~2 of a 1M-line run's ~21 allocations a
+/// record), freed when the parameter was bound again. Here the copies go into chunks of
+/// 16 KiB, one or two a statement of hundreds of rows; a value larger than a quarter
+/// of a chunk is left to SQLite to copy.
+struct BindBytes {
+    static let chunkSize = 16 * 1024
+    private var chunks: [UnsafeMutableRawPointer] = []
+    private var next: UnsafeMutableRawPointer?
+    private var left = 0
+
+    /// Where `b` (not empty) is to be bound from, and the destructor to bind it with.
+    mutating func keep(_ b: UnsafeRawBufferPointer) -> (UnsafeRawPointer, sqlite3_destructor_type?) {
+        guard b.count <= Self.chunkSize / 4 else { return (b.baseAddress!, sqliteTransient) }
+        if b.count > left {
+            let chunk = UnsafeMutableRawPointer.allocate(byteCount: Self.chunkSize, alignment: 16)
+            chunks.append(chunk)
+            next = chunk
+            left = Self.chunkSize
+        }
+        let p = next!
+        p.copyMemory(from: b.baseAddress!, byteCount: b.count)
+        next = p + b.count
+        left -= b.count
+        return (UnsafeRawPointer(p), nil) // nil: SQLITE_STATIC
+    }
+
+    var isEmpty: Bool { chunks.isEmpty }
+
+    /// Frees the copies: only once no parameter of the statement is bound to them.
+    mutating func release() {
+        for chunk in chunks { chunk.deallocate() }
+        chunks = []
+        next = nil
+        left = 0
+    }
+}
 
 extension Statement {
     /// Runs the statement (an INSERT, UPDATE or DELETE: rows it returns are skipped) with
@@ -78,13 +125,20 @@ extension Statement {
     func forEachRow(_ db: Database, bind: (inout SQLiteBinder) -> Void, _ row: (SQLiteStatement) throws -> Bool) throws {
         let s = sqliteStatement
         var code = sqlite3_reset(s)
+        var binder = SQLiteBinder(statement: s)
         if code == SQLITE_OK {
-            var binder = SQLiteBinder(statement: s)
             bind(&binder)
             code = binder.code
             if code == SQLITE_OK, binder.index - 1 != sqlite3_bind_parameter_count(s) { code = SQLITE_RANGE }
         }
-        defer { sqlite3_reset(s) } // no statement stays active between uses
+        defer {
+            sqlite3_reset(s) // no statement stays active between uses
+            // No parameter is left bound to the copies that are freed.
+            if !binder.bytes.isEmpty {
+                sqlite3_clear_bindings(s)
+                binder.bytes.release()
+            }
+        }
         while code == SQLITE_OK {
             let step = sqlite3_step(s)
             if step == SQLITE_DONE { break }

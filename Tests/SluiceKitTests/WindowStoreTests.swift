@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import SluiceCore
 @testable import SluiceSQLite
 import SluiceTestSupport
@@ -716,6 +717,45 @@ import Testing
                 #expect(row[1] as String == text)
                 #expect((row[2] as DatabaseValue) == LedgerKeys.stored(key))
             }
+        }
+    }
+
+    /// Texts and blobs are bound from the binder's own copies (`BindBytes`, chunks of 16
+    /// KiB): hundreds of them in one statement, across chunks, read back as bound, with the
+    /// ones larger than a quarter of a chunk copied by SQLite; after the statement ran, no
+    /// parameter is left bound to the freed copies (all NULL), and the statement runs again
+    /// with new values.
+    @Test(arguments: [1, 300, 999])
+    func manyBoundTextsAcrossChunksReadBack(rows: Int) throws {
+        let folder = try TestSupport.scratchDirectory("bound")
+        let db = try DatabaseQueue(path: folder + "/t.sqlite")
+        let keyOf = { (r: Int, round: Int) in String(format: "%032x", r &* 2_654_435_761 &+ round) }
+        let textOf = { (r: Int, round: Int) in String(repeating: "é\(round)", count: r % 40) + (r % 97 == 0 ? String(repeating: "z", count: 4_100 + r) : "") }
+        try db.write { db in
+            try db.execute(sql: "CREATE TABLE t (r INTEGER, s TEXT, k BLOB, round INTEGER) STRICT")
+            let sql = "INSERT INTO t (r, s, k, round) VALUES " + repeatElement("(?, ?, ?, ?)", count: rows).joined(separator: ",")
+            for round in 0..<2 {
+                let statement = try db.cachedStatement(sql: sql)
+                try statement.executeBound(db) { b in
+                    for r in 0..<rows {
+                        b.bind(Int64(r))
+                        b.bind(textOf(r, round))
+                        b.bind(recordKey: keyOf(r, round))
+                        b.bind(Int64(round))
+                    }
+                }
+                // What the statement would insert now: NULLs, not the freed copies.
+                let expanded = try #require(sqlite3_expanded_sql(statement.sqliteStatement))
+                defer { sqlite3_free(expanded) }
+                #expect(String(cString: expanded) == "INSERT INTO t (r, s, k, round) VALUES " + repeatElement("(NULL, NULL, NULL, NULL)", count: rows).joined(separator: ","))
+            }
+        }
+        let found = try db.read { db in try Row.fetchAll(db, sql: "SELECT r, s, k, round FROM t ORDER BY round, r") }
+        #expect(found.count == 2 * rows)
+        for row in found {
+            let r: Int = row[0], round: Int = row[3]
+            #expect(row[1] as String == textOf(r, round))
+            #expect((row[2] as DatabaseValue) == LedgerKeys.stored(keyOf(r, round)))
         }
     }
 
