@@ -64,10 +64,16 @@ public struct RateLimit: Transformer {
                 queryOf[n] = queries.count
                 queries.append(WindowQuery(key: k, keyHash: h, after: t - window, upTo: t, maxSequence: sequence))
             } else {
-                // One hash: the `default:` subscript finds the entry or makes it.
-                let q = Self.read(&queryIndex[KeyTime(key: h, time: t), default: queries.count])
-                queryOf[n] = q
-                if q == queries.count {
+                // One hash for a new (key, time), the common case: `updateValue` adds it
+                // and says whether it was there (then its entry is put back). The
+                // `default:` subscript did this in one call too, but its autoclosure
+                // (capturing `queries`) was two heap allocations a record.
+                let key = KeyTime(key: h, time: t)
+                if let q = queryIndex.updateValue(queries.count, forKey: key) {
+                    queryIndex[key] = q
+                    queryOf[n] = q
+                } else {
+                    queryOf[n] = queries.count
                     queries.append(WindowQuery(key: k, keyHash: h, after: t - window, upTo: t, maxSequence: nil))
                 }
             }
@@ -91,8 +97,6 @@ public struct RateLimit: Transformer {
         try state.addWindowEvents(scope: scope, added)
         try state.pruneWindowEvents(scope: scope, before: minT - window - retention)
     }
-
-    @inline(__always) private static func read(_ entry: inout Int) -> Int { entry }
 
     /// A window key and an event time (the new records of a batch that share them share a count).
     struct KeyTime: Hashable {

@@ -70,6 +70,21 @@ import Testing
         #expect(counts.contains { $0 > 30 }, "the burst should pass its limit")
     }
 
+    /// Many records of one key at one time in a batch (three or more: they share one
+    /// stored count, looked up once), after events of earlier batches: counts as the
+    /// definition gives them.
+    @Test(arguments: [[300], [7, 50, 300], [4, 4, 4, 4, 4, 4, 300], [100, 1, 300]])
+    func recordsOfOneKeyAtOneTimeShareTheirStoredCount(chunks: [Int]) throws {
+        let dir = try TestSupport.scratchDirectory("rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let t0 = Timestamp.parse("2026-11-18T10:00:00Z")!
+        // Two keys taking turns; each (key, time) four or five times, a minute apart.
+        let events = (0..<300).map { Event(id: $0, fp: "k\($0 % 2)", t: t0 + Int64($0 / 9) * 60_000_000) }
+        let counts = try Self.run(events, chunks: chunks, state: state, stage: Self.stage)
+        #expect(counts == Self.oracle(events, window: 3_600_000_000))
+    }
+
     /// A crash after part of the input, then the whole input again (a replay), or a
     /// replace of the day: the replayed records keep their counts.
     @Test func replaysKeepTheirCounts() throws {
