@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // A prefetch hint (a static inline C function; no library).
         .systemLibrary(name: "CPrefetch", path: "Sources/CPrefetch"),
+        // Write-behind of output files (Linux's sync_file_range; a static inline C function).
+        .systemLibrary(name: "CWriteBehind", path: "Sources/CWriteBehind"),
         // libcurl and libxml2, opened with dlopen when first used (not mapped in every run).
         .target(name: "CLazyLibs", path: "Sources/CLazyLibs", linkerSettings: [.linkedLibrary("dl")]),
         .target(
@@ -34,7 +36,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "SluiceConfig", dependencies: ["SluiceCore", "Yams"]),
-        .target(name: "SluiceFiles", dependencies: ["SluiceCore", "SluiceConfig", "SluiceDumps", "CZlib"]),
+        .target(name: "SluiceFiles", dependencies: ["SluiceCore", "SluiceConfig", "SluiceDumps", "CZlib", "CWriteBehind"]),
         .target(
             name: "SluiceSQLite",
             dependencies: ["SluiceCore", "SluiceConfig", "SluiceDumps", .product(name: "GRDB", package: "GRDB.swift")]),
@@ -72,7 +74,7 @@ let package = Package(
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"], exclude: ["reference.py", "cron_reference.py"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceKit", "SluiceTestSupport", "Yams"]),
         .testTarget(
-            name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "SluiceSQLite", "SluiceTestSupport"],
+            name: "SluiceFilesTests", dependencies: ["SluiceFiles", "CZlib", "CWriteBehind", "SluiceSQLite", "SluiceTestSupport"],
             exclude: ["gzip_reference.py", "csv_reference.py"]),
         .testTarget(name: "SluiceDumpsTests", dependencies: ["SluiceDumps", "SluiceTestSupport"], exclude: ["csv_reference.py"]),
         .testTarget(name: "SluiceMaxMindTests", dependencies: ["SluiceMaxMind", "SluiceTestSupport"], exclude: ["reference_lookup.py"]),

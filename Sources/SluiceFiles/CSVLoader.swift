@@ -1,3 +1,4 @@
+import CWriteBehind
 import SluiceConfig
 import SluiceCore
 #if canImport(Glibc)
@@ -289,6 +290,17 @@ final class CSVSession: LoadSession {
     /// Keys written since the last segment commit (not yet in the ledger).
     var pending: [String] = []
     var pendingSet = RecordKeySet()
+    /// Where the bytes not yet handed to write-behind start (see `writeBehindBytes`), and
+    /// how many times it was started.
+    private(set) var writeBehindFrom: Int64 = 0
+    private(set) var writeBehinds = 0
+
+    /// Past this many bytes written since the last time, the kernel is asked to start
+    /// writing them to the disk (write-behind, as RocksDB's `bytes_per_sync`), so that a
+    /// segment commit's `fsync` finds little left to write: the benchmark's CSV grows by
+    /// ~45 MB a segment, and its `fsync` took ~18-24 ms of each ~60 ms commit, while the
+    /// other threads waited (2-4 ms with write-behind). Durability is the `fsync`'s, as before.
+    static let writeBehindBytes: Int64 = 8 << 20
 
     init(path: String, target: String, sink: String, format: CSVFormat, header: [UInt8], mode: LoadMode,
          committedLength: Int64?, context: RunContext) throws {
@@ -333,6 +345,7 @@ final class CSVSession: LoadSession {
             self.committedLength = known
             length = known
         }
+        writeBehindFrom = length
         if length == 0 { buffer += header }
     }
 
@@ -398,6 +411,12 @@ final class CSVSession: LoadSession {
             done += n
         }
         length += Int64(bytes.count)
+        if length - writeBehindFrom >= Self.writeBehindBytes {
+            // A hint: a failure here is not one of the data's (the `fsync` reports those).
+            _ = sluice_start_writeback(fd, writeBehindFrom, length - writeBehindFrom)
+            writeBehindFrom = length
+            writeBehinds += 1
+        }
     }
 
     func commitSegment(final: Bool) async throws -> SegmentResult {

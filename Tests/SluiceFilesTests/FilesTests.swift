@@ -1,3 +1,4 @@
+import CWriteBehind
 import Foundation
 import SluiceConfig
 import SluiceCore
@@ -281,6 +282,68 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         // A file cut shorter than its receipt is an error that says what to do.
         try "x\r\n".write(toFile: target, atomically: true, encoding: .utf8)
         await #expect(throws: OutputError.self) { _ = try await loader.open(Self.context(dir, mode: .append, state: state)) }
+    }
+
+    /// Write-behind: the kernel is asked to start writing every `writeBehindBytes` (8 MiB)
+    /// of new bytes, counted from where the session opened the file (its committed length
+    /// when appending), and the file holds exactly the rows written.
+    /// (Counted from the file's start, 5 + 4 MiB would start it once.)
+    @Test(arguments: [(0, 20, 2), (5, 4, 0), (5, 12, 1)])
+    func writeBehindStartsEveryEightMiB(committedMiB: Int, writtenMiB: Int, starts: Int) async throws {
+        let dir = try TestSupport.scratchDirectory("csv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let loader = CSVLoader(schema: TableSchema(fields: [SchemaField(name: "k", type: .string), SchemaField(name: "t", type: .string)]),
+                               pathPattern: "out/{date}.csv")
+        let text = String(repeating: "y", count: 1_000)
+        func rows(_ range: Range<Int>) -> [Row] {
+            range.map { Row(key: "r\($0)", position: SourcePosition(file: "f", line: $0 + 1), values: [.string("r\($0)"), .string(text)]) }
+        }
+        // Rows of ~1 KiB: how many make `mib` MiB.
+        func count(from start: Int, mib: Int) -> Int {
+            var n = start
+            var total = 0
+            while total < mib << 20 { total += "r\(n),\(text)\r\n".utf8.count; n += 1 }
+            return n - start
+        }
+        let first = count(from: 0, mib: committedMiB)
+        if first > 0 {
+            let session = try await loader.open(Self.context(dir, mode: .append, state: state))
+            _ = try await session.write(rows(0..<first))
+            let result = try await session.commitSegment(final: true)
+            try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+                                           receipts: result.receipts, finishesReplace: false))
+        }
+        let second = count(from: first, mib: writtenMiB)
+        let session = try await loader.open(Self.context(dir, mode: .append, state: state))
+        let csv = try #require(session as? CSVSession)
+        for start in stride(from: first, to: first + second, by: 500) {
+            _ = try await session.write(rows(start..<min(start + 500, first + second)))
+        }
+        _ = try await session.commitSegment(final: true)
+        #expect(CSVSession.writeBehindBytes == 8 << 20)
+        #expect(csv.writeBehinds == starts)
+        let file = try Data(contentsOf: URL(fileURLWithPath: dir + "/out/2026-11-18.csv"))
+        var expected = Data("k,t\r\n".utf8)
+        for n in 0..<(first + second) { expected.append(contentsOf: Array("r\(n),\(text)\r\n".utf8)) }
+        #expect(file == expected)
+    }
+
+    /// The write-behind call reaches the kernel's `sync_file_range` (a declaration of our
+    /// own, as Glibc's module has none): 0 on a file, EBADF for a closed descriptor.
+    @Test func writeBehindCallsTheKernel() throws {
+        let dir = try TestSupport.scratchDirectory("csv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fd = open(dir + "/f", O_WRONLY | O_CREAT, 0o644)
+        #expect(fd >= 0)
+        let bytes = [UInt8](repeating: 0x41, count: 1 << 16)
+        #expect(write(fd, bytes, bytes.count) == bytes.count)
+        #expect(sluice_start_writeback(fd, 0, Int64(bytes.count)) == 0)
+        close(fd)
+        #if os(Linux)
+        #expect(sluice_start_writeback(fd, 0, Int64(bytes.count)) == -1)
+        #expect(errno == EBADF)
+        #endif
     }
 
     /// Batches of every size around the output buffer's (1 MiB), encoded ahead (all rows new:
