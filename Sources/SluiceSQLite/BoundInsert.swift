@@ -51,7 +51,7 @@ struct SQLiteBinder {
 }
 
 extension SQLiteBinder {
-    /// Bytes as a blob (copied by SQLite; an empty buffer binds an empty blob, not NULL).
+    /// Bytes as a blob (copied into the binder's chunks; an empty buffer binds an empty blob, not NULL).
     mutating func bind(blob: UnsafeRawBufferPointer) {
         if code == SQLITE_OK {
             if blob.isEmpty {
