@@ -187,10 +187,10 @@ public struct Runner: Sendable {
             // the stateful stages here; the batch-local stages after the last stateful one,
             // coercion and the sinks' row encoding on a worker (`BatchWorker`); then
             // writing and committing here again.
-            let ahead = pipeline.transformers.prefix { $0.isBatchLocal }
-            let rest = Array(pipeline.transformers.dropFirst(ahead.count))
-            let stateful = rest.lastIndex { !$0.isBatchLocal }.map { rest[...$0] } ?? []
-            let after = rest.dropFirst(stateful.count)
+            let split = Self.split(pipeline.transformers)
+            let ahead = pipeline.transformers[split.ahead]
+            let stateful = pipeline.transformers[split.stateful]
+            let after = pipeline.transformers[split.after]
             let readAhead = ReadAhead(source: source, limit: limit) { [self, pipeline, context, partition, ahead] batch in
                 var counted = RunSummary(pipeline: pipeline.name, partition: partition)
                 prepare(&batch, pipeline: pipeline, context: context, summary: &counted)
@@ -275,6 +275,22 @@ public struct Runner: Sendable {
             }
         }
         return coercer.forEachValue(of: record) { column, value in encoder.append(value, column: column, to: &bytes) }
+    }
+
+    /// Which of a pipeline's stages run where (consecutive ranges of `transformers`): the
+    /// leading batch-local ones on the read-ahead thread (`ahead`), from the first stateful
+    /// one to the last on the runner (`stateful`), the trailing batch-local ones on the
+    /// worker (`after`). A last stage that only picks fields (a `select`) is always the
+    /// worker's, even when no stage is stateful: the worker reads the sinks' columns
+    /// through it. Applied ahead, it built every selected record on the reading thread
+    /// (a quarter of the CPU of a 1M-line run of a pipeline with only a `select`).
+    static func split(_ transformers: [any Transformer]) -> (ahead: Range<Int>, stateful: Range<Int>, after: Range<Int>) {
+        let n = transformers.count
+        let firstStateful = transformers.firstIndex { !$0.isBatchLocal }
+        let afterStart = transformers.lastIndex { !$0.isBatchLocal }.map { $0 + 1 }
+            ?? (transformers.last?.projection != nil ? n - 1 : n)
+        let aheadEnd = min(firstStateful ?? n, afterStart)
+        return (0..<aheadEnd, aheadEnd..<afterStart, afterStart..<n)
     }
 
     /// The worker's step: the trailing batch-local stages, coercion (a record is loaded to
