@@ -2,9 +2,9 @@ import GRDB
 import GRDBSQLite
 import SluiceCore
 
-/// Values bound to a prepared statement straight through SQLite's C API, for the store's
-/// bulk inserts (window events, ledger keys: hundreds of rows per statement, a million
-/// rows a run). Through GRDB each value became an existential, then a `DatabaseValue`, in
+/// Values bound to a prepared statement straight through SQLite's C API, for bulk inserts
+/// (the store's window events and ledger keys, the local warehouse's rows: hundreds of
+/// values per statement, a million rows a run). Through GRDB each value became an existential, then a `DatabaseValue`, in
 /// an array of arguments (~4% of a 1M-line run's CPU); here an integer is bound as an
 /// integer, and a string's or a blob's bytes are copied into the binder's own buffers
 /// (`BindBytes`) and bound from there.
@@ -29,6 +29,16 @@ struct SQLiteBinder {
                 return sqlite3_bind_text(statement, index, p.assumingMemoryBound(to: CChar.self), Int32(b.count), destructor)
             }
         }
+        index += 1
+    }
+
+    mutating func bind(double value: Double) {
+        if code == SQLITE_OK { code = sqlite3_bind_double(statement, index, value) }
+        index += 1
+    }
+
+    mutating func bindNull() {
+        if code == SQLITE_OK { code = sqlite3_bind_null(statement, index) }
         index += 1
     }
 

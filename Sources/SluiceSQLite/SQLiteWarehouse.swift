@@ -43,7 +43,10 @@ public struct SQLiteTableLoader: Loader {
 
     public func open(_ context: RunContext) async throws -> any LoadSession {
         let path = context.outputPath(databasePath)
-        let queue = try SQLiteFiles.openQueue(path, spanningTransaction: true)
+        // 16 MiB of page cache: every segment inserts its keys all over the primary key's
+        // index; with 4 MiB most of them re-read and spill its pages (1M lines: 22.3 s,
+        // 12.3 s of it the system's, against 19.6 s and 8.9 s; docs/benchmarks.md).
+        let queue = try SQLiteFiles.openQueue(path, spanningTransaction: true, cacheKiB: 16 * 1024)
         let key = keyColumn.flatMap { schema.index(of: $0) }
         try await queue.write { db in try ensureTable(db, keyIndex: key, path: path) }
         return try SQLiteTableSession(queue: queue, table: table, schema: schema, path: path,
@@ -85,13 +88,38 @@ public struct SQLiteTableLoader: Loader {
     }
 }
 
+extension SQLiteBinder {
+    /// A value of a column as the table stores it (docs/types.md): booleans as 0 and 1,
+    /// BYTES (base64 text in records; `blob`: the column is BYTES, not REPEATED) as a
+    /// blob, arrays and objects (REPEATED and RECORD columns) as their JSON text.
+    @inline(__always)
+    mutating func bind(_ value: borrowing Value, blob: Bool) {
+        switch value {
+        case .null: bindNull()
+        case .int(let n): bind(n)
+        case .double(let d): bind(double: d)
+        case .largeInteger(let digits): bind(digits)
+        case .bool(let b): bind(Int64(b ? 1 : 0))
+        case .string(let s):
+            if blob, let bytes = Base64.decode(s) {
+                bytes.withUnsafeBytes { bind(blob: $0) }
+            } else {
+                bind(s)
+            }
+        case .array, .object: bind(JSONWriter.string(value))
+        }
+    }
+}
+
 func quote(_ identifier: String) -> String {
     "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }
 
 final class SQLiteTableSession: LoadSession {
     let queue: DatabaseQueue
-    let insertSQL: String
+    /// The INSERT up to its rows, and one row's parameters.
+    let insertHead: String
+    let rowMarks: String
     let schema: TableSchema
     let path: String
     let partition: String
@@ -103,8 +131,8 @@ final class SQLiteTableSession: LoadSession {
         self.path = path
         self.partition = partition
         let cols = (schema.fields.map(\.name) + [SQLiteTableLoader.partitionColumn]).map(quote).joined(separator: ", ")
-        let marks = Array(repeating: "?", count: schema.fields.count + 1).joined(separator: ", ")
-        insertSQL = "INSERT INTO \(quote(table)) (\(cols)) VALUES (\(marks)) ON CONFLICT DO NOTHING"
+        insertHead = "INSERT INTO \(quote(table)) (\(cols)) VALUES "
+        rowMarks = "(" + Database.marks(schema.fields.count + 1) + ")"
         try queue.inDatabase { db in
             try db.execute(sql: "BEGIN IMMEDIATE")
             if mode == .replace {
@@ -114,33 +142,41 @@ final class SQLiteTableSession: LoadSession {
         open = true
     }
 
+    /// Rows per INSERT: a few statements a batch, far from SQLite's limit of 32,766
+    /// parameters for any schema of fewer than ~500 columns.
+    static func rowsPerStatement(columns: Int) -> Int { max(1, min(64, 32_000 / (columns + 1))) }
+
+    /// The INSERT of `rows` rows (the columns, then the partition).
+    func insertSQL(rows: Int) -> String {
+        insertHead + Database.marks(rows, rowMarks) + " ON CONFLICT DO NOTHING"
+    }
+
+    /// Binds each value straight through SQLite's C API (`SQLiteBinder`), many rows a
+    /// statement. Through GRDB each value became a `DatabaseValue` in an array of
+    /// arguments and each row a statement: the runner spent more time on that than
+    /// SQLite did on its inserts (a 1M-line run to this sink: 25.5 s; docs/benchmarks.md).
     func write(_ rows: [SluiceCore.Row]) async throws -> Int {
-        let fields = schema.fields
+        let blobs = schema.fields.map { $0.type == .bytes && $0.mode != .repeated }
         let partition = self.partition
+        let size = Self.rowsPerStatement(columns: blobs.count)
         return try queue.inDatabase { db in
-            let statement = try db.cachedStatement(sql: insertSQL)
             var inserted = 0
-            for row in rows {
-                var args = zip(fields, row.values).map { Self.databaseValue($1, $0) }
-                args.append(partition.databaseValue)
-                try statement.execute(arguments: StatementArguments(args))
+            try db.forEachChunk(of: rows.indices, size: size, sql: insertSQL) { chunk, statement in
+                try statement.executeBound(db) { b in
+                    // The values where they lie: a row or a value copied out of the array is
+                    // retained and released (~10% of the runner's time with this sink).
+                    rows.withUnsafeBufferPointer { rows in
+                        for r in chunk {
+                            rows[r].values.withUnsafeBufferPointer { values in
+                                for c in 0..<min(values.count, blobs.count) { b.bind(values[c], blob: blobs[c]) }
+                            }
+                            b.bind(partition)
+                        }
+                    }
+                }
                 inserted += db.changesCount
             }
             return inserted
-        }
-    }
-
-    static func databaseValue(_ value: Value, _ field: SchemaField) -> DatabaseValue {
-        switch value {
-        case .null: return .null
-        case .int(let n): return n.databaseValue
-        case .double(let d): return d.databaseValue
-        case .largeInteger(let digits): return digits.databaseValue
-        case .bool(let b): return (b ? 1 : 0).databaseValue
-        case .string(let s):
-            if field.type == .bytes, field.mode != .repeated, let bytes = Base64.decode(s) { return Data(bytes).databaseValue }
-            return s.databaseValue
-        case .array, .object: return JSONWriter.string(value).databaseValue
         }
     }
 
@@ -181,7 +217,7 @@ enum SQLiteFiles {
     /// session (GRDB must allow a transaction left open between accesses). `pageSize`: of
     /// a file created now (SQLite cannot change it for a file in WAL mode; an existing
     /// file keeps its own).
-    static func openQueue(_ path: String, spanningTransaction: Bool = false, pageSize: Int? = nil) throws -> DatabaseQueue {
+    static func openQueue(_ path: String, spanningTransaction: Bool = false, pageSize: Int? = nil, cacheKiB: Int = 4096) throws -> DatabaseQueue {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         var config = Configuration()
@@ -194,7 +230,7 @@ enum SQLiteFiles {
             try db.execute(sql: "PRAGMA synchronous = FULL")
             // 4 MiB of page cache (the default is 2 MiB): the ledger's and the windows'
             // indexes take random keys; a small cache re-reads and spills their pages.
-            try db.execute(sql: "PRAGMA cache_size = -4096")
+            try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
         }
         do {
             return try retryingWhileBusy {
