@@ -13,6 +13,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,8 +90,21 @@ def ensure_day(data, lines, city, day):
     return date
 
 
-def make_project(data, folder, city):
-    """The benchmark's project (bench/project) in a scratch folder, over the log in `folder`."""
+def variant(text, stages, sink):
+    """The pipeline with only the stages named in `stages` (None: all of them), loaded to
+    `sink`: "csv" (as it is) or "warehouse" (the local target's SQLite table instead)."""
+    head, rest = text.split("transform:\n", 1)
+    transform, load = rest.split("load:\n", 1)
+    blocks = re.split(r"(?m)^(?=  - kind: )", transform)
+    kept = [b for b in blocks if b and (stages is None or b.split("kind:", 1)[1].split()[0] in stages)]
+    if sink == "warehouse":
+        load = load.replace("  - kind: csv\n    path: \"out/{date}.csv\"\n", "  - kind: warehouse\n    table: signup_attempts\n")
+    return head + "transform:\n" + "".join(kept) + "load:\n" + load
+
+
+def make_project(data, folder, city, stages=None, sink="csv"):
+    """The benchmark's project (bench/project) in a scratch folder, over the log in `folder`
+    (with `stages` and `sink`, a variant: see `variant`)."""
     project = os.path.join(data, "project")
     shutil.rmtree(project, ignore_errors=True)
     os.makedirs(os.path.join(project, "Pipelines"))
@@ -99,6 +113,7 @@ def make_project(data, folder, city):
         text = f.read()
     text = text.replace("@ASN@", os.path.join(data, "ip2asn.tsv")).replace("@DATA@/{date}", os.path.join(folder, "{date}"))
     text = text.replace("@DATA@", data).replace("@CITY@", city).replace("@REPO@", REPO)
+    text = variant(text, stages, sink)
     with open(os.path.join(project, "Pipelines/signup_bench.yml"), "w", encoding="utf-8") as f:
         f.write(text)
     return project
@@ -109,13 +124,15 @@ def sluice_in(project, sluice, command, outputs=None):
     names under out/; all of them when None)."""
     result = measure([sluice] + command + ["--project", project], cwd=project)
     outs = os.path.join(project, "out")
+    if not os.path.isdir(outs):  # loaded to the warehouse: its file
+        return result, os.path.getsize(os.path.join(project, ".sluice/warehouse.sqlite"))
     names = os.listdir(outs) if outputs is None else outputs
     return result, sum(os.path.getsize(os.path.join(outs, f)) for f in names)
 
 
-def run_sluice(sluice, data, folder, city, until=None):
+def run_sluice(sluice, data, folder, city, until=None, stages=None, sink="csv"):
     """One `sluice run` of DATE, or with `until` one `sluice backfill` from DATE to it."""
-    project = make_project(data, folder, city)
+    project = make_project(data, folder, city, stages, sink)
     command = ["run", "Pipelines/signup_bench.yml", "--date", DATE] if until is None else \
         ["backfill", "Pipelines/signup_bench.yml", "--from", DATE, "--to", until]
     result, size = sluice_in(project, sluice, command)
@@ -177,7 +194,12 @@ def main():
                                                      os.path.join(REPO, "../shared/data/geolite2-city-2019/GeoLite2-City.mmdb")))
     ap.add_argument("--only", choices=["sluice", "duckdb", "jq"], action="append", help="run only these tools (repeatable)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--stages", help="sluice with only these of the pipeline's stages, comma-separated "
+                    "(geoip,asn,error_code,rate_limit,email_domain,select; default: all)")
+    ap.add_argument("--sink", choices=["csv", "warehouse"], default="csv",
+                    help="sluice's sink: the CSV file (default) or the local warehouse (SQLite)")
     a = ap.parse_args()
+    stages = a.stages.split(",") if a.stages else None
     city = os.path.abspath(a.city)
     if not os.path.exists(city):
         sys.exit(f"benchmark: no City database at {city} (set SLUICE_BENCH_CITY)")
@@ -192,7 +214,7 @@ def main():
     for tool in tools:
         print(f"running {tool} ...", flush=True)
         if tool == "sluice":
-            result, size = run_sluice(os.path.abspath(a.sluice), data, folder, city)
+            result, size = run_sluice(os.path.abspath(a.sluice), data, folder, city, stages=stages, sink=a.sink)
         elif tool == "duckdb":
             result, size = run_duckdb(path, os.path.join(data, "duckdb.csv"))
         else:
@@ -202,13 +224,13 @@ def main():
         bfolder, bpath, _ = ensure_input(data, a.big, city)
         bbytes = os.path.getsize(bpath)
         print(f"running sluice on {a.big:,} lines ({bbytes / 1e6:.0f} MB) ...", flush=True)
-        result, size = run_sluice(os.path.abspath(a.sluice), data, bfolder, city)
+        result, size = run_sluice(os.path.abspath(a.sluice), data, bfolder, city, stages=stages, sink=a.sink)
         rows.append(row("sluice", a.big, bbytes, result, size))
     backfill = None
     if a.days > 1 and "sluice" in tools:
         dates = [ensure_day(data, a.lines, city, d) for d in range(a.days)]
         print(f"running sluice backfill over {a.days} days of {a.lines:,} lines ({dates[0]} to {dates[-1]}) ...", flush=True)
-        result, size = run_sluice(os.path.abspath(a.sluice), data, folder, city, until=dates[-1])
+        result, size = run_sluice(os.path.abspath(a.sluice), data, folder, city, until=dates[-1], stages=stages, sink=a.sink)
         backfill = row(f"sluice backfill, {a.days} days", a.lines * a.days, days_bytes(data, a.lines, dates), result, size)
         rows.append(backfill)
     history = None
