@@ -25,35 +25,60 @@ public struct Lookup: Transformer {
     public var columns: [(String, String)]
     public var missing: Missing
 
+    /// The index opened by an earlier batch (a run opens it once, not once a batch).
+    let opened = OpenedIndex()
+
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
-        let index = try LookupIndex.open(source: source, keyColumn: keyColumn, columns: columns.map(\.1), context: context)
-        var keys: [String] = []
-        for r in batch.records {
-            if let v = r.fields.value(at: on), !v.isNull { keys.append(v.stringValue ?? JSONWriter.string(v)) }
+        let index = try opened.index(source: source, keyColumn: keyColumn, columns: columns.map(\.1), context: context)
+        // Each record's key, read once; the table asked once per distinct key.
+        var reader = PathReader(on)
+        let keys: [String?] = batch.records.indices.map { i in
+            reader.value(in: batch.records[i].fields).flatMap { $0.isNull ? nil : ($0.stringValue ?? JSONWriter.string($0)) }
         }
-        let found = try index.find(Array(Set(keys)))
-        var kept: [SluiceCore.Record] = []
-        kept.reserveCapacity(batch.records.count)
-        for var record in batch.records {
-            let v = record.fields.value(at: on)
-            let key = v.flatMap { $0.isNull ? nil : ($0.stringValue ?? JSONWriter.string($0)) }
-            if let key, let row = found[key] {
-                for ((target, _), value) in zip(columns, row) { record.fields[target] = value.map(Value.string) ?? .null }
-                kept.append(record)
-                continue
+        let found = try index.find(Array(Set(keys.lazy.compactMap { $0 })))
+        // In place: a record copied out of the batch and changed was a copy of all its
+        // fields (most of a lookup's time). The kept records move up over the others, in
+        // their order.
+        var kept = 0
+        for i in batch.records.indices {
+            if let key = keys[i], let row = found[key] {
+                for ((target, _), value) in zip(columns, row) { batch.records[i].fields[target] = value.map(Value.string) ?? .null }
+            } else {
+                switch missing {
+                case .keep:
+                    for (target, _) in columns { batch.records[i].fields[target] = .null }
+                case .drop:
+                    batch.filtered += 1
+                    continue
+                case .dead_letter:
+                    batch.deadLetters.append(DeadLetter(kind: .transform, position: batch.records[i].position,
+                                                        message: "no row in the lookup table for field \(on)", raw: batch.records[i].raw))
+                    continue
+                }
             }
-            switch missing {
-            case .keep:
-                for (target, _) in columns { record.fields[target] = .null }
-                kept.append(record)
-            case .drop:
-                batch.filtered += 1
-            case .dead_letter:
-                batch.deadLetters.append(DeadLetter(kind: .transform, position: record.position,
-                                                    message: "no row in the lookup table for field \(on)"))
+            if kept != i { batch.records.swapAt(kept, i) }
+            kept += 1
+        }
+        batch.records.removeLast(batch.records.count - kept)
+    }
+
+    /// The lookup's index, kept from batch to batch while its source is the same file
+    /// (the same size and modification time; `LookupIndex.file`).
+    final class OpenedIndex: @unchecked Sendable {
+        // `file` and `index` are only read and written under `lock`.
+        private let lock = Lock()
+        private var file: String?
+        private var index: LookupIndex?
+
+        func index(source: Source, keyColumn: String, columns: [String], context: RunContext) throws -> LookupIndex {
+            let (path, file) = try LookupIndex.file(source: source, keyColumn: keyColumn, columns: columns, context: context)
+            return try lock.withLock {
+                if let index, self.file == file { return index }
+                let index = try LookupIndex.open(source: source, path: path, file: file, keyColumn: keyColumn, columns: columns)
+                (self.file, self.index) = (file, index)
+                return index
             }
         }
-        batch.records = kept
     }
 
     public static func register(into registry: inout StageRegistry) {
@@ -102,7 +127,7 @@ public struct Lookup: Transformer {
 }
 
 /// A lookup table indexed in SQLite.
-final class LookupIndex {
+final class LookupIndex: Sendable {
     let queue: DatabaseQueue
     let columns: Int
 
@@ -124,7 +149,9 @@ final class LookupIndex {
         }
     }
 
-    static func open(source: Lookup.Source, keyColumn: String, columns: [String], context: RunContext) throws -> LookupIndex {
+    /// The source's path, and the index file of its present content: named after the
+    /// source's path, size and modification time, and the columns indexed.
+    static func file(source: Lookup.Source, keyColumn: String, columns: [String], context: RunContext) throws -> (path: String, file: String) {
         let path: String
         switch source {
         case .pgDump(let p, _), .csv(let p), .sqlite(let p, _): path = context.inputPath(p)
@@ -133,9 +160,12 @@ final class LookupIndex {
         guard stat(path, &st) == 0 else { throw SQLiteStoreError(path: path, detail: "lookup source does not exist") }
         let stamp = "\(source)|\(keyColumn)|\(columns)|\(st.st_size)|\(st.st_mtim.tv_sec)|\(st.st_mtim.tv_nsec)"
         let name = ShortDigest.hex(Array(stamp.utf8))
-        let dir = context.outputPath(".sluice/lookup")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let file = dir + "/" + name + ".sqlite"
+        return (path, context.outputPath(".sluice/lookup") + "/" + name + ".sqlite")
+    }
+
+    /// Opens the index `file` of the source at `path`, building it first if it is not there.
+    static func open(source: Lookup.Source, path: String, file: String, keyColumn: String, columns: [String]) throws -> LookupIndex {
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         if !FileManager.default.fileExists(atPath: file) {
             let temp = file + ".building-\(getpid())"
             try? FileManager.default.removeItem(atPath: temp)

@@ -91,12 +91,15 @@ import Testing
 
         """
 
-    static func run(missing: String, dump: String = dump) async throws -> (rows: [[String?]], filtered: Int, rejected: Int, root: String) {
+    static let references = ["2557312299CC1304904080F4BE17BFB4", "262D2B00EB44080491901EFD3A82446B", "AAAA", "NOPE"]
+
+    static func run(missing: String, dump: String = dump, lines count: Int = 4) async throws -> (rows: [[String?]], filtered: Int, rejected: Int, root: String) {
         let root = try TestSupport.scratchDirectory("lookup")
         for dir in ["Pipelines", "Schemas", "in/2026-11-18", "db"] { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) }
         try dump.write(toFile: root + "/db/validations.sql", atomically: true, encoding: .utf8)
-        let lines = ["2557312299CC1304904080F4BE17BFB4", "262D2B00EB44080491901EFD3A82446B", "AAAA", "NOPE"].enumerated().map {
-            #"{"id":\#($0.offset + 1),"ts":"2026-11-18T10:00:00Z","reference_id":"\#($0.element)"}"#
+        // Line n (from 1) refers to references[(n - 1) % 4].
+        let lines = (1...count).map {
+            #"{"id":\#($0),"ts":"2026-11-18T10:00:00Z","reference_id":"\#(references[($0 - 1) % references.count])"}"#
         }
         try (lines.joined(separator: "\n") + "\n").write(toFile: root + "/in/2026-11-18/cb.jsonl", atomically: true, encoding: .utf8)
         try #"[{"name": "id", "type": "INTEGER"}, {"name": "country", "type": "STRING"}, {"name": "user_id", "type": "INTEGER"}]"#
@@ -136,6 +139,27 @@ import Testing
         #expect(r.rows[1] == ["2", "RU", "2"])
         #expect(r.rows[2] == ["3", nil, "3"])
         if missing == "keep" { #expect(r.rows[3] == ["4", nil, nil]) }
+    }
+
+    /// Several batches (2,500 lines: 1,024 records a batch), every fourth line without a
+    /// match: the rows keep the input's order, each with its own match, and every line
+    /// without one is kept, dropped or a dead letter.
+    @Test(arguments: [("keep", 2500, 0, 0), ("drop", 1875, 625, 0), ("dead_letter", 1875, 0, 625)])
+    func joinsByKeyAcrossBatches(missing: String, rows: Int, filtered: Int, rejected: Int) async throws {
+        let r = try await Self.run(missing: missing, lines: 2500)
+        defer { try? FileManager.default.removeItem(atPath: r.root) }
+        #expect(r.rows.count == rows)
+        #expect(r.filtered == filtered)
+        #expect(r.rejected == rejected)
+        let want: [[String?]] = (1...2500).compactMap { n in
+            switch (n - 1) % 4 {
+            case 0: ["\(n)", "TR", "1"]
+            case 1: ["\(n)", "RU", "2"]
+            case 2: ["\(n)", nil, "3"]
+            default: missing == "keep" ? ["\(n)", nil, nil] : nil
+            }
+        }
+        #expect(r.rows == want)
     }
 }
 
