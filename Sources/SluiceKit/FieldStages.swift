@@ -38,12 +38,16 @@ public struct FieldStage: Transformer {
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         switch operation {
         case .copy(let mapping):
+            // Every value read before any is set (a target may be another's source), into
+            // one array: a copy of the record's fields kept to read from was a copy of
+            // all of them once the first target was set.
             var readers = mapping.map { PathReader($0.1.path) }
+            var values: [Value] = []
+            values.reserveCapacity(mapping.count)
             for i in batch.records.indices {
-                let source = batch.records[i].fields
-                for (m, (target, from)) in mapping.enumerated() {
-                    batch.records[i].fields[target] = Self.read(from, with: &readers[m], in: source)
-                }
+                values.removeAll(keepingCapacity: true)
+                for (m, (_, from)) in mapping.enumerated() { values.append(Self.read(from, with: &readers[m], in: batch.records[i].fields)) }
+                for (m, (target, _)) in mapping.enumerated() { batch.records[i].fields[target] = values[m] }
             }
         case .select(let mapping):
             var readers = mapping.map { PathReader($0.1.path) }

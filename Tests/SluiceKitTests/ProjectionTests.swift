@@ -66,3 +66,29 @@ import Testing
         #expect(FieldStage(operation: .drop([FieldPath("a")!])).projection == nil)
     }
 }
+
+/// `copy`: every target gets its source's value as the record had it before the stage
+/// (a target that is another's source is read first), other fields stay. Expected
+/// records written by hand.
+@Suite struct CopyStageTests {
+    static let cases: [(mapping: [(String, String)], input: String, output: String)] = [
+        ([("a", "b"), ("b", "a")], #"{"a":1,"b":"two","c":true}"#, #"{"a":"two","b":1,"c":true}"#),
+        ([("x", "h.ua"), ("y", "h")], #"{"h":{"ua":"u"}}"#, #"{"h":{"ua":"u"},"x":"u","y":{"ua":"u"}}"#),
+        ([("h", "h.ua"), ("z", "h.ua")], #"{"h":{"ua":"u"}}"#, #"{"h":"u","z":"u"}"#),
+        ([("m", "missing")], #"{"a":1}"#, #"{"a":1,"m":null}"#),
+    ]
+
+    @Test(arguments: cases.indices)
+    func targetsGetTheirSourcesAsTheRecordHadThem(n: Int) throws {
+        let c = Self.cases[n]
+        let mapping = c.mapping.map { ($0.0, FieldSource(path: FieldPath($0.1)!, mode: .value)) }
+        var batch = RecordBatch(records: try (0..<3).map { i in
+            guard case .object(let fields) = try JSONParser.parse(c.input) else { throw CancellationError() }
+            return Record(fields: fields, position: SourcePosition(file: "f", line: i + 1))
+        })
+        try FieldStage(operation: .copy(mapping)).apply(&batch, context: RunContext(projectRoot: "/", outputRoot: "/", pipeline: "p",
+                                                                                    partition: Partition("2026-11-18", granularity: .day)!, logger: .init(label: "t")))
+        guard case .object(let want) = try JSONParser.parse(c.output) else { Issue.record("not an object"); return }
+        for record in batch.records { #expect(record.fields == want) }
+    }
+}
