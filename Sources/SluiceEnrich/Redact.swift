@@ -17,32 +17,34 @@ public struct Redact {
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         for i in batch.records.indices {
+            // The record's fields taken out of it, so that the objects on each path are
+            // changed where they are: with a second reference held, every object on the
+            // way was copied whole, for every record.
             var root = Value.object(batch.records[i].fields)
+            batch.records[i].fields = Fields()
             for path in paths { redact(&root, path[...]) }
             if case .object(let f) = root { batch.records[i].fields = f }
         }
     }
 
+    /// Redacts `path` below `value`, in place: each object or array on the way is held by
+    /// one reference while it changes (taken out of `value`, and a child out of its
+    /// parent), so none is copied.
     func redact(_ value: inout Value, _ path: ArraySlice<String>) {
         guard let head = path.first else { return }
         let rest = path.dropFirst()
-        switch value {
-        case .object(var fields):
-            let names = head == "*" ? fields.names : (fields[head] != nil ? [head] : [])
-            for name in names {
-                if rest.isEmpty {
-                    switch mode {
-                    case .remove: fields[name] = nil
-                    case .hash: fields[name] = hashed(fields[name]!)
-                    }
-                } else {
-                    var child = fields[name]!
-                    redact(&child, rest)
-                    fields[name] = child
-                }
+        // Each container taken out of `value` (bound, then `value` set to null) before it
+        // changes: a `switch` on `value` kept a copy of it alive, a second reference.
+        if case .object(var fields) = value {
+            value = .null
+            if head == "*" {
+                for name in fields.names { redact(&fields, name, rest) }
+            } else if fields[head] != nil {
+                redact(&fields, head, rest)
             }
             value = .object(fields)
-        case .array(var items):
+        } else if case .array(var items) = value {
+            value = .null
             let indices = head == "*" ? Array(items.indices) : (Int(head).map { items.indices.contains($0) ? [$0] : [] } ?? [])
             for j in indices.reversed() {
                 if rest.isEmpty {
@@ -55,8 +57,21 @@ public struct Redact {
                 }
             }
             value = .array(items)
-        default:
-            return
+        }
+    }
+
+    /// Redacts `rest` below the field `name` (present) of `fields`, or the field itself.
+    private func redact(_ fields: inout Fields, _ name: String, _ rest: ArraySlice<String>) {
+        if rest.isEmpty {
+            switch mode {
+            case .remove: fields[name] = nil
+            case .hash: fields[name] = hashed(fields[name]!)
+            }
+        } else {
+            var child = fields[name]!
+            fields[name] = .null // in place: the child's only reference is `child`
+            redact(&child, rest)
+            fields[name] = child
         }
     }
 
