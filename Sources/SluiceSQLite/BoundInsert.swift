@@ -4,10 +4,10 @@ import SluiceCore
 
 /// Values bound to a prepared statement straight through SQLite's C API, for bulk inserts
 /// (the store's window events and ledger keys, the local warehouse's rows: hundreds of
-/// values per statement, a million rows a run). Through GRDB each value became an existential, then a `DatabaseValue`, in
-/// an array of arguments (~4% of a 1M-line run's CPU); here an integer is bound as an
-/// integer, and a string's or a blob's bytes are copied into the binder's own buffers
-/// (`BindBytes`) and bound from there.
+/// values per statement, a million rows a run). Through GRDB each value became an
+/// existential, then a `DatabaseValue`, in an array of arguments (~4% of a 1M-line run's
+/// CPU); here an integer is bound as an integer, and a string's or a blob's bytes are
+/// copied into the binder's own buffers (`BindBytes`) and bound from there.
 struct SQLiteBinder {
     fileprivate let statement: SQLiteStatement
     fileprivate var index: Int32 = 1
