@@ -42,6 +42,19 @@ struct SQLiteBinder {
         index += 1
     }
 
+    /// UTF-8 bytes as a text (copied into the binder's chunks; empty: an empty text, not NULL).
+    mutating func bind(text: UnsafeRawBufferPointer) {
+        if code == SQLITE_OK {
+            if text.isEmpty {
+                code = sqlite3_bind_text(statement, index, "", 0, sqliteTransient)
+            } else {
+                let (p, destructor) = bytes.keep(text)
+                code = sqlite3_bind_text(statement, index, p.assumingMemoryBound(to: CChar.self), Int32(text.count), destructor)
+            }
+        }
+        index += 1
+    }
+
     /// A record key as the store keeps it (`LedgerKeys.stored`): the 16 bytes of sluice's
     /// own keys, the text of any other.
     mutating func bind(recordKey key: String) {

@@ -111,6 +111,84 @@ extension SQLiteBinder {
     }
 }
 
+/// The local warehouse's rows encoded on the runner's worker (`RowEncoder`), for
+/// `SQLiteTableSession.write(_:encoded:)` to bind: each value a tag byte, then 8 bytes
+/// little-endian (0 null; 1 an integer, booleans as 0 and 1; 2 a real) or a 4-byte
+/// little-endian length and the bytes (3 a text, 4 a blob). Values are made as
+/// `SQLiteBinder.bind(_:blob:)` makes them. The worker already has the values at hand;
+/// the runner (the thread a run to this sink waits for) then binds bytes, instead of
+/// retaining each value of a row and freeing the rows.
+struct SQLiteRowEncoder: RowEncoder {
+    /// Per column: BYTES, not REPEATED (its base64 text becomes a blob).
+    let blobs: [Bool]
+
+    static let null: UInt8 = 0, integer: UInt8 = 1, real: UInt8 = 2, text: UInt8 = 3, blob: UInt8 = 4
+
+    func append(_ value: Value, column: Int, to out: inout [UInt8]) {
+        switch value {
+        case .null: out.append(Self.null)
+        case .int(let n): Self.eight(Self.integer, UInt64(bitPattern: n), &out)
+        case .bool(let b): Self.eight(Self.integer, b ? 1 : 0, &out)
+        case .double(let d): Self.eight(Self.real, d.bitPattern, &out)
+        case .largeInteger(let digits): Self.bytes(Self.text, digits.utf8, &out)
+        case .string(let s):
+            if blobs[column], let bytes = Base64.decode(s) {
+                Self.bytes(Self.blob, bytes, &out)
+            } else {
+                Self.bytes(Self.text, s.utf8, &out)
+            }
+        case .array, .object: appendJSON(value, column: column, to: &out)
+        }
+    }
+
+    /// The JSON text written straight into the row, no string of it made.
+    func appendJSON(_ value: Value, column: Int, to out: inout [UInt8]) {
+        out.append(Self.text)
+        let at = out.count
+        out.append(contentsOf: [0, 0, 0, 0])
+        JSONWriter.write(value, into: &out)
+        Self.patchLength(out.count - at - 4, at: at, &out)
+    }
+
+    func endRow(_ out: inout [UInt8]) {}
+
+    @inline(__always) static func eight(_ tag: UInt8, _ bits: UInt64, _ out: inout [UInt8]) {
+        out.append(tag)
+        withUnsafeBytes(of: bits.littleEndian) { out.append(contentsOf: $0) }
+    }
+
+    @inline(__always) static func bytes<C: Collection>(_ tag: UInt8, _ bytes: C, _ out: inout [UInt8]) where C.Element == UInt8 {
+        out.append(tag)
+        withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: bytes)
+    }
+
+    static func patchLength(_ n: Int, at: Int, _ out: inout [UInt8]) {
+        withUnsafeBytes(of: UInt32(n).littleEndian) { for k in 0..<4 { out[at + k] = $0[k] } }
+    }
+}
+
+extension SQLiteBinder {
+    /// Binds the value encoded at `at` in `bytes` (`SQLiteRowEncoder`), and moves `at` past it.
+    mutating func bind(encodedAt at: inout Int, in bytes: UnsafeRawBufferPointer) {
+        let tag = bytes[at]
+        at += 1
+        switch tag {
+        case SQLiteRowEncoder.integer, SQLiteRowEncoder.real:
+            let bits = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+            at += 8
+            if tag == SQLiteRowEncoder.integer { bind(Int64(bitPattern: bits)) } else { bind(double: Double(bitPattern: bits)) }
+        case SQLiteRowEncoder.text, SQLiteRowEncoder.blob:
+            let n = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+            let value = UnsafeRawBufferPointer(rebasing: bytes[(at + 4)..<(at + 4 + n)])
+            at += 4 + n
+            if tag == SQLiteRowEncoder.text { bind(text: value) } else { bind(blob: value) }
+        default:
+            bindNull()
+        }
+    }
+}
+
 func quote(_ identifier: String) -> String {
     "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }
@@ -156,7 +234,7 @@ final class SQLiteTableSession: LoadSession {
     /// arguments and each row a statement: the runner spent more time on that than
     /// SQLite did on its inserts (a 1M-line run to this sink: 25.5 s; docs/benchmarks.md).
     func write(_ rows: [SluiceCore.Row]) async throws -> Int {
-        let blobs = schema.fields.map { $0.type == .bytes && $0.mode != .repeated }
+        let blobs = Self.blobs(schema)
         let partition = self.partition
         let size = Self.rowsPerStatement(columns: blobs.count)
         return try queue.inDatabase { db in
@@ -175,6 +253,34 @@ final class SQLiteTableSession: LoadSession {
                     }
                 }
                 inserted += db.changesCount
+            }
+            return inserted
+        }
+    }
+
+    var encoder: (any RowEncoder)? { SQLiteRowEncoder(blobs: Self.blobs(schema)) }
+
+    static func blobs(_ schema: TableSchema) -> [Bool] { schema.fields.map { $0.type == .bytes && $0.mode != .repeated } }
+
+    /// `write(_:)` of rows whose values `encoder` encoded (the rows themselves without values).
+    func write(_ rows: [SluiceCore.Row], encoded: EncodedRows?) async throws -> Int {
+        guard let encoded, encoded.ends.count == rows.count else { return try await write(rows) }
+        let columns = schema.fields.count
+        let partition = self.partition
+        let size = Self.rowsPerStatement(columns: columns)
+        return try queue.inDatabase { db in
+            var inserted = 0
+            try encoded.bytes.withUnsafeBytes { bytes in
+                try db.forEachChunk(of: rows.indices, size: size, sql: insertSQL) { chunk, statement in
+                    try statement.executeBound(db) { b in
+                        for r in chunk {
+                            var at = r == 0 ? 0 : encoded.ends[r - 1]
+                            for _ in 0..<columns { b.bind(encodedAt: &at, in: bytes) }
+                            b.bind(partition)
+                        }
+                    }
+                    inserted += db.changesCount
+                }
             }
             return inserted
         }

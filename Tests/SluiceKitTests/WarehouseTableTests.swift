@@ -6,7 +6,8 @@ import SluiceTestSupport
 import Testing
 
 /// The local warehouse's inserts, many rows a statement with each value bound through
-/// SQLite's C API: what a table holds afterwards, read by Python's `sqlite3` (each
+/// SQLite's C API, from the rows' values or from their encoding on the worker
+/// (`SQLiteRowEncoder`): what a table holds afterwards, read by Python's `sqlite3` (each
 /// column's `typeof` and `quote`), against the type mapping of docs/types.md worked out by
 /// hand; and the counts of new rows when keys repeat within a statement, across
 /// statements of one write, and across writes.
@@ -52,7 +53,17 @@ import Testing
         ]
     }
 
-    @Test func rowsReadBackAsBoundAndRepeatedKeysAreNotInsertedTwice() async throws {
+    /// Writes `rows` as the runner does: their values, or (`encoded`) their values
+    /// encoded by the session's encoder and the rows without values.
+    static func write(_ rows: [Row], to session: any LoadSession, encoded: Bool) async throws -> Int {
+        guard encoded else { return try await session.write(rows) }
+        let encoder = try #require(session.encoder)
+        let bare = rows.map { Row(key: $0.key, position: $0.position, values: []) }
+        return try await session.write(bare, encoded: encoder.encode(rows))
+    }
+
+    @Test(arguments: [false, true])
+    func rowsReadBackAsBoundAndRepeatedKeysAreNotInsertedTwice(encoded: Bool) async throws {
         let dir = try TestSupport.scratchDirectory("warehouse")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
@@ -62,10 +73,10 @@ import Testing
         // 150 rows (several statements); row 6 repeats row 5's key (one statement), row 140
         // row 10's (another statement of the same write).
         let keys = (0..<150).map { i in i == 6 ? "k005" : i == 140 ? "k010" : String(format: "k%03d", i) }
-        #expect(try await session.write(keys.enumerated().map { Self.row($1, $0) }) == 148)
+        #expect(try await Self.write(keys.enumerated().map { Self.row($1, $0) }, to: session, encoded: encoded) == 148)
         // Keys 6 and 130-199: 130-149 are there already, but for 140.
         let again = ([6] + Array(130..<200)).map { String(format: "k%03d", $0) }
-        #expect(try await session.write(again.map { Self.row($0, Int($0.dropFirst())!) }) == 52)
+        #expect(try await Self.write(again.map { Self.row($0, Int($0.dropFirst())!) }, to: session, encoded: encoded) == 52)
         _ = try await session.commitSegment(final: true)
 
         let dump = """
