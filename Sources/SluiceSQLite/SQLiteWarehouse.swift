@@ -88,36 +88,14 @@ public struct SQLiteTableLoader: Loader {
     }
 }
 
-extension SQLiteBinder {
-    /// A value of a column as the table stores it (docs/types.md): booleans as 0 and 1,
-    /// BYTES (base64 text in records; `blob`: the column is BYTES, not REPEATED) as a
-    /// blob, arrays and objects (REPEATED and RECORD columns) as their JSON text.
-    @inline(__always)
-    mutating func bind(_ value: borrowing Value, blob: Bool) {
-        switch value {
-        case .null: bindNull()
-        case .int(let n): bind(n)
-        case .double(let d): bind(double: d)
-        case .largeInteger(let digits): bind(digits)
-        case .bool(let b): bind(Int64(b ? 1 : 0))
-        case .string(let s):
-            if blob, let bytes = Base64.decode(s) {
-                bytes.withUnsafeBytes { bind(blob: $0) }
-            } else {
-                bind(s)
-            }
-        case .array, .object: bind(JSONWriter.string(value))
-        }
-    }
-}
-
 /// The local warehouse's rows encoded on the runner's worker (`RowEncoder`), for
 /// `SQLiteTableSession.write(_:encoded:)` to bind: each value a tag byte, then 8 bytes
-/// little-endian (0 null; 1 an integer, booleans as 0 and 1; 2 a real) or a 4-byte
-/// little-endian length and the bytes (3 a text, 4 a blob). Values are made as
-/// `SQLiteBinder.bind(_:blob:)` makes them. The worker already has the values at hand;
-/// the runner (the thread a run to this sink waits for) then binds bytes, instead of
-/// retaining each value of a row and freeing the rows.
+/// little-endian (0 null; 1 an integer; 2 a real) or a 4-byte little-endian length and
+/// the bytes (3 a text, 4 a blob). Values as the table stores them (docs/types.md):
+/// booleans as 0 and 1, BYTES (base64 text in records) as a blob, arrays and objects
+/// (REPEATED and RECORD columns) as their JSON text. The worker already has the values
+/// at hand; the runner (the thread a run to this sink waits for) then binds bytes,
+/// instead of retaining each value of a row and freeing the rows.
 struct SQLiteRowEncoder: RowEncoder {
     /// Per column: BYTES, not REPEATED (its base64 text becomes a blob).
     let blobs: [Bool]
@@ -229,40 +207,21 @@ final class SQLiteTableSession: LoadSession {
         insertHead + Database.marks(rows, rowMarks) + " ON CONFLICT DO NOTHING"
     }
 
-    /// Binds each value straight through SQLite's C API (`SQLiteBinder`), many rows a
-    /// statement. Through GRDB each value became a `DatabaseValue` in an array of
-    /// arguments and each row a statement: the runner spent more time on that than
-    /// SQLite did on its inserts (a 1M-line run to this sink: 25.5 s; docs/benchmarks.md).
+    /// Rows with their values: encoded here (`encoder`), then written as encoded rows.
     func write(_ rows: [SluiceCore.Row]) async throws -> Int {
-        let blobs = Self.blobs(schema)
-        let partition = self.partition
-        let size = Self.rowsPerStatement(columns: blobs.count)
-        return try queue.inDatabase { db in
-            var inserted = 0
-            try db.forEachChunk(of: rows.indices, size: size, sql: insertSQL) { chunk, statement in
-                try statement.executeBound(db) { b in
-                    // The values where they lie: a row or a value copied out of the array is
-                    // retained and released (~10% of the runner's time with this sink).
-                    rows.withUnsafeBufferPointer { rows in
-                        for r in chunk {
-                            rows[r].values.withUnsafeBufferPointer { values in
-                                for c in 0..<min(values.count, blobs.count) { b.bind(values[c], blob: blobs[c]) }
-                            }
-                            b.bind(partition)
-                        }
-                    }
-                }
-                inserted += db.changesCount
-            }
-            return inserted
-        }
+        try await write(rows, encoded: SQLiteRowEncoder(blobs: Self.blobs(schema)).encode(rows))
     }
 
     var encoder: (any RowEncoder)? { SQLiteRowEncoder(blobs: Self.blobs(schema)) }
 
     static func blobs(_ schema: TableSchema) -> [Bool] { schema.fields.map { $0.type == .bytes && $0.mode != .repeated } }
 
-    /// `write(_:)` of rows whose values `encoder` encoded (the rows themselves without values).
+    /// Binds each row's values from their encoding (`SQLiteRowEncoder`; the rows
+    /// themselves may be without values) straight through SQLite's C API
+    /// (`SQLiteBinder`), many rows a statement. Through GRDB each value became a
+    /// `DatabaseValue` in an array of arguments and each row a statement: the runner spent
+    /// more time on that than SQLite did on its inserts (a 1M-line run to this sink: 25.5
+    /// s; docs/benchmarks.md).
     func write(_ rows: [SluiceCore.Row], encoded: EncodedRows?) async throws -> Int {
         guard let encoded, encoded.ends.count == rows.count else { return try await write(rows) }
         let columns = schema.fields.count
