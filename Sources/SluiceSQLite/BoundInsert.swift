@@ -20,16 +20,8 @@ struct SQLiteBinder {
     }
 
     mutating func bind(_ value: String) {
-        if code == SQLITE_OK {
-            var value = value
-            code = value.withUTF8 { b in
-                // An empty string is bound from a literal: a nil pointer would bind NULL.
-                guard b.count > 0 else { return sqlite3_bind_text(statement, index, "", 0, sqliteTransient) }
-                let (p, destructor) = bytes.keep(UnsafeRawBufferPointer(b))
-                return sqlite3_bind_text(statement, index, p.assumingMemoryBound(to: CChar.self), Int32(b.count), destructor)
-            }
-        }
-        index += 1
+        var value = value
+        value.withUTF8 { bind(text: UnsafeRawBufferPointer($0)) }
     }
 
     mutating func bind(double value: Double) {
@@ -42,7 +34,8 @@ struct SQLiteBinder {
         index += 1
     }
 
-    /// UTF-8 bytes as a text (copied into the binder's chunks; empty: an empty text, not NULL).
+    /// UTF-8 bytes as a text (copied into the binder's chunks; empty: an empty text, not
+    /// NULL, bound from a literal: a nil pointer would bind NULL).
     mutating func bind(text: UnsafeRawBufferPointer) {
         if code == SQLITE_OK {
             if text.isEmpty {
@@ -63,13 +56,7 @@ struct SQLiteBinder {
 
     /// A 16-byte blob of two big-endian halves (a record key's bits).
     mutating func bind(_ bits: RecordKeyBits) {
-        if code == SQLITE_OK {
-            code = bits.withBytes { b in
-                let (p, destructor) = bytes.keep(b)
-                return sqlite3_bind_blob(statement, index, p, Int32(b.count), destructor)
-            }
-        }
-        index += 1
+        bits.withBytes { bind(blob: $0) }
     }
 }
 

@@ -176,6 +176,7 @@ final class SQLiteTableSession: LoadSession {
     /// The INSERT up to its rows, and one row's parameters.
     let insertHead: String
     let rowMarks: String
+    let rowEncoder: SQLiteRowEncoder
     let schema: TableSchema
     let path: String
     let partition: String
@@ -189,6 +190,7 @@ final class SQLiteTableSession: LoadSession {
         let cols = (schema.fields.map(\.name) + [SQLiteTableLoader.partitionColumn]).map(quote).joined(separator: ", ")
         insertHead = "INSERT INTO \(quote(table)) (\(cols)) VALUES "
         rowMarks = "(" + Database.marks(schema.fields.count + 1) + ")"
+        rowEncoder = SQLiteRowEncoder(blobs: schema.fields.map { $0.type == .bytes && $0.mode != .repeated })
         try queue.inDatabase { db in
             try db.execute(sql: "BEGIN IMMEDIATE")
             if mode == .replace {
@@ -209,12 +211,10 @@ final class SQLiteTableSession: LoadSession {
 
     /// Rows with their values: encoded here (`encoder`), then written as encoded rows.
     func write(_ rows: [SluiceCore.Row]) async throws -> Int {
-        try await write(rows, encoded: SQLiteRowEncoder(blobs: Self.blobs(schema)).encode(rows))
+        try await write(rows, encoded: rowEncoder.encode(rows))
     }
 
-    var encoder: (any RowEncoder)? { SQLiteRowEncoder(blobs: Self.blobs(schema)) }
-
-    static func blobs(_ schema: TableSchema) -> [Bool] { schema.fields.map { $0.type == .bytes && $0.mode != .repeated } }
+    var encoder: (any RowEncoder)? { rowEncoder }
 
     /// Binds each row's values from their encoding (`SQLiteRowEncoder`; the rows
     /// themselves may be without values) straight through SQLite's C API
@@ -293,8 +293,9 @@ enum SQLiteFiles {
             if let pageSize { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
             try db.execute(sql: "PRAGMA journal_mode = WAL")
             try db.execute(sql: "PRAGMA synchronous = FULL")
-            // 4 MiB of page cache (the default is 2 MiB): the ledger's and the windows'
-            // indexes take random keys; a small cache re-reads and spills their pages.
+            // 4 MiB of page cache by default (SQLite's is 2 MiB): the ledger's and the
+            // windows' indexes take random keys; a small cache re-reads and spills their
+            // pages. The local warehouse asks for 16 MiB (`SQLiteTableLoader.open`).
             try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
         }
         do {
