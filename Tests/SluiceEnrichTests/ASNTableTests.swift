@@ -44,5 +44,73 @@ import Testing
             #expect(table.find(IPAddress(v4: a))?.number == expected, "\(dotted(a))")
         }
     }
-}
 
+    /// One TSV case: the file's bytes, and what addresses find (number, description,
+    /// country), worked out by hand from the text.
+    struct LoadCase: Sendable, CustomStringConvertible {
+        var description: String
+        var tsv: [UInt8]
+        var finds: [(String, (String, String, String?)?)]
+    }
+
+    static let loadCases: [LoadCase] = [
+        LoadCase(description: "header, LF, every kind of row", tsv: Array("""
+            range_start\trange_end\tAS_number\tcountry_code\tAS_description
+            1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET
+            1.0.1.0\t1.0.3.255\t0\tNone\tNot routed
+            5.0.0.0\t5.0.255.255\t0042\tNone\tKar-Tel LLC, "Beeline"\tKazakhstan
+            2001:db8::\t2001:db8::ffff\t64500\t\tDOC-NET
+            10.0.0.0\t10.0.0.9\t7\tTR\tTürk Telekom
+
+            """.utf8), finds: [
+                ("1.0.0.7", ("13335", "CLOUDFLARENET", "US")), ("1.0.2.1", nil), ("5.0.200.1", ("42", "Kar-Tel LLC, \"Beeline\"\tKazakhstan", nil)),
+                ("2001:db8::10", ("64500", "DOC-NET", nil)), ("2001:db8::1:0", nil), ("10.0.0.9", ("7", "Türk Telekom", "TR")), ("10.0.0.10", nil),
+            ]),
+        LoadCase(description: "CRLF, blank lines, no header, no last newline", tsv: Array(
+            "\r\n\n1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\r\n\r\n2.0.0.0\t2.0.0.0\t3215\tFR\tOrange S.A.".utf8), finds: [
+                ("1.0.0.255", ("13335", "CLOUDFLARENET", "US")), ("2.0.0.0", ("3215", "Orange S.A.", "FR")), ("2.0.0.1", nil),
+            ]),
+        LoadCase(description: "empty", tsv: [], finds: [("1.0.0.0", nil)]),
+    ]
+
+    /// The loader over bytes (blank lines, CRLF, a header, AS 0 left out, "None" and empty
+    /// countries, descriptions with tabs and quotes, IPv6, UTF-8, a number with a leading zero).
+    @Test(arguments: loadCases)
+    func loadsTheRanges(_ c: LoadCase) throws {
+        let dir = try TestSupport.scratchDirectory("asn")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        FileManager.default.createFile(atPath: dir + "/asn.tsv", contents: Data(c.tsv))
+        let table = try ASNTable(path: dir + "/asn.tsv")
+        for (ip, expected) in c.finds {
+            let row = table.find(IPAddress(ip)!)
+            #expect(row?.number == expected?.0, "\(ip)")
+            #expect(row?.organisation == expected?.1, "\(ip)")
+            #expect(row?.country == expected?.2, "\(ip)")
+        }
+    }
+
+    /// A line that is not a range is an error with its line number in the file (blank
+    /// lines counted), unless it is the first line that is not blank (a header).
+    @Test(arguments: [
+        ("header\n1.0.0.0\t1.0.0.255\t1\tUS\tA\nnot a range\n", 3),
+        ("\n\nheader\n\n1.0.0.0\t1.0.0.255\tone\tUS\tA\n", 5),
+        ("1.0.0.0\t1.0.0.255\t1\tUS\tA\r\n1.0.0.0\t1.0.0.255\t1\tUS\r\n", 2),
+        ("h\n1.0.0.0\t1.0.0.x\t1\tUS\tA\n", 2),
+    ])
+    func reportsTheLineOfABadRange(tsv: String, line: Int) throws {
+        let dir = try TestSupport.scratchDirectory("asn")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try tsv.write(toFile: dir + "/asn.tsv", atomically: true, encoding: .utf8)
+        #expect(throws: ASNFileError(path: dir + "/asn.tsv", line: line)) { try ASNTable(path: dir + "/asn.tsv") }
+    }
+
+    /// Invalid UTF-8 in a description is an error of its line, not a text with
+    /// replacement characters.
+    @Test func invalidUTF8IsAnErrorOfItsLine() throws {
+        let dir = try TestSupport.scratchDirectory("asn")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tsv = Array("1.0.0.0\t1.0.0.255\t1\tUS\tA\n2.0.0.0\t2.0.0.255\t2\tUS\t".utf8) + [0xC3, 0x28, 0x0A]
+        FileManager.default.createFile(atPath: dir + "/asn.tsv", contents: Data(tsv))
+        #expect(throws: ASNFileError(path: dir + "/asn.tsv", line: 2)) { try ASNTable(path: dir + "/asn.tsv") }
+    }
+}
