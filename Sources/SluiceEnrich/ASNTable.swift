@@ -1,0 +1,227 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import SluiceCore
+import SluiceMaxMind
+
+/// IP-to-ASN ranges from a TSV file, sorted for binary search (IPv4 and IPv6 apart).
+///
+/// Compact, because the real table (iptoasn.com's, ~500,000 ranges) stays resident for the
+/// whole run: an IPv4 range is 12 bytes (its start and end as the addresses' 32 bits, and
+/// the index of its row), an IPv6 one 36; the rows (AS number, description, country) are
+/// kept once each, as the text the stage writes (issue #7: not converted again for each
+/// record). With a `Key` of 16 bytes a bound and a row in each range (88 bytes a range),
+/// a 500,000-line table held ~44 MB and its load peaked ~100 MB above the run's.
+final class ASNTable: Sendable {
+    /// The fields of a range: AS number (as text), description, country (nil for none).
+    struct Row: Sendable, Hashable { var number: String; var organisation: String; var country: String? }
+    /// An IPv6 address's 128 bits, in order.
+    struct Key: Sendable, Comparable {
+        var high: UInt64, low: UInt64
+        static func < (a: Key, b: Key) -> Bool { a.high != b.high ? a.high < b.high : a.low < b.low }
+    }
+
+    /// One family's ranges, by start (ranges with the same start in file order).
+    struct Ranges<Bound: Comparable & Sendable>: Sendable {
+        var starts: [Bound] = []
+        var ends: [Bound] = []
+        /// Each range's row, an index into `ASNTable.rows`.
+        var rowOf: [UInt32] = []
+
+        /// Sorted by start (the sort is over indices, so that equal starts keep file order).
+        init(_ ranges: [(start: Bound, end: Bound, row: UInt32)]) {
+            let order = ranges.indices.sorted { ranges[$0].start != ranges[$1].start ? ranges[$0].start < ranges[$1].start : $0 < $1 }
+            starts = order.map { ranges[$0].start }
+            ends = order.map { ranges[$0].end }
+            rowOf = order.map { ranges[$0].row }
+        }
+
+        /// The row index of the range that holds `key`, searching `lo..<hi` for the first
+        /// start above it (the range before that one is the last starting at or below it).
+        func find(_ key: Bound, lo: Int, hi: Int) -> UInt32? {
+            var lo = lo, hi = hi
+            return starts.withUnsafeBufferPointer { starts in
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if starts[mid] <= key { lo = mid + 1 } else { hi = mid }
+                }
+                guard lo > 0, key <= ends[lo - 1] else { return nil }
+                return rowOf[lo - 1]
+            }
+        }
+    }
+
+    let rows: [Row]
+    let v4: Ranges<UInt32>
+    let v6: Ranges<Key>
+    /// Per /16 prefix `p` of IPv4, the first range starting at or above `p << 16`, and the
+    /// count at 65536. A search looks only between the first range of the key's /16 and
+    /// the next /16's (finding none there at or below the key, it takes the range before,
+    /// which may reach into the /16).
+    let firstOfPrefix: [UInt32]
+
+    private static let lock = Lock()
+    // Guarded by `lock`.
+    nonisolated(unsafe) private static var tables: [String: (stamp: [Int], table: ASNTable)] = [:]
+
+    static func cached(_ path: String) throws -> ASNTable {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw MaxMindFileMissing(path: path) }
+        let stamp = [Int(st.st_ino), Int(st.st_size), Int(st.st_mtim.tv_sec)]
+        if let c = lock.withLock({ tables[path] }), c.stamp == stamp { return c.table }
+        let t = try ASNTable(path: path)
+        lock.withLock { tables[path] = (stamp, t) }
+        return t
+    }
+
+    /// Reads the TSV (iptoasn.com's `ip2asn-*.tsv`: range start, range end, AS number,
+    /// country, description; a description may hold tabs). Blank lines are skipped, a
+    /// line may end in CRLF, and a first line that is not a range is a header; any other
+    /// such line is an error with its line number. Ranges of AS 0 (not routed) are left out.
+    ///
+    /// Over the file's bytes, a MiB at a time, not `String`'s characters: splitting the
+    /// text into lines and columns by `Character` (grapheme breaking) took 5 µs a line,
+    /// 110 ms for the benchmark's 22,000 ranges on every run (half of a small run's time),
+    /// and 1.8 s for a 500,000-line table (docs/benchmarks.md).
+    init(path: String) throws {
+        var rows: [Row] = []
+        var rowIndex: [Row: UInt32] = [:]
+        var v4: [(start: UInt32, end: UInt32, row: UInt32)] = []
+        var v6: [(start: Key, end: Key, row: UInt32)] = []
+        var first = true
+        try Self.forEachLine(path: path) { line, number in
+            guard let f = Self.fields(line), let a = IPAddress(utf8: f.start), let b = IPAddress(utf8: f.end), a.family == b.family,
+                  let asn = Int64(String(decoding: f.number, as: UTF8.self)),
+                  let country = String(validating: f.country, as: UTF8.self),
+                  let name = String(validating: f.description, as: UTF8.self) else {
+                defer { first = false }
+                if first { return }  // a header line
+                throw ASNFileError(path: path, line: number)
+            }
+            first = false
+            guard asn != 0 else { return }  // not routed
+            let row = Row(number: String(asn), organisation: name, country: country.isEmpty || country == "None" ? nil : country)
+            let index: UInt32
+            if let known = rowIndex[row] { index = known } else {
+                index = UInt32(rows.count)
+                rows.append(row)
+                rowIndex[row] = index
+            }
+            if let a4 = a.v4, let b4 = b.v4 { v4.append((a4, b4, index)) } else { v6.append((Key(high: a.high, low: a.low), Key(high: b.high, low: b.low), index)) }
+        }
+        self.rows = rows
+        self.v4 = Ranges(v4)
+        self.v6 = Ranges(v6)
+        var index: [UInt32] = []
+        index.reserveCapacity(65_537)
+        var r = 0
+        for prefix in 0...65_536 {
+            while r < self.v4.starts.count, UInt64(self.v4.starts[r]) < UInt64(prefix) << 16 { r += 1 }
+            index.append(UInt32(r))
+        }
+        firstOfPrefix = index
+    }
+
+    /// Each line that is not blank, without its end (LF or CRLF), with its number in the
+    /// file; read a MiB at a time (a line longer than the buffer grows it).
+    private static func forEachLine(path: String, _ body: (UnsafeBufferPointer<UInt8>, Int) throws -> Void) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw MaxMindFileMissing(path: path) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var filled = 0, number = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ASNFileError(path: path, line: 0, problem: "cannot read: \(String(cString: strerror(errno)))")
+            }
+            let end = filled + n
+            let consumed = try buffer.withUnsafeBufferPointer { all -> Int in
+                let bytes = UnsafeBufferPointer(rebasing: all[..<end])
+                var at = 0
+                while at < end {
+                    let next = index(of: 0x0A, in: bytes, from: at)
+                    guard next < end || n == 0 else { break }  // the rest of this line is not read yet
+                    number += 1
+                    var stop = next
+                    if stop > at, bytes[stop - 1] == 0x0D { stop -= 1 }
+                    if stop > at { try body(UnsafeBufferPointer(rebasing: bytes[at..<stop]), number) }
+                    at = next + 1
+                }
+                return min(at, end)
+            }
+            if n == 0 { return }
+            filled = end - consumed
+            if consumed > 0 {
+                buffer.withUnsafeMutableBytes { b in _ = memmove(b.baseAddress!, b.baseAddress! + consumed, filled) }
+            }
+            if filled == buffer.count { buffer += [UInt8](repeating: 0, count: buffer.count) }
+        }
+    }
+
+    /// The first index at or after `from` that holds `byte`, or the end.
+    private static func index(of byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from: Int) -> Int {
+        guard from < bytes.count, let base = bytes.baseAddress,
+              let found = memchr(base + from, Int32(byte), bytes.count - from) else { return bytes.count }
+        return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+    }
+
+    /// A line's five columns (the fifth runs to the end of the line, tabs and all); nil
+    /// when it has fewer.
+    private static func fields(_ line: UnsafeBufferPointer<UInt8>)
+        -> (start: UnsafeBufferPointer<UInt8>, end: UnsafeBufferPointer<UInt8>, number: UnsafeBufferPointer<UInt8>,
+            country: UnsafeBufferPointer<UInt8>, description: UnsafeBufferPointer<UInt8>)? {
+        var from = 0
+        func column() -> UnsafeBufferPointer<UInt8>? {
+            let tab = index(of: 0x09, in: line, from: from)
+            guard tab < line.count else { return nil }
+            defer { from = tab + 1 }
+            return UnsafeBufferPointer(rebasing: line[from..<tab])
+        }
+        guard let a = column(), let b = column(), let c = column(), let d = column() else { return nil }
+        return (a, b, c, d, UnsafeBufferPointer(rebasing: line[from...]))
+    }
+
+    func find(_ ip: IPAddress) -> Row? {
+        let found: UInt32?
+        if let bits = ip.v4 {
+            let prefix = Int(bits >> 16)
+            found = v4.find(bits, lo: Int(firstOfPrefix[prefix]), hi: Int(firstOfPrefix[prefix + 1]))
+        } else {
+            found = v6.find(Key(high: ip.high, low: ip.low), lo: 0, hi: v6.starts.count)
+        }
+        return found.map { rows[Int($0)] }
+    }
+
+    /// Asks the CPU for what `find(ip)` reads first (an IPv4 address's /16 index entry:
+    /// step 0) or next (its ranges' first entries, from that index entry: step 1).
+    @inline(__always) func prefetch(_ ip: IPAddress, step: Int) {
+        guard let bits = ip.v4 else { return }
+        let prefix = Int(bits >> 16)
+        firstOfPrefix.withUnsafeBufferPointer { index in
+            guard let base = index.baseAddress else { return }
+            if step == 0 { prefetchHint(base + prefix); return }
+            let first = Int(index[prefix])
+            guard first < v4.starts.count else { return }
+            v4.starts.withUnsafeBufferPointer { prefetchHint($0.baseAddress! + first) }
+            v4.ends.withUnsafeBufferPointer { prefetchHint($0.baseAddress! + first) }
+            v4.rowOf.withUnsafeBufferPointer { prefetchHint($0.baseAddress! + first) }
+        }
+    }
+}
+
+public struct ASNFileError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    /// 0: the file as a whole.
+    public var line: Int
+    public var problem: String
+    public init(path: String, line: Int, problem: String = "not a line of range start, range end, AS number, country, description") {
+        self.path = path
+        self.line = line
+        self.problem = problem
+    }
+    public var description: String { line > 0 ? "\(path):\(line): \(problem)" : "\(path): \(problem)" }
+}
