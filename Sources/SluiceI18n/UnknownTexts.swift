@@ -29,17 +29,19 @@ public final class UnknownTexts: @unchecked Sendable {
         self.capacity = capacity
     }
 
-    /// Counts one unmatched text.
-    public func record(_ text: String) {
+    /// Counts an unmatched text, seen `count` times (in a row: the first of them is the
+    /// sample, if its normalized form is new).
+    public func record(_ text: String, count: Int = 1) {
+        guard count > 0 else { return }
         let key = TextNormalizer.normalize(text)
         lock.withLock {
-            totalCount += 1
+            totalCount += count
             if let existing = counts[key] {
-                counts[key] = (existing.sample, existing.count + 1)
+                counts[key] = (existing.sample, existing.count + count)
             } else if counts.count < capacity {
-                counts[key] = (text, 1)
+                counts[key] = (text, count)
             } else {
-                overflowCount += 1
+                overflowCount += count
             }
         }
     }
