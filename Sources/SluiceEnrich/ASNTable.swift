@@ -87,28 +87,32 @@ final class ASNTable: Sendable {
     /// and 1.8 s for a 500,000-line table (docs/benchmarks.md).
     init(path: String) throws {
         var rows: [Row] = []
-        var rowIndex: [Row: UInt32] = [:]
+        // Rows by 128 bits of their columns' bytes (`RowKey`): a row seen before costs no
+        // string and no hash of strings (a dictionary of `Row`s, hashed again at each of
+        // its resizes, was most of the load's time).
+        var rowIndex: [RowKey: UInt32] = [:]
         var v4: [(start: UInt32, end: UInt32, row: UInt32)] = []
         var v6: [(start: Key, end: Key, row: UInt32)] = []
         var first = true
         try Self.forEachLine(path: path) { line, number in
+            // A line that is not a range: the header if it is the first line, else an error.
+            func notARange() throws {
+                guard first else { throw ASNFileError(path: path, line: number) }
+                first = false
+            }
             guard let f = Self.fields(line), let a = IPAddress(utf8: f.start), let b = IPAddress(utf8: f.end), a.family == b.family,
-                  let asn = Int64(String(decoding: f.number, as: UTF8.self)),
-                  let country = String(validating: f.country, as: UTF8.self),
-                  let name = String(validating: f.description, as: UTF8.self) else {
-                defer { first = false }
-                if first { return }  // a header line
-                throw ASNFileError(path: path, line: number)
+                  let asn = Int64(String(decoding: f.number, as: UTF8.self)) else { return try notARange() }
+            guard asn != 0 else { first = false; return }  // not routed
+            let key = RowKey(f.number, f.country, f.description)
+            let index: UInt32
+            if let known = rowIndex[key] { index = known } else {
+                guard let country = String(validating: f.country, as: UTF8.self),
+                      let name = String(validating: f.description, as: UTF8.self) else { return try notARange() }
+                index = UInt32(rows.count)
+                rows.append(Row(number: String(asn), organisation: name, country: country.isEmpty || country == "None" ? nil : country))
+                rowIndex[key] = index
             }
             first = false
-            guard asn != 0 else { return }  // not routed
-            let row = Row(number: String(asn), organisation: name, country: country.isEmpty || country == "None" ? nil : country)
-            let index: UInt32
-            if let known = rowIndex[row] { index = known } else {
-                index = UInt32(rows.count)
-                rows.append(row)
-                rowIndex[row] = index
-            }
             if let a4 = a.v4, let b4 = b.v4 { v4.append((a4, b4, index)) } else { v6.append((Key(high: a.high, low: a.low), Key(high: b.high, low: b.low), index)) }
         }
         self.rows = rows
@@ -122,6 +126,28 @@ final class ASNTable: Sendable {
             index.append(UInt32(r))
         }
         firstOfPrefix = index
+    }
+
+    /// 128 bits of a row's columns (AS number, country, description) as they are in the
+    /// file: two SipHashes with the process's random seed, each column with its length.
+    struct RowKey: Hashable {
+        var high: UInt64, low: UInt64
+        init(_ number: UnsafeBufferPointer<UInt8>, _ country: UnsafeBufferPointer<UInt8>, _ description: UnsafeBufferPointer<UInt8>) {
+            var a = Hasher(), b = Hasher()
+            a.combine(0 as UInt8)
+            b.combine(1 as UInt8)
+            func add(_ column: UnsafeBufferPointer<UInt8>) {
+                a.combine(column.count)
+                a.combine(bytes: UnsafeRawBufferPointer(column))
+                b.combine(column.count)
+                b.combine(bytes: UnsafeRawBufferPointer(column))
+            }
+            add(number)
+            add(country)
+            add(description)
+            high = UInt64(bitPattern: Int64(a.finalize()))
+            low = UInt64(bitPattern: Int64(b.finalize()))
+        }
     }
 
     /// Each line that is not blank, without its end (LF or CRLF), with its number in the
