@@ -74,8 +74,12 @@ import Testing
             5.0.0.0\t5.0.255.255\t0042\tNone\tKar-Tel LLC, "Beeline"\tKazakhstan
             2001:db8::\t2001:db8::ffff\t64500\t\tDOC-NET
             10.0.0.0\t10.0.0.9\t7\tTR\tTürk Telekom
+            7.0.0.0\t7.0.0.255\t701\tUS\tFIRST
+            7.0.0.0\t7.0.0.9\t702\tUS\tSECOND
 
             """.utf8), finds: [
+                // Two ranges with one start: sorted in file order, the later one is found.
+                ("7.0.0.5", ("702", "SECOND", "US")),
                 ("1.0.0.7", ("13335", "CLOUDFLARENET", "US")), ("1.0.2.1", nil), ("5.0.200.1", ("42", "Kar-Tel LLC, \"Beeline\"\tKazakhstan", nil)),
                 ("2001:db8::10", ("64500", "DOC-NET", nil)), ("2001:db8::1:0", nil), ("10.0.0.9", ("7", "Türk Telekom", "TR")), ("10.0.0.10", nil),
             ]),
