@@ -107,8 +107,9 @@ public struct WindowQuery: Sendable, Hashable {
 /// Of the text's UTF-8 bytes, as SQLite compares TEXT: a text in another Unicode form
 /// (`é` as `e` and a combining accent) is another text. `String`'s own hash is of its
 /// canonical form: a text that is not ASCII was checked for NFC on every hash (the
-/// error texts of the benchmark's log, in Turkish and Russian: 1.2% of a run's CPU, on
-/// the reading thread), and window keys in memory could be one where the store's were two.
+/// benchmark's error texts in Turkish, Russian and four more languages: 1.2% of a run's
+/// CPU, on the reading thread), and window keys in memory could be one where the store's
+/// were two.
 public struct TextHash: Sendable, Hashable {
     public var high: UInt64
     public var low: UInt64

@@ -13,10 +13,10 @@ import SluiceMaxMind
 /// the index of its row), an IPv6 one 36; the rows (AS number, description, country) are
 /// kept once each, as the text the stage writes (issue #7: not converted again for each
 /// record). With a `Key` of 16 bytes a bound and a row in each range (88 bytes a range),
-/// a 500,000-line table held ~44 MB and its load peaked ~100 MB above the run's.
+/// a 500,000-line table held ~44 MB, and its load peaked ~110 MB above a run without it.
 final class ASNTable: Sendable {
     /// The fields of a range: AS number (as text), description, country (nil for none).
-    struct Row: Sendable, Hashable { var number: String; var organisation: String; var country: String? }
+    struct Row: Sendable { var number: String; var organisation: String; var country: String? }
     /// An IPv6 address's 128 bits, in order.
     struct Key: Sendable, Comparable {
         var high: UInt64, low: UInt64
