@@ -102,6 +102,25 @@ def variant(text, stages, sink):
     return head + "transform:\n" + "".join(kept) + "load:\n" + load
 
 
+def ensure_asn(data, ranges):
+    """The IP-to-ASN table the pipeline reads: the generated one (one range per network the
+    log's addresses come from), or with `ranges` that one widened to a real table's size
+    (`bench/asn_table.py`), made once."""
+    base = os.path.join(data, "ip2asn.tsv")
+    if not ranges:
+        return base
+    path = os.path.join(data, f"ip2asn-{ranges}.tsv")
+    if not os.path.exists(path):
+        print(f"widening the IP-to-ASN table to {ranges:,} ranges into {path} ...", flush=True)
+        subprocess.run([sys.executable, os.path.join(REPO, "bench/asn_table.py"), "--base", base, "--ranges", str(ranges),
+                        "--out", path], check=True, cwd=os.path.join(REPO, "bench"))
+    return path
+
+
+# The IP-to-ASN table of this benchmark run (`--asn-ranges`; `ensure_asn`).
+ASN_TABLE = None
+
+
 def make_project(data, folder, city, stages=None, sink="csv"):
     """The benchmark's project (bench/project) in a scratch folder, over the log in `folder`
     (with `stages` and `sink`, a variant: see `variant`)."""
@@ -111,7 +130,7 @@ def make_project(data, folder, city, stages=None, sink="csv"):
     shutil.copy(os.path.join(REPO, "bench/project/sluice.yml"), project)
     with open(os.path.join(REPO, "bench/project/Pipelines/signup_bench.yml"), encoding="utf-8") as f:
         text = f.read()
-    text = text.replace("@ASN@", os.path.join(data, "ip2asn.tsv")).replace("@DATA@/{date}", os.path.join(folder, "{date}"))
+    text = text.replace("@ASN@", ASN_TABLE or os.path.join(data, "ip2asn.tsv")).replace("@DATA@/{date}", os.path.join(folder, "{date}"))
     text = text.replace("@DATA@", data).replace("@CITY@", city).replace("@REPO@", REPO)
     text = variant(text, stages, sink)
     with open(os.path.join(project, "Pipelines/signup_bench.yml"), "w", encoding="utf-8") as f:
@@ -198,6 +217,9 @@ def main():
                     "(geoip,asn,error_code,rate_limit,email_domain,select; default: all)")
     ap.add_argument("--sink", choices=["csv", "warehouse"], default="csv",
                     help="sluice's sink: the CSV file (default) or the local warehouse (SQLite)")
+    ap.add_argument("--asn-ranges", type=int, default=0,
+                    help="the asn stage's table widened to this many ranges (a real iptoasn.com table has ~500,000; "
+                         "default: the generated ~22,000)")
     a = ap.parse_args()
     stages = a.stages.split(",") if a.stages else None
     city = os.path.abspath(a.city)
@@ -208,6 +230,10 @@ def main():
     tools = a.only or ["sluice", "duckdb", "jq"]
 
     folder, path, _ = ensure_input(data, a.lines, city)
+    global ASN_TABLE
+    ASN_TABLE = ensure_asn(data, a.asn_ranges)
+    if a.asn_ranges:
+        print(f"IP-to-ASN table: {a.asn_ranges:,} ranges ({ASN_TABLE})", flush=True)
     nbytes = os.path.getsize(path)
     print(f"input: {a.lines:,} lines, {nbytes / 1e6:.0f} MB ({path}); {os.cpu_count()} cores", flush=True)
     rows = []
