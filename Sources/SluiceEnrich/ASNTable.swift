@@ -14,9 +14,14 @@ import SluiceMaxMind
 /// kept once each, as the text the stage writes (issue #7: not converted again for each
 /// record). With a `Key` of 16 bytes a bound and a row in each range (88 bytes a range),
 /// a 500,000-line table held ~44 MB, and its load peaked ~110 MB above a run without it.
-final class ASNTable: Sendable {
-    /// The fields of a range: AS number (as text), description, country (nil for none).
-    struct Row: Sendable { var number: String; var organisation: String; var country: String? }
+final class ASNTable: @unchecked Sendable {
+    // `@unchecked`: the one mutable property, `made`, is only touched under `lock`.
+
+    /// A distinct row of the table: its AS number, its description (an index into
+    /// `names`), its country (an index into `countries`; 0: none). 12 bytes.
+    struct Row: Sendable { var number: UInt32; var name: UInt32; var country: UInt16 }
+    /// A row's fields as the stage writes them.
+    struct Texts: Sendable { var number: String; var organisation: String; var country: String? }
     /// An IPv6 address's 128 bits, in order.
     struct Key: Sendable, Comparable {
         var high: UInt64, low: UInt64
@@ -54,6 +59,17 @@ final class ASNTable: Sendable {
     }
 
     let rows: [Row]
+    /// The distinct descriptions' UTF-8 bytes, one after another; description `i` ends at
+    /// `nameEnds[i]` and starts where `i - 1` ends. A `String` each (64 bytes for a
+    /// description of 17 to 31) was most of a 500,000-line table's memory.
+    let names: [UInt8]
+    let nameEnds: [UInt32]
+    /// The distinct countries; 0 is none.
+    let countries: [String?]
+    /// The descriptions made into strings so far, by index (guarded by `lock`): only those
+    /// of rows that addresses found.
+    private var made: [UInt32: String] = [:]
+    private let lock = Lock()
     let v4: Ranges<UInt32>
     let v6: Ranges<Key>
     /// Per /16 prefix `p` of IPv4, the first range starting at or above `p << 16`, and the
@@ -62,17 +78,17 @@ final class ASNTable: Sendable {
     /// which may reach into the /16).
     let firstOfPrefix: [UInt32]
 
-    private static let lock = Lock()
-    // Guarded by `lock`.
+    private static let tablesLock = Lock()
+    // Guarded by `tablesLock`.
     nonisolated(unsafe) private static var tables: [String: (stamp: [Int], table: ASNTable)] = [:]
 
     static func cached(_ path: String) throws -> ASNTable {
         var st = stat()
         guard stat(path, &st) == 0 else { throw MaxMindFileMissing(path: path) }
         let stamp = [Int(st.st_ino), Int(st.st_size), Int(st.st_mtim.tv_sec)]
-        if let c = lock.withLock({ tables[path] }), c.stamp == stamp { return c.table }
+        if let c = tablesLock.withLock({ tables[path] }), c.stamp == stamp { return c.table }
         let t = try ASNTable(path: path)
-        lock.withLock { tables[path] = (stamp, t) }
+        tablesLock.withLock { tables[path] = (stamp, t) }
         return t
     }
 
@@ -89,8 +105,11 @@ final class ASNTable: Sendable {
         var rows: [Row] = []
         // Rows by 128 bits of their columns' bytes (`RowKey`): a row seen before costs no
         // string and no hash of strings (a dictionary of `Row`s, hashed again at each of
-        // its resizes, was most of the load's time).
+        // its resizes, was most of the load's time). Descriptions and countries the same.
         var rowIndex: [RowKey: UInt32] = [:]
+        var nameIndex: [RowKey: UInt32] = [:]
+        var countryIndex: [String: UInt16] = [:]
+        var names: [UInt8] = [], nameEnds: [UInt32] = [], countries: [String?] = [nil]
         var v4: [(start: UInt32, end: UInt32, row: UInt32)] = []
         var v6: [(start: Key, end: Key, row: UInt32)] = []
         var first = true
@@ -101,20 +120,40 @@ final class ASNTable: Sendable {
                 first = false
             }
             guard let f = Self.fields(line), let a = IPAddress(utf8: f.start), let b = IPAddress(utf8: f.end), a.family == b.family,
-                  let asn = Int64(String(decoding: f.number, as: UTF8.self)) else { return try notARange() }
+                  let asn = UInt32(String(decoding: f.number, as: UTF8.self)) else { return try notARange() }
             guard asn != 0 else { first = false; return }  // not routed
             let key = RowKey(f.number, f.country, f.description)
             let index: UInt32
             if let known = rowIndex[key] { index = known } else {
                 guard let country = String(validating: f.country, as: UTF8.self),
-                      let name = String(validating: f.description, as: UTF8.self) else { return try notARange() }
+                      String(validating: f.description, as: UTF8.self) != nil else { return try notARange() }
+                let nameKey = RowKey(f.description)
+                let name: UInt32
+                if let known = nameIndex[nameKey] { name = known } else {
+                    name = UInt32(nameEnds.count)
+                    names.append(contentsOf: f.description)
+                    nameEnds.append(UInt32(names.count))
+                    nameIndex[nameKey] = name
+                }
+                var place: UInt16 = 0
+                if !country.isEmpty, country != "None" {
+                    if let known = countryIndex[country] { place = known } else {
+                        guard countries.count <= Int(UInt16.max) else { return try notARange() }
+                        place = UInt16(countries.count)
+                        countries.append(country)
+                        countryIndex[country] = place
+                    }
+                }
                 index = UInt32(rows.count)
-                rows.append(Row(number: String(asn), organisation: name, country: country.isEmpty || country == "None" ? nil : country))
+                rows.append(Row(number: asn, name: name, country: place))
                 rowIndex[key] = index
             }
             first = false
             if let a4 = a.v4, let b4 = b.v4 { v4.append((a4, b4, index)) } else { v6.append((Key(high: a.high, low: a.low), Key(high: b.high, low: b.low), index)) }
         }
+        self.names = names
+        self.nameEnds = nameEnds
+        self.countries = countries
         self.rows = rows
         self.v4 = Ranges(v4)
         self.v6 = Ranges(v6)
@@ -132,19 +171,16 @@ final class ASNTable: Sendable {
     /// file: two SipHashes with the process's random seed, each column with its length.
     struct RowKey: Hashable {
         var high: UInt64, low: UInt64
-        init(_ number: UnsafeBufferPointer<UInt8>, _ country: UnsafeBufferPointer<UInt8>, _ description: UnsafeBufferPointer<UInt8>) {
+        init(_ columns: UnsafeBufferPointer<UInt8>...) {
             var a = Hasher(), b = Hasher()
             a.combine(0 as UInt8)
             b.combine(1 as UInt8)
-            func add(_ column: UnsafeBufferPointer<UInt8>) {
+            for column in columns {
                 a.combine(column.count)
                 a.combine(bytes: UnsafeRawBufferPointer(column))
                 b.combine(column.count)
                 b.combine(bytes: UnsafeRawBufferPointer(column))
             }
-            add(number)
-            add(country)
-            add(description)
             high = UInt64(bitPattern: Int64(a.finalize()))
             low = UInt64(bitPattern: Int64(b.finalize()))
         }
@@ -211,16 +247,36 @@ final class ASNTable: Sendable {
         return (a, b, c, d, UnsafeBufferPointer(rebasing: line[from...]))
     }
 
-    func find(_ ip: IPAddress) -> Row? {
-        let found: UInt32?
+    /// The index of the row of the range that holds `ip`, if any.
+    func rowIndex(_ ip: IPAddress) -> UInt32? {
         if let bits = ip.v4 {
             let prefix = Int(bits >> 16)
-            found = v4.find(bits, lo: Int(firstOfPrefix[prefix]), hi: Int(firstOfPrefix[prefix + 1]))
-        } else {
-            found = v6.find(Key(high: ip.high, low: ip.low), lo: 0, hi: v6.starts.count)
+            return v4.find(bits, lo: Int(firstOfPrefix[prefix]), hi: Int(firstOfPrefix[prefix + 1]))
         }
-        return found.map { rows[Int($0)] }
+        return v6.find(Key(high: ip.high, low: ip.low), lo: 0, hi: v6.starts.count)
     }
+
+    /// The texts of rows (by index), for a batch at a time: the table's lock is taken once.
+    /// A description is made into a string the first time a row of it is asked for, and
+    /// kept for the table's life (the stage's values share it).
+    func texts(_ indices: [UInt32?]) -> [Texts?] {
+        lock.withLock {
+            indices.map { index in
+                guard let index else { return nil }
+                let row = rows[Int(index)]
+                let organisation: String
+                if let known = made[row.name] { organisation = known } else {
+                    let start = row.name == 0 ? 0 : Int(nameEnds[Int(row.name) - 1])
+                    organisation = names.withUnsafeBufferPointer { String(decoding: $0[start..<Int(nameEnds[Int(row.name)])], as: UTF8.self) }
+                    made[row.name] = organisation
+                }
+                return Texts(number: String(row.number), organisation: organisation, country: countries[Int(row.country)])
+            }
+        }
+    }
+
+    /// The texts of the row of the range that holds `ip`, if any.
+    func find(_ ip: IPAddress) -> Texts? { texts([rowIndex(ip)])[0] }
 
     /// Asks the CPU for what `find(ip)` reads first (an IPv4 address's /16 index entry:
     /// step 0) or next (its ranges' first entries, from that index entry: step 1).

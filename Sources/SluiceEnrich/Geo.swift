@@ -139,17 +139,24 @@ public struct ASN: Transformer {
             guard case .string(let text)? = ipReader.value(in: batch.records[i].fields) else { return nil }
             return IPAddress(text)
         }
-        for i in batch.records.indices {
-            if let table {
+        // The table's rows of the batch, then their texts in one pass (`ASNTable.texts`).
+        var texts: [ASNTable.Texts?] = []
+        if let table, db == nil {
+            var rows = [UInt32?](repeating: nil, count: addresses.count)
+            for i in addresses.indices {
                 if i + 8 < addresses.count, let a = addresses[i + 8] { table.prefetch(a, step: 0) }
                 if i + 4 < addresses.count, let a = addresses[i + 4] { table.prefetch(a, step: 1) }
+                if let a = addresses[i] { rows[i] = table.rowIndex(a) }
             }
+            texts = table.texts(rows)
+        }
+        for i in batch.records.indices {
             var number = Value.null, org = Value.null, country = Value.null
             if let address = addresses[i] {
                 if let db, let numberPath, let organisationPath, let entry = try db.lookup(address) {
                     if let n = try numberPath.value(entry)?.int64Value { number = .string(String(n)) }
                     if let s = try organisationPath.value(entry)?.stringValue { org = .string(s) }
-                } else if let table, let row = table.find(address) {
+                } else if !texts.isEmpty, let row = texts[i] {
                     number = .string(row.number)
                     org = .string(row.organisation)
                     country = row.country.map(Value.string) ?? .null

@@ -113,6 +113,9 @@ import Testing
         ("\n\nheader\n\n1.0.0.0\t1.0.0.255\tone\tUS\tA\n", 5),
         ("1.0.0.0\t1.0.0.255\t1\tUS\tA\r\n1.0.0.0\t1.0.0.255\t1\tUS\r\n", 2),
         ("h\n1.0.0.0\t1.0.0.x\t1\tUS\tA\n", 2),
+        // AS numbers are 32 bits.
+        ("h\n1.0.0.0\t1.0.0.255\t-5\tUS\tA\n", 2),
+        ("h\n1.0.0.0\t1.0.0.255\t1\tUS\tA\n2.0.0.0\t2.0.0.255\t4294967296\tUS\tB\n", 3),
     ])
     func reportsTheLineOfABadRange(tsv: String, line: Int) throws {
         let dir = try TestSupport.scratchDirectory("asn")
