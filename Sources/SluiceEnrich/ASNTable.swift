@@ -10,10 +10,12 @@ import SluiceMaxMind
 ///
 /// Compact, because the real table (iptoasn.com's, ~500,000 ranges) stays resident for the
 /// whole run: an IPv4 range is 12 bytes (its start and end as the addresses' 32 bits, and
-/// the index of its row), an IPv6 one 36; the rows (AS number, description, country) are
-/// kept once each, as the text the stage writes (issue #7: not converted again for each
-/// record). With a `Key` of 16 bytes a bound and a row in each range (88 bytes a range),
-/// a 500,000-line table held ~44 MB, and its load peaked ~110 MB above a run without it.
+/// the index of its row), an IPv6 one 36; each distinct row is 12 bytes (`Row`), its
+/// description's bytes in one buffer. The texts the stage writes: the description made
+/// into a string once, when an address first finds it; the countries kept once each; the
+/// AS number's per record (a small string: no allocation). With a `Key` of 16 bytes a bound and
+/// three strings in each range (88 bytes a range), a 500,000-line table held ~44 MB, and
+/// its load peaked ~110 MB above a run without it (docs/benchmarks.md).
 final class ASNTable: @unchecked Sendable {
     // `@unchecked`: the one mutable property, `made`, is only touched under `lock`.
 
