@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "SluiceI18n", dependencies: ["Yams"]),
         .target(
             name: "SluiceEnrich",
-            dependencies: ["SluiceCore", "SluiceConfig", "SluiceMaxMind", "SluiceI18n", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["SluiceCore", "SluiceConfig", "SluiceFiles", "SluiceMaxMind", "SluiceI18n", .product(name: "Crypto", package: "swift-crypto")]),
         // Vendor callback archives: raw HTTP requests, JSON/XML/form bodies, signatures.
         .target(
             name: "SluiceCallbacks",

@@ -116,14 +116,20 @@ public struct TextHash: Sendable, Hashable {
 
     public init(_ text: String) {
         var text = text
-        (high, low) = text.withUTF8 { bytes in
-            var a = Hasher(), b = Hasher()
-            a.combine(0 as UInt8)
-            a.combine(bytes: UnsafeRawBufferPointer(bytes))
-            b.combine(1 as UInt8)
-            b.combine(bytes: UnsafeRawBufferPointer(bytes))
-            return (UInt64(bitPattern: Int64(a.finalize())), UInt64(bitPattern: Int64(b.finalize())))
-        }
+        self = text.withUTF8 { bytes in TextHash { $0.combine(bytes: UnsafeRawBufferPointer(bytes)) } }
+    }
+
+    /// The two hashes of what `feed` gives each of them (several byte strings: each with
+    /// its length before it, so that no two lists of them feed the same bytes).
+    @inline(__always)
+    public init(feeding feed: (inout Hasher) -> Void) {
+        var a = Hasher(), b = Hasher()
+        a.combine(0 as UInt8)
+        b.combine(1 as UInt8)
+        feed(&a)
+        feed(&b)
+        high = UInt64(bitPattern: Int64(a.finalize()))
+        low = UInt64(bitPattern: Int64(b.finalize()))
     }
 
     public func hash(into hasher: inout Hasher) {

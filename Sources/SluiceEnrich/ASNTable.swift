@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import SluiceCore
+import SluiceFiles
 import SluiceMaxMind
 
 /// IP-to-ASN ranges from a TSV file, sorted for binary search (IPv4 and IPv6 apart).
@@ -105,11 +106,11 @@ final class ASNTable: @unchecked Sendable {
     /// and 1.8 s for a 500,000-line table (docs/benchmarks.md).
     init(path: String) throws {
         var rows: [Row] = []
-        // Rows by 128 bits of their columns' bytes (`RowKey`): a row seen before costs no
+        // Rows by 128 bits of their columns' bytes (`key`): a row seen before costs no
         // string and no hash of strings (a dictionary of `Row`s, hashed again at each of
         // its resizes, was most of the load's time). Descriptions and countries the same.
-        var rowIndex: [RowKey: UInt32] = [:]
-        var nameIndex: [RowKey: UInt32] = [:]
+        var rowIndex: [TextHash: UInt32] = [:]
+        var nameIndex: [TextHash: UInt32] = [:]
         var countryIndex: [String: UInt16] = [:]
         var names: [UInt8] = [], nameEnds: [UInt32] = [], countries: [String?] = [nil]
         var v4: [(start: UInt32, end: UInt32, row: UInt32)] = []
@@ -124,12 +125,12 @@ final class ASNTable: @unchecked Sendable {
             guard let f = Self.fields(line), let a = IPAddress(utf8: f.start), let b = IPAddress(utf8: f.end), a.family == b.family,
                   let asn = UInt32(String(decoding: f.number, as: UTF8.self)) else { return try notARange() }
             guard asn != 0 else { first = false; return }  // not routed
-            let key = RowKey(f.number, f.country, f.description)
+            let key = Self.key(f.number, f.country, f.description)
             let index: UInt32
             if let known = rowIndex[key] { index = known } else {
                 guard let country = String(validating: f.country, as: UTF8.self),
                       String(validating: f.description, as: UTF8.self) != nil else { return try notARange() }
-                let nameKey = RowKey(f.description)
+                let nameKey = Self.key(f.description)
                 let name: UInt32
                 if let known = nameIndex[nameKey] { name = known } else {
                     name = UInt32(nameEnds.count)
@@ -169,61 +170,47 @@ final class ASNTable: @unchecked Sendable {
         firstOfPrefix = index
     }
 
-    /// 128 bits of a row's columns (AS number, country, description) as they are in the
-    /// file: two SipHashes with the process's random seed, each column with its length.
-    struct RowKey: Hashable {
-        var high: UInt64, low: UInt64
-        init(_ columns: UnsafeBufferPointer<UInt8>...) {
-            var a = Hasher(), b = Hasher()
-            a.combine(0 as UInt8)
-            b.combine(1 as UInt8)
+    /// 128 bits of columns (a row's AS number, country and description, or a description)
+    /// as they are in the file, each with its length.
+    static func key(_ columns: UnsafeBufferPointer<UInt8>...) -> TextHash {
+        TextHash { hasher in
             for column in columns {
-                a.combine(column.count)
-                a.combine(bytes: UnsafeRawBufferPointer(column))
-                b.combine(column.count)
-                b.combine(bytes: UnsafeRawBufferPointer(column))
+                hasher.combine(column.count)
+                hasher.combine(bytes: UnsafeRawBufferPointer(column))
             }
-            high = UInt64(bitPattern: Int64(a.finalize()))
-            low = UInt64(bitPattern: Int64(b.finalize()))
         }
     }
 
     /// Each line that is not blank, without its end (LF or CRLF), with its number in the
-    /// file; read a MiB at a time (a line longer than the buffer grows it).
+    /// file (`LineReader`, a MiB at a time; a gzip file is read decompressed). A line past
+    /// 16 MiB is an error of its line.
     private static func forEachLine(path: String, _ body: (UnsafeBufferPointer<UInt8>, Int) throws -> Void) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw MaxMindFileMissing(path: path) }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var filled = 0, number = 0
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ASNFileError(path: path, line: 0, problem: "cannot read: \(String(cString: strerror(errno)))")
-            }
-            let end = filled + n
-            let consumed = try buffer.withUnsafeBufferPointer { all -> Int in
-                let bytes = UnsafeBufferPointer(rebasing: all[..<end])
-                var at = 0
-                while at < end {
-                    let next = index(of: 0x0A, in: bytes, from: at)
-                    guard next < end || n == 0 else { break }  // the rest of this line is not read yet
-                    number += 1
-                    var stop = next
-                    if stop > at, bytes[stop - 1] == 0x0D { stop -= 1 }
-                    if stop > at { try body(UnsafeBufferPointer(rebasing: bytes[at..<stop]), number) }
-                    at = next + 1
-                }
-                return min(at, end)
-            }
-            if n == 0 { return }
-            filled = end - consumed
-            if consumed > 0 {
-                buffer.withUnsafeMutableBytes { b in _ = memmove(b.baseAddress!, b.baseAddress! + consumed, filled) }
-            }
-            if filled == buffer.count { buffer += [UInt8](repeating: 0, count: buffer.count) }
+        let source: any ByteSource
+        do { source = try openByteSource(path: path, display: path) } catch {
+            if error.kind == .cannotOpen { throw MaxMindFileMissing(path: path) }
+            throw ASNFileError(path: path, line: 0, problem: error.detail)
         }
+        defer { source.close() }
+        let reader = LineReader(source: source, maxLineBytes: 1 << 24)
+        var failure: (any Error)?
+        var more = true
+        while more, failure == nil {
+            do {
+                more = try reader.read(maxEvents: 1024) { event in
+                    guard failure == nil else { return }
+                    switch event {
+                    case .line(let bytes, let line, _):
+                        guard !bytes.isEmpty else { return }
+                        do { try body(bytes.bindMemory(to: UInt8.self), line) } catch { failure = error }
+                    case .tooLong(let line, _, _):
+                        failure = ASNFileError(path: path, line: line)
+                    }
+                }
+            } catch {
+                throw ASNFileError(path: path, line: 0, problem: error.detail)
+            }
+        }
+        if let failure { throw failure }
     }
 
     /// The first index at or after `from` that holds `byte`, or the end.
@@ -277,7 +264,8 @@ final class ASNTable: @unchecked Sendable {
         }
     }
 
-    /// The texts of the row of the range that holds `ip`, if any.
+    /// The texts of the row of the range that holds `ip`, if any (one address: tests; the
+    /// stage asks `rowIndex` and `texts` a batch at a time).
     func find(_ ip: IPAddress) -> Texts? { texts([rowIndex(ip)])[0] }
 
     /// Asks the CPU for what `find(ip)` reads first (an IPv4 address's /16 index entry:

@@ -142,6 +142,19 @@ import Testing
         #expect(throws: ASNFileError(path: dir + "/asn.tsv", line: 4)) { try ASNTable(path: dir + "/asn.tsv") }
     }
 
+    /// A gzip file (as iptoasn.com serves them) is read decompressed, by the project's
+    /// line reader: compressed with the real `gzip`.
+    @Test func readsAGzipFile() throws {
+        let dir = try TestSupport.scratchDirectory("asn")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "h\n1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\r\n2a02:6b8::\t2a02:6b8::ffff\t13238\tRU\tYANDEX LLC\n"
+            .write(toFile: dir + "/asn.tsv", atomically: true, encoding: .utf8)
+        _ = try TestSupport.run("/bin/gzip", ["-n", dir + "/asn.tsv"])
+        let table = try ASNTable(path: dir + "/asn.tsv.gz")
+        #expect(table.find(IPAddress("1.0.0.7")!)?.organisation == "CLOUDFLARENET")
+        #expect(table.find(IPAddress("2a02:6b8::2")!)?.number == "13238")
+    }
+
     /// Invalid UTF-8 in a description is an error of its line, not a text with
     /// replacement characters.
     @Test func invalidUTF8IsAnErrorOfItsLine() throws {
