@@ -33,6 +33,8 @@ public struct SchemaCoercer: Sendable {
     /// name, sub-fields and description: several retains a column, on every record).
     private let columns: [Column]
     private let names: [String]
+    /// Each name's `Fields.nameBits`, worked out once.
+    private let nameBits: [UInt64]
 
     private struct Column {
         var type: SchemaField.FieldType
@@ -45,6 +47,7 @@ public struct SchemaCoercer: Sendable {
         self.keyColumn = keyColumn.flatMap { schema.index(of: $0) }
         columns = schema.fields.map { Column(type: $0.type, nullable: $0.mode == .nullable, plain: $0.mode != .repeated) }
         names = schema.fields.map(\.name)
+        nameBits = names.map(Fields.nameBits)
     }
 
     public func row(for record: Record) -> Result<Row, CoercionError> {
@@ -62,7 +65,7 @@ public struct SchemaCoercer: Sendable {
     private func byName(_ record: Record) -> (Int) -> Value? {
         var next = 0
         return { index in
-            guard let i = record.fields.index(of: names[index], from: next) else { return nil }
+            guard let i = record.fields.index(of: names[index], bits: nameBits[index], from: next) else { return nil }
             next = i + 1
             return record.fields.storage[i].value
         }

@@ -36,6 +36,7 @@ public struct ErrorCode: Transformer {
         var again: [TextHash: Int] = [:]
         var againTexts: [(text: String, count: Int)] = []
         defer { for (text, count) in againTexts { unknown.record(text, count: count) } }
+        let target = FieldName(target), valuesTarget = valuesTarget.map(FieldName.init)
         for i in batch.records.indices {
             guard case .string(let message)? = reader.value(in: batch.records[i].fields), !message.isEmpty else {
                 batch.records[i].fields[target] = .null

@@ -50,12 +50,13 @@ public struct GeoIP: Transformer {
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         let db = try DatabaseCache.shared.database(context.inputPath(database))
         // The database remembers each path's values by record (many addresses share one).
-        let targets = fields.map(\.0), paths = fields.map { db.path($0.1) }
+        let targets = fields.map { FieldName($0.0) }, paths = fields.map { db.path($0.1) }
+        let headerTarget = FieldName(headerTarget)
         var ipReader = PathReader(ip)
         var headerReader = header.map(PathReader.init)
         for i in batch.records.indices {
             var entry: MaxMindEntry?
-            if case .string(let text)? = ipReader.value(in: batch.records[i].fields), let address = IPAddress(text) {
+            if let address = Self.address(&ipReader, batch.records[i].fields) {
                 entry = try db.lookup(address)
             }
             for j in paths.indices {
@@ -64,6 +65,16 @@ public struct GeoIP: Transformer {
             if headerReader != nil, let country = cloudflareCountry(headerReader!.value(in: batch.records[i].fields)) {
                 batch.records[i].fields[headerTarget] = .string(country)
             }
+        }
+    }
+
+    /// The IP address at the reader's path, read where the text lies (not copied out of
+    /// the record: a retain and a release on every record).
+    @inline(__always)
+    static func address(_ reader: inout PathReader, _ fields: Fields) -> IPAddress? {
+        reader.withValue(in: fields) { v -> IPAddress? in
+            guard case .string(let text)? = v else { return nil }
+            return IPAddress(text)
         }
     }
 
@@ -135,10 +146,7 @@ public struct ASN: Transformer {
         // The batch's addresses first, then the table searched with the next ones' entries
         // asked of the CPU ahead (`ASNTable.prefetch`): each search is a few cache misses
         // at random places, which the loop then overlaps.
-        let addresses = batch.records.indices.map { i -> IPAddress? in
-            guard case .string(let text)? = ipReader.value(in: batch.records[i].fields) else { return nil }
-            return IPAddress(text)
-        }
+        let addresses = batch.records.indices.map { i in GeoIP.address(&ipReader, batch.records[i].fields) }
         // The table's rows of the batch, then their texts in one pass (`ASNTable.texts`).
         var texts: [ASNTable.Texts?] = []
         if let table, db == nil {
@@ -150,6 +158,8 @@ public struct ASN: Transformer {
             }
             texts = table.texts(rows)
         }
+        let numberField = FieldName(numberField), organisationField = FieldName(organisationField)
+        let countryField = FieldName(countryField)
         for i in batch.records.indices {
             var number = Value.null, org = Value.null, country = Value.null
             if let address = addresses[i] {

@@ -34,6 +34,7 @@ public struct RateLimit: Transformer {
         // Keys and times of the batch.
         var items: [(Int, String, Int64, WindowKeyHash)] = []
         var keyReader = PathReader(key), timeReader = PathReader(time)
+        let countField = FieldName(countField), tagField = FieldName(tagField)
         let prefetch = BatchPrefetcher(&batch.records) // the runner's first pass over the batch
         for i in batch.records.indices {
             prefetch(i)
