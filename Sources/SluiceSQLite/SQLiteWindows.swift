@@ -131,7 +131,8 @@ extension SQLiteStateStore {
                 return out
             }
             if let p = pending.scopes[scope] {
-                for e in events where out[e.recordKey] == nil {
+                // (The found ones are few, usually none: no hash of a record key then.)
+                for e in events where out.isEmpty || out[e.recordKey] == nil {
                     if let seq = p.sequenceOf[PendingWindowScope.Identity(e)] { out[e.recordKey] = seq }
                 }
             }
@@ -735,12 +736,21 @@ struct PendingWindows {
 }
 
 struct PendingWindowScope {
-    /// What makes two events one: the record key and the event time.
+    /// What makes two events one: the record key and the event time. The key as its 128
+    /// bits (sluice's own keys, 32 hex digits), or as the `TextHash` of any other key's
+    /// text (two keys share one with a chance of 2^-128 a pair; the seed is the process's,
+    /// never stored): this table is hashed twice for every event (the replay check and
+    /// the add), and a 32-byte string's hash and comparison cost several times two words'.
     struct Identity: Hashable {
-        var recordKey: String
+        var key: RecordKeyBits
         var time: Int64
         init(_ e: WindowEvent) {
-            recordKey = e.recordKey
+            if let bits = RecordKeyBits(e.recordKey) {
+                key = bits
+            } else {
+                let hash = TextHash(e.recordKey)
+                key = RecordKeyBits(high: hash.high, low: hash.low)
+            }
             time = e.time
         }
     }
