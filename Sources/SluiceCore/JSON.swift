@@ -161,18 +161,27 @@ public struct JSONParser {
         var hasEscape = false
         var ascii = true
         // Eight bytes at a time while none is a quote, a backslash, a control character or
-        // non-ASCII (a byte equal to one of them is a zero byte of the word XORed with it
-        // repeated; a byte below 0x20 or above 0x7F, a set bit of `w - 0x20..` or `w`), then
-        // byte by byte from the word that has one.
+        // (while the text is ASCII so far) non-ASCII: a byte equal to one of them is a zero
+        // byte of the word XORed with it repeated; a byte below 0x20, a set high bit of
+        // `(w - 0x20..) & ~w`; a byte above 0x7F, a set high bit of `w`. The lowest flagged
+        // byte is exact (a borrow only reaches the bytes above a flagged one), so the scan
+        // goes straight to it, looks at that byte alone, and goes on eight at a time: a
+        // non-ASCII text (Turkish, Russian, Chinese error texts) stays in the word loop.
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
-        while i + 8 <= end {
-            let w = UnsafeRawPointer(base! + i).loadUnaligned(as: UInt64.self)
-            let quote = w ^ (0x22 &* ones), backslash = w ^ (0x5C &* ones)
-            let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (w &- 0x20 &* ones) | w
-            if special & highs != 0 { break }
-            i += 8
-        }
-        while i < end {
+        while true {
+            while i + 8 <= end {
+                let w = UnsafeRawPointer(base! + i).loadUnaligned(as: UInt64.self)
+                let quote = w ^ (0x22 &* ones), backslash = w ^ (0x5C &* ones)
+                let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((w &- 0x20 &* ones) & ~w)
+                    | (ascii ? w : 0)
+                let hit = special & highs
+                if hit != 0 {
+                    i += hit.trailingZeroBitCount >> 3
+                    break
+                }
+                i += 8
+            }
+            guard i < end else { break }
             let c = byte(i)
             if c == UInt8(ascii: "\"") { break }
             if c == UInt8(ascii: "\\") { hasEscape = true; break }

@@ -185,6 +185,29 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         }
     }
 
+    /// The scan after a non-ASCII byte (which goes on eight bytes at a time, no longer
+    /// stopping at non-ASCII ones): a two- or four-byte character at each of the first
+    /// eight places, then the special byte at each of the next 17, as a value and as a
+    /// field name: the values Python reads, or the same error.
+    @Test(arguments: [#"\""#, #"\\"#, #"\n"#, "\u{01}", "\u{1F}", "é", "\u{7F}"])
+    func specialBytesAfterNonASCII(special: String) throws {
+        var texts: [String] = []
+        for first in ["ı", "🎉"] {
+            for at in 0..<8 {
+                for gap in 0...16 {
+                    let s = String(repeating: "a", count: at) + first + String(repeating: "b", count: gap) + special + "cc"
+                    texts.append(#"{"v":""# + s + #"","# + #"""# + s + #"":1}"#)
+                }
+            }
+        }
+        let cache = JSONStringCache()
+        let answers = try reference(texts.map { ["op": "dumps", "text": $0] })
+        for (text, answer) in zip(texts, answers) {
+            let parsed = Array(text.utf8).withUnsafeBytes { raw in Result { () throws(JSONError) -> Value in try JSONParser.parse(raw, strings: cache) } }
+            #expect((try? JSONWriter.string(parsed.get())) == answer as? String, "\(text)")
+        }
+    }
+
     /// More names than the cache has slots, sharing their first 8 bytes or differing only
     /// in length, non-ASCII among them, each parsed three times through one cache: every
     /// time, the name that was written.
@@ -214,8 +237,10 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         do { _ = try JSONParser.parse(text) } catch { #expect(error.kind == kind) }
     }
 
-    @Test func rejectsInvalidUTF8() {
-        let bytes: [UInt8] = Array(#"{"a":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)
+    /// Invalid bytes alone, after a valid non-ASCII character, and in the word after it.
+    @Test(arguments: [[UInt8]([0xFF, 0xFE]), Array("é".utf8) + [0xFF], Array("ığ".utf8) + Array("abcdefgh".utf8) + [0xC3, 0x28]])
+    func rejectsInvalidUTF8(inner: [UInt8]) {
+        let bytes: [UInt8] = Array(#"{"a":""#.utf8) + inner + Array(#""}"#.utf8)
         do {
             _ = try JSONParser.parse(bytes)
             Issue.record("accepted invalid UTF-8")
