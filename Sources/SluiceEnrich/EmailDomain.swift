@@ -21,19 +21,29 @@ public struct EmailDomain: Transformer {
 
     public func apply(_ batch: inout RecordBatch, context: RunContext) throws {
         // A batch has few distinct domains: each is compared with the providers once.
-        var memo: [Substring: Value] = [:]
+        // Keyed by the domain's own string (a `Substring` of the address hashed as a slice,
+        // checked for NFC on every record whose address is not ASCII), found in the
+        // address's bytes where they lie (the address is not copied out of the record).
+        var memo: [String: Value] = [:]
         var reader = PathReader(field)
+        let target = FieldName(target)
         let prefetch = BatchPrefetcher(&batch.records) // the worker's first pass over the batch
         for i in batch.records.indices {
             prefetch(i)
+            let domain = reader.withValue(in: batch.records[i].fields) { v -> String? in
+                guard case .string(let email)? = v else { return nil }
+                return email.utf8.withContiguousStorageIfAvailable { bytes -> String? in
+                    guard let at = bytes.lastIndex(of: UInt8(ascii: "@")) else { return nil }
+                    return String(decoding: UnsafeBufferPointer(rebasing: bytes[(at + 1)...]), as: UTF8.self)
+                } ?? email.utf8.lastIndex(of: UInt8(ascii: "@")).map { String(email[email.index(after: $0)...]) }
+            }
             var suggestion = Value.null
-            if case .string(let email)? = reader.value(in: batch.records[i].fields), let at = email.utf8.lastIndex(of: UInt8(ascii: "@")) {
-                let raw = email[email.index(after: at)...]
-                if let known = memo[raw] {
+            if let domain {
+                if let known = memo[domain] {
                     suggestion = known
                 } else {
-                    if let d = Self.suggest(raw.lowercased(), providers: providers) { suggestion = .string(d) }
-                    memo[raw] = suggestion
+                    if let d = Self.suggest(domain.lowercased(), providers: providers) { suggestion = .string(d) }
+                    memo[domain] = suggestion
                 }
             }
             batch.records[i].fields[target] = suggestion
