@@ -67,7 +67,9 @@ public struct RecordKeyer: Sendable {
         } else {
             for k in fields.indices {
                 bytes.append(contentsOf: names[k])
-                Self.encode(readers[k].value(in: record.fields) ?? .null, into: &bytes)
+                readers[k].withValue(in: record.fields) { v in
+                    if let v { Self.encode(v, into: &bytes) } else { Self.encode(.null, into: &bytes) }
+                }
             }
         }
         return Self.hex(SHA256.hash(data: bytes))
