@@ -102,7 +102,15 @@ public struct JSONParser {
         while true {
             skipWhitespace()
             guard i < end, byte(i) == UInt8(ascii: "\"") else { throw error(.malformed, "expected a string key") }
+            let keyStart = i + 1
             let key = try parseString(name: true)
+            // The name's bits from its bytes in the line when it had no escapes (its text is
+            // as long as its bytes: an escape is always longer than what it stands for), not
+            // read back from the string: every key of every object comes here.
+            let keyBytes = i - 1 - keyStart
+            let bits = keyBytes == key.utf8.count
+                ? Fields.nameBits(count: keyBytes, first: keyBytes == 0 ? 0 : byte(keyStart), last: keyBytes == 0 ? 0 : byte(i - 2))
+                : Fields.nameBits(key)
             skipWhitespace()
             guard i < end, byte(i) == UInt8(ascii: ":") else { throw error(.malformed, "expected ':'") }
             i += 1
@@ -110,7 +118,7 @@ public struct JSONParser {
             let value = try parseValue(depth: depth)
             // A duplicate key: the last value wins, at the first one's place. (The object's
             // name bits answer most new keys without comparing them with earlier keys.)
-            fields[key] = value
+            fields.set(value, key, bits: bits)
             skipWhitespace()
             guard i < end else { throw error(.malformed, "unexpected end of input in an object") }
             let c = byte(i)

@@ -96,8 +96,14 @@ public struct Fields: Sendable, Hashable, Sequence {
     @inline(__always) public static func nameBits(_ name: String) -> UInt64 {
         let u = name.utf8
         let ends = u.withContiguousStorageIfAvailable { ($0.first ?? 0, $0.last ?? 0) } ?? (u.first ?? 0, u.last ?? 0)
-        let n = UInt64(u.count)
-        return UInt64(1) << ((n &* 7 &+ UInt64(ends.1)) & 63) | UInt64(1) << ((n &* 13 &+ UInt64(ends.0) &* 5 &+ 17) & 63)
+        return nameBits(count: u.count, first: ends.0, last: ends.1)
+    }
+
+    /// `nameBits` of a name of `count` UTF-8 bytes, the first and last of them given (0 and
+    /// 0 for the empty name): for a parser that has the name's bytes at hand.
+    @inline(__always) public static func nameBits(count: Int, first: UInt8, last: UInt8) -> UInt64 {
+        let n = UInt64(count)
+        return UInt64(1) << ((n &* 7 &+ UInt64(last)) & 63) | UInt64(1) << ((n &* 13 &+ UInt64(first) &* 5 &+ 17) & 63)
     }
 
     // Equal fields are equal whatever bits removed fields left behind.
@@ -176,8 +182,9 @@ public struct Fields: Sendable, Hashable, Sequence {
         set { set(newValue, name.name, bits: name.bits) }
     }
 
+    /// Sets (nil: removes) the field `name`, whose `nameBits` are `bits`.
     @inline(__always)
-    private mutating func set(_ value: Value?, _ name: String, bits: UInt64) {
+    mutating func set(_ value: Value?, _ name: String, bits: UInt64) {
         if let i = index(of: name, bits: bits) {
             if let value { storage[i].value = value } else { storage.remove(at: i) }
         } else if let value {

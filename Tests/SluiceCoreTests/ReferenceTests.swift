@@ -151,6 +151,9 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         // a nested object: the last value, at the first place.
         #"{"ab":1,"!b":2,"x":0,"ab":3,"!b":4,"bb":5,"ab":6}"#,
         #"{"o":{"k":1,"kk":2,"k":3},"k":{"o":null,"o":[1]}}"#,
+        // A name written with escapes and without: one name (its bits are of its text,
+        // not of the bytes in the line).
+        #"{"ab":1,"a\u0062":2,"\u00e9":3,"é":4,"\n":5,"\u000a":6,"x\"":7,"x\u0022":8}"#,
         #""just a string""#,
         #"{"big":9223372036854775807,"small":-9223372036854775808}"#,
     ]
