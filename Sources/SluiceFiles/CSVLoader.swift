@@ -158,13 +158,14 @@ extension CSVFormat {
     func needsQuotes(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         let d = UInt64(delimiter) &* ones, q = UInt64(0x22) &* ones, lf = UInt64(0x0A) &* ones, cr = UInt64(0x0D) &* ones
-        @inline(__always) func hasZeroByte(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
+        // The four tests' bits ORed, then one branch a word (not four).
+        @inline(__always) func zeroBytes(_ x: UInt64) -> UInt64 { (x &- ones) & ~x }
         guard let base = bytes.baseAddress else { return false }
         let raw = UnsafeRawPointer(base)
         var i = 0
         while i + 8 <= bytes.count {
             let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            if hasZeroByte(w ^ d) || hasZeroByte(w ^ q) || hasZeroByte(w ^ lf) || hasZeroByte(w ^ cr) { return true }
+            if (zeroBytes(w ^ d) | zeroBytes(w ^ q) | zeroBytes(w ^ lf) | zeroBytes(w ^ cr)) & highs != 0 { return true }
             i += 8
         }
         while i < bytes.count {
