@@ -407,10 +407,15 @@ public struct Runner: Sendable {
         if let timeField = pipeline.timeField {
             var time = PathReader(timeField)
             batch.reject(kind: .badTime) { record in
-                guard let value = time.value(in: record.fields), !value.isNull else {
+                // The time read where it lies (not copied out of the record).
+                let (present, read) = time.withValue(in: record.fields) { v -> (Bool, Int64?) in
+                    guard let v, !v.isNull else { return (false, nil) }
+                    return (true, EventTime.micros(v))
+                }
+                guard present else {
                     return "event time field \(timeField) is missing"
                 }
-                guard let micros = EventTime.micros(value) else {
+                guard let micros = read else {
                     return "event time field \(timeField) is not a valid timestamp"
                 }
                 if pipeline.timeSelectsPartition, !context.partition.contains(micros) { outside += 1 }

@@ -62,7 +62,7 @@ public struct GeoIP: Transformer {
             for j in paths.indices {
                 batch.records[i].fields[targets[j]] = try entry.flatMap { try paths[j].value($0) }.map(Self.value) ?? .null
             }
-            if headerReader != nil, let country = cloudflareCountry(headerReader!.value(in: batch.records[i].fields)) {
+            if headerReader != nil, let country = headerReader!.withValue(in: batch.records[i].fields, cloudflareCountry) {
                 batch.records[i].fields[headerTarget] = .string(country)
             }
         }

@@ -39,7 +39,7 @@ public struct RateLimit: Transformer {
         for i in batch.records.indices {
             prefetch(i)
             guard let k = keyReader.value(in: batch.records[i].fields), !k.isNull,
-                  let t = timeReader.value(in: batch.records[i].fields).flatMap(EventTime.micros) else {
+                  let t = timeReader.withValue(in: batch.records[i].fields, { v in v.flatMap(EventTime.micros) }) else {
                 batch.records[i].fields[countField] = .null
                 batch.records[i].fields[tagField] = .null
                 continue

@@ -2,6 +2,7 @@ import Foundation
 import SluiceCore
 import SluiceFiles
 import SluiceKit
+import SluiceSQLite
 import SluiceTestSupport
 import Testing
 
@@ -51,5 +52,44 @@ import Testing
         for day in order + order { await run(day) }
         #expect(try ids("2026-11-18") == ["2", "4", "6", "8"])
         #expect(try ids("2026-11-19") == ["1", "3", "5", "7"])
+    }
+
+    /// A record whose event time is absent, null or not a timestamp is a `bad_time` dead
+    /// letter of its line, with what is wrong (never the value); the others are loaded,
+    /// or left to their own partition.
+    @Test func badEventTimesAreDeadLettersOfTheirLines() async throws {
+        let root = try TestSupport.scratchDirectory("badtime")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for dir in ["Pipelines", "Schemas", "in"] { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) }
+        let cases: [(line: String, problem: String?)] = [
+            (#"{"id":1,"ts":"2026-11-18T12:00:00Z"}"#, nil),
+            (#"{"id":2}"#, "event time field ts is missing"),
+            (#"{"id":3,"ts":null}"#, "event time field ts is missing"),
+            (#"{"id":4,"ts":"yesterday"}"#, "event time field ts is not a valid timestamp"),
+            (#"{"id":5,"ts":true}"#, "event time field ts is not a valid timestamp"),
+            (#"{"id":6,"ts":"2026-11-19T00:00:00Z"}"#, nil),
+            (#"{"ts":"2026-11-18T23:59:59.999999Z","id":7}"#, nil),
+        ]
+        try (cases.map(\.line).joined(separator: "\n") + "\n").write(toFile: root + "/in/all.jsonl", atomically: true, encoding: .utf8)
+        try #"[{"name": "id", "type": "INTEGER"}, {"name": "ts", "type": "TIMESTAMP"}, {"name": "record_key", "type": "STRING"}]"#
+            .write(toFile: root + "/Schemas/t.json", atomically: true, encoding: .utf8)
+        try """
+            name: t
+            key: [id]
+            extract: {kind: jsonl, path: in/all.jsonl, time: ts}
+            load:
+              - {kind: csv, path: "out/{date}.csv", schema: Schemas/t.json}
+
+            """.write(toFile: root + "/Pipelines/t.yml", atomically: true, encoding: .utf8)
+        let console = CapturingConsole()
+        #expect(await Commands.run(pipeline: root + "/Pipelines/t.yml", partitions: ["2026-11-18"], target: nil, projectRoot: root,
+                                   console: console) == 0, "\(console.errors)")
+        let loaded = CSVFormat().parse([UInt8](try Data(contentsOf: URL(fileURLWithPath: root + "/out/2026-11-18.csv")))).dropFirst().compactMap { $0[0] }
+        #expect(loaded.sorted() == ["1", "7"])
+        let letters = try SQLiteStateStore(path: root + "/.sluice/state.sqlite").deadLetters(pipeline: "t")
+        let expected = cases.enumerated().compactMap { n, c in c.problem.map { (n + 1, $0) } }
+        #expect(letters.map(\.line) == expected.map(\.0))
+        #expect(letters.map(\.message) == expected.map(\.1))
+        #expect(letters.allSatisfy { $0.kind == "bad_time" && $0.file == "in/all.jsonl" })
     }
 }
