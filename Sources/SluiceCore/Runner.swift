@@ -177,6 +177,7 @@ public struct Runner: Sendable {
                                                 checkpoints: Array(checkpoints.values), delivered: delivered,
                                                 receipts: receipts, finishesReplace: final && context.mode == .replace))
                 CrashPoints.reach("state.committed")
+                for warning in state?.takeWarnings() ?? [] { context.logger.warning("\(pipeline.name) \(partition): \(warning)") }
                 if !final { try state?.renewLease(pipeline: pipeline.name, partition: partition) }
                 sinceCommit = 0
             }

@@ -163,6 +163,8 @@ public struct WindowKeyHash: Sendable, Hashable {
 }
 
 extension StateStore {
+    public func takeWarnings() -> [String] { [] }
+
     /// One `windowCount` per query; stores override it to answer them in one read.
     public func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int] {
         try queries.map { try windowCount(scope: scope, key: $0.key, after: $0.after, upTo: $0.upTo, maxSequence: $0.maxSequence) }
@@ -205,6 +207,10 @@ public protocol StateStore: Sendable {
     /// output a replace is rebuilding).
     func delivered(pipeline: String, sink: String, keys: [String], excludingPartition: String?) throws -> Set<String>
     func commit(_ segment: SegmentCommit) throws
+    /// What went wrong after a commit without undoing it (a merge of the ledger's levels
+    /// that failed: the segment is committed, and the next commit tries again), for the
+    /// run's log; each given once.
+    func takeWarnings() -> [String]
 
     /// Sliding-window events (for `rate_limit`): the sequence numbers, by record key, of
     /// those of these events that the store holds already (replayed records: the same

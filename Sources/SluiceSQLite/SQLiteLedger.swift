@@ -171,6 +171,24 @@ extension SQLiteStateStore {
         return try keys > ledgerLevels.recentKeys || ledgerRunsPastLimit(db)
     }
 
+    /// `mergeRecentLedgerIfFull` after a transaction that committed keys. Its failure (a
+    /// full disk, an I/O error) undoes the merge alone, not what was committed before it,
+    /// so it is not the caller's: it is kept as a warning (`takeWarnings`), and the next
+    /// transaction that finds the recent level full merges. (It used to be thrown: the
+    /// runner then failed the run of a segment that was committed.) The message is the
+    /// database's, without the statement or any key.
+    func mergeAfterCommit() {
+        do {
+            try mergeRecentLedgerIfFull()
+        } catch {
+            let reason = (error as? DatabaseError).map { "SQLite error \($0.resultCode.rawValue): \($0.message ?? "")" } ?? "\(type(of: error))"
+            warningsLock.withLock {
+                warnings.append("merging the ledger's recent keys into its older level failed (\(reason)); "
+                    + "the segment is committed, and the next commit tries again")
+            }
+        }
+    }
+
     /// Moves every recent key, of every sink, into `ledger` when `recentLedgerIsFull`
     /// (asked again: another process may have merged since): `ledger_recent` in one
     /// statement in key order (each page of `ledger` is rewritten once per merge instead

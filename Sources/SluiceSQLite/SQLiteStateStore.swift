@@ -65,6 +65,9 @@ public final class SQLiteStateStore: StateStore {
     /// (taken inside the database queue's closures, never around them).
     nonisolated(unsafe) var ledgerKnown = LedgerKnowledge()
     let ledgerLock = Lock()
+    /// Failures after a commit that did not undo it (`takeWarnings`); guarded by `warningsLock`.
+    nonisolated(unsafe) var warnings: [String] = []
+    let warningsLock = Lock()
 
     public convenience init(path: String) throws {
         try self.init(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: nil, ledgerLevels: .configured)
@@ -582,7 +585,14 @@ public final class SQLiteStateStore: StateStore {
         } }
         // After the segment's transaction, in one of its own: the segment is committed
         // whether or not the merge is.
-        if mergeDue { try mergeRecentLedgerIfFull() }
+        if mergeDue { mergeAfterCommit() }
+    }
+
+    public func takeWarnings() -> [String] {
+        warningsLock.withLock {
+            defer { warnings = [] }
+            return warnings
+        }
     }
 
     // MARK: replaces

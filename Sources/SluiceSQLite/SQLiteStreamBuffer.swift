@@ -88,7 +88,7 @@ extension SQLiteStateStore: StreamBufferStore {
             return try !byPartition.isEmpty && recentLedgerIsFull(db)
         }
         // As after a segment commit (`commit`).
-        if mergeDue { try mergeRecentLedgerIfFull() }
+        if mergeDue { mergeAfterCommit() }
     }
 
     public func rejectBuffered(pipeline: String, sink: String, runID: Int64, partition: String, _ rows: [(key: String, letter: DeadLetter)]) throws {

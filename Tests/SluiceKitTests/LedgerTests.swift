@@ -371,6 +371,39 @@ import Testing
         }
     }
 
+    /// A merge that fails (here: a trigger, made by another connection, that refuses rows
+    /// of `ledger`; a full disk in life) after a commit does not fail the commit, which is
+    /// kept: its checkpoint and keys are there, each key is found, and the failure is a
+    /// warning, given once, without any key. The next commit past the limit merges.
+    @Test func aFailedMergeLeavesTheCommitAndIsTriedAgain() throws {
+        let dir = try TestSupport.scratchDirectory("ledger-merge-fails")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let store = try Self.store(path, LedgerLevels(recentKeys: 100, filterKeys: 1_000))
+        let keys = (0..<150).map(LedgerTests.hexKey), more = (150..<160).map(LedgerTests.hexKey)
+        try DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "CREATE TRIGGER refuse BEFORE INSERT ON ledger BEGIN SELECT RAISE(FAIL, 'refused by the test'); END")
+        }
+        let checkpoint = SourceCheckpoint(fileID: "f", path: "in/a.jsonl", offset: 100, line: 7, complete: false)
+        try store.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [checkpoint], delivered: ["csv": keys],
+                                       receipts: [], finishesReplace: false))
+        let warnings = store.takeWarnings()
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.contains("merging the ledger's recent keys") == true)
+        #expect(warnings.first?.contains("refused by the test") == true)
+        #expect(!keys.contains { key in warnings.contains { $0.contains(key) } })
+        #expect(store.takeWarnings().isEmpty)
+        #expect(try Self.recentHeld(path) == 150)
+        #expect(try store.checkpoints(pipeline: "p", partition: "2026-11-18")["f"]?.offset == 100)
+        #expect(try store.delivered(pipeline: "p", sink: "csv", keys: keys + more, excludingPartition: nil) == Set(keys))
+        try DatabaseQueue(path: path).write { db in try db.execute(sql: "DROP TRIGGER refuse") }
+        try store.commit(SegmentCommit(pipeline: "p", partition: "2026-11-19", checkpoints: [], delivered: ["csv": more], receipts: [],
+                                       finishesReplace: false))
+        #expect(store.takeWarnings().isEmpty)
+        #expect(try Self.recentHeld(path) == 0)
+        #expect(try LedgerTests.ledgerRows(path) == Set(keys.map { ["p", "csv", $0, "2026-11-18"] } + more.map { ["p", "csv", $0, "2026-11-19"] }))
+    }
+
     /// A process that committed and died before its merge leaves `ledger_recent` past the
     /// limit: every key is still found, and the next commit (of another process) merges.
     @Test func aMergeLeftUndoneIsDoneByTheNextCommit() throws {
