@@ -8,9 +8,16 @@ ru_maxrss, from wait4) and CPU time / wall time (how many cores it kept busy); t
 ratio sluice/DuckDB (DuckDB's wall time over sluice's: >= 1.0 means sluice is at least as
 fast) and sluice/jq. With --big, sluice runs again on a larger file to show whether its
 peak memory grows with the input.
+
+A run's wall time moves by 10% and more from one run to the next on a shared machine.
+With --repeat N the 1M-line runs of sluice and DuckDB (jq's ~27 s are steady) are made N
+times, in turns, and each tool's median run is reported, with every time. With
+--baseline BIN another sluice binary (the commit before a change) runs in the same turns,
+and its output must be the same bytes: before and after figures of one hour.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -138,25 +145,39 @@ def make_project(data, folder, city, stages=None, sink="csv"):
     return project
 
 
-def sluice_in(project, sluice, command, outputs=None):
+def sluice_in(project, sluice, command, outputs=None, digest=None):
     """One sluice command in the project; its measure and the size of `outputs` (file
-    names under out/; all of them when None)."""
+    names under out/; all of them when None). With `digest` (a list), the SHA-256 of the
+    output files, in name order, is appended to it."""
     result = measure([sluice] + command + ["--project", project], cwd=project)
     outs = os.path.join(project, "out")
     if not os.path.isdir(outs):  # loaded to the warehouse: its file
         return result, os.path.getsize(os.path.join(project, ".sluice/warehouse.sqlite"))
     names = os.listdir(outs) if outputs is None else outputs
+    if digest is not None:
+        h = hashlib.sha256()
+        for name in sorted(names):
+            with open(os.path.join(outs, name), "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        digest.append(h.hexdigest())
     return result, sum(os.path.getsize(os.path.join(outs, f)) for f in names)
 
 
-def run_sluice(sluice, data, folder, city, until=None, stages=None, sink="csv"):
+def run_sluice(sluice, data, folder, city, until=None, stages=None, sink="csv", digest=None):
     """One `sluice run` of DATE, or with `until` one `sluice backfill` from DATE to it."""
     project = make_project(data, folder, city, stages, sink)
     command = ["run", "Pipelines/signup_bench.yml", "--date", DATE] if until is None else \
         ["backfill", "Pipelines/signup_bench.yml", "--from", DATE, "--to", until]
-    result, size = sluice_in(project, sluice, command)
+    result, size = sluice_in(project, sluice, command, digest=digest)
     shutil.rmtree(project, ignore_errors=True)
     return result, size
+
+
+def median_run(results):
+    """The run of median wall time (the lower middle one of an even count)."""
+    ordered = sorted(results, key=lambda r: r[0][0])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def run_history(sluice, data, folder, city, dates):
@@ -217,6 +238,11 @@ def main():
                     "(geoip,asn,error_code,rate_limit,email_domain,select; default: all)")
     ap.add_argument("--sink", choices=["csv", "warehouse"], default="csv",
                     help="sluice's sink: the CSV file (default) or the local warehouse (SQLite)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="the 1M-line runs of sluice (and --baseline) and DuckDB made this many times, in turns; "
+                         "each tool's median run is reported (jq runs once)")
+    ap.add_argument("--baseline", help="another sluice binary (before a change), run in the same turns as --sluice; "
+                                       "its CSV must be the same bytes")
     ap.add_argument("--asn-ranges", type=int, default=0,
                     help="the asn stage's table widened to this many ranges (a real iptoasn.com table has ~500,000; "
                          "default: the generated ~22,000)")
@@ -237,15 +263,33 @@ def main():
     nbytes = os.path.getsize(path)
     print(f"input: {a.lines:,} lines, {nbytes / 1e6:.0f} MB ({path}); {os.cpu_count()} cores", flush=True)
     rows = []
+    # The 1M-line runs, in turns: each round runs every tool once (jq in the first only).
+    if a.repeat < 1:
+        sys.exit("benchmark: --repeat must be 1 or more")
+    runners = []
     for tool in tools:
-        print(f"running {tool} ...", flush=True)
         if tool == "sluice":
-            result, size = run_sluice(os.path.abspath(a.sluice), data, folder, city, stages=stages, sink=a.sink)
+            runners.append(("sluice", lambda digest: run_sluice(os.path.abspath(a.sluice), data, folder, city, stages=stages,
+                                                               sink=a.sink, digest=digest)))
+            if a.baseline:
+                runners.append(("sluice (baseline)", lambda digest: run_sluice(os.path.abspath(a.baseline), data, folder, city,
+                                                                              stages=stages, sink=a.sink, digest=digest)))
         elif tool == "duckdb":
-            result, size = run_duckdb(path, os.path.join(data, "duckdb.csv"))
+            runners.append(("duckdb", lambda digest: run_duckdb(path, os.path.join(data, "duckdb.csv"))))
         else:
-            result, size = run_jq(path, os.path.join(data, "jq.csv"))
-        rows.append(row(tool, a.lines, nbytes, result, size))
+            runners.append(("jq", lambda digest: run_jq(path, os.path.join(data, "jq.csv"))))
+    results = {name: [] for name, _ in runners}
+    digests = {name: [] for name, _ in runners}
+    for round_ in range(a.repeat):
+        for name, run in runners:
+            if name == "jq" and round_ > 0:
+                continue
+            print(f"running {name}" + (f" (round {round_ + 1} of {a.repeat})" if a.repeat > 1 else "") + " ...", flush=True)
+            results[name].append(run(digests[name]))
+    for name, _ in runners:
+        rows.append(row(name, a.lines, nbytes, *median_run(results[name])))
+    if a.baseline and "sluice" in tools and set(digests["sluice"] + digests["sluice (baseline)"]) != {digests["sluice"][0]}:
+        sys.exit("benchmark: --sluice and --baseline wrote different CSV")
     if a.big and "sluice" in tools:
         bfolder, bpath, _ = ensure_input(data, a.big, city)
         bbytes = os.path.getsize(bpath)
@@ -278,6 +322,15 @@ def main():
               f"{r['peak_rss_mb']:.0f} | {r['cpu_seconds']:.1f} | {r['cpu_per_wall']:.2f} | {r['output_mb']:.0f} |")
     by = {r["tool"]: r for r in rows if r["lines"] == a.lines}
     print()
+    if a.repeat > 1:
+        for name, runs in results.items():
+            if len(runs) > 1:
+                walls = ", ".join(f"{w:.2f}" for (w, _, _), _ in runs)
+                cpus = ", ".join(f"{c:.1f}" for (_, _, c), _ in runs)
+                print(f"{name}, {len(runs)} runs in turns: wall s {walls}; CPU s {cpus} (the table: the median run)")
+    if "sluice" in by and "sluice (baseline)" in by:
+        print(f"sluice / baseline: {by['sluice (baseline)']['seconds'] / by['sluice']['seconds']:.3f} "
+              f"(the baseline's median time over sluice's; the same CSV)")
     if "sluice" in by and "duckdb" in by:
         print(f"sluice / DuckDB: {by['duckdb']['seconds'] / by['sluice']['seconds']:.2f} (DuckDB's time over sluice's; target >= 1.0)")
     if "sluice" in by and "jq" in by:
