@@ -38,24 +38,28 @@ public struct ErrorCode: Transformer {
         defer { for (text, count) in againTexts { unknown.record(text, count: count) } }
         let target = FieldName(target), valuesTarget = valuesTarget.map(FieldName.init)
         for i in batch.records.indices {
-            guard case .string(let message)? = reader.value(in: batch.records[i].fields), !message.isEmpty else {
+            // The text read where it lies in the record (copied out of it only to be kept:
+            // an unknown text's first time in the batch, or an outcome of its own).
+            let found = reader.withValue(in: batch.records[i].fields) { v -> ErrorOutcomes.Outcome? in
+                guard case .string(let message)? = v, !message.isEmpty else { return nil }
+                let hash = TextHash(message)
+                if let known = shared[hash] ?? memo[message] {
+                    if known.unknown { // counted each time it occurs
+                        if let n = again[hash] { againTexts[n].count += 1 } else {
+                            again[hash] = againTexts.count
+                            againTexts.append((message, 1))
+                        }
+                    }
+                    return known
+                }
+                let made = outcome(message, unknown: unknown)
+                if ErrorOutcomes.holdsNoString(made) { shared[hash] = made } else { memo[message] = made }
+                return made
+            }
+            guard let result = found else {
                 batch.records[i].fields[target] = .null
                 if let valuesTarget { batch.records[i].fields[valuesTarget] = .null }
                 continue
-            }
-            let result: (code: Value, values: Value, unknown: Bool)
-            let hash = TextHash(message)
-            if let known = shared[hash] ?? memo[message] {
-                result = known
-                if known.unknown { // counted each time it occurs
-                    if let n = again[hash] { againTexts[n].count += 1 } else {
-                        again[hash] = againTexts.count
-                        againTexts.append((message, 1))
-                    }
-                }
-            } else {
-                result = outcome(message, unknown: unknown)
-                if ErrorOutcomes.holdsNoString(result) { shared[hash] = result } else { memo[message] = result }
             }
             batch.records[i].fields[target] = result.code
             if let valuesTarget { batch.records[i].fields[valuesTarget] = result.values }
