@@ -12,14 +12,12 @@ import Testing
 @Suite struct TimePartitionTests {
     static func line(_ id: Int, _ day: String) -> String { #"{"id":\#(id),"ts":"\#(day)T12:00:00Z"}"# }
 
-    @Test(arguments: [["2026-11-18", "2026-11-19"], ["2026-11-19", "2026-11-18"]])
-    func everyPartitionLoadsItsRecordsOfASharedFile(order: [String]) async throws {
-        let root = try TestSupport.scratchDirectory("timepart")
-        defer { try? FileManager.default.removeItem(atPath: root) }
+    /// A scratch project: `lines` in `in/all.jsonl`, read by `Pipelines/t.yml` (key `id`,
+    /// event time `ts`, not split by partition) into `out/{date}.csv`.
+    static func project(_ name: String, lines: [String]) throws -> String {
+        let root = try TestSupport.scratchDirectory(name)
         for dir in ["Pipelines", "Schemas", "in"] { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) }
-        let file = root + "/in/all.jsonl"
-        var lines = (1...6).map { Self.line($0, $0 % 2 == 0 ? "2026-11-18" : "2026-11-19") }
-        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: root + "/in/all.jsonl", atomically: true, encoding: .utf8)
         try #"[{"name": "id", "type": "INTEGER"}, {"name": "ts", "type": "TIMESTAMP"}, {"name": "record_key", "type": "STRING"}]"#
             .write(toFile: root + "/Schemas/t.json", atomically: true, encoding: .utf8)
         try """
@@ -30,6 +28,15 @@ import Testing
               - {kind: csv, path: "out/{date}.csv", schema: Schemas/t.json}
 
             """.write(toFile: root + "/Pipelines/t.yml", atomically: true, encoding: .utf8)
+        return root
+    }
+
+    @Test(arguments: [["2026-11-18", "2026-11-19"], ["2026-11-19", "2026-11-18"]])
+    func everyPartitionLoadsItsRecordsOfASharedFile(order: [String]) async throws {
+        var lines = (1...6).map { Self.line($0, $0 % 2 == 0 ? "2026-11-18" : "2026-11-19") }
+        let root = try Self.project("timepart", lines: lines)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let file = root + "/in/all.jsonl"
         func ids(_ day: String) throws -> [String] {
             let path = root + "/out/\(day).csv"
             guard FileManager.default.fileExists(atPath: path) else { return [] }
@@ -58,9 +65,6 @@ import Testing
     /// letter of its line, with what is wrong (never the value); the others are loaded,
     /// or left to their own partition.
     @Test func badEventTimesAreDeadLettersOfTheirLines() async throws {
-        let root = try TestSupport.scratchDirectory("badtime")
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        for dir in ["Pipelines", "Schemas", "in"] { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) }
         let cases: [(line: String, problem: String?)] = [
             (#"{"id":1,"ts":"2026-11-18T12:00:00Z"}"#, nil),
             (#"{"id":2}"#, "event time field ts is missing"),
@@ -70,17 +74,8 @@ import Testing
             (#"{"id":6,"ts":"2026-11-19T00:00:00Z"}"#, nil),
             (#"{"ts":"2026-11-18T23:59:59.999999Z","id":7}"#, nil),
         ]
-        try (cases.map(\.line).joined(separator: "\n") + "\n").write(toFile: root + "/in/all.jsonl", atomically: true, encoding: .utf8)
-        try #"[{"name": "id", "type": "INTEGER"}, {"name": "ts", "type": "TIMESTAMP"}, {"name": "record_key", "type": "STRING"}]"#
-            .write(toFile: root + "/Schemas/t.json", atomically: true, encoding: .utf8)
-        try """
-            name: t
-            key: [id]
-            extract: {kind: jsonl, path: in/all.jsonl, time: ts}
-            load:
-              - {kind: csv, path: "out/{date}.csv", schema: Schemas/t.json}
-
-            """.write(toFile: root + "/Pipelines/t.yml", atomically: true, encoding: .utf8)
+        let root = try Self.project("badtime", lines: cases.map(\.line))
+        defer { try? FileManager.default.removeItem(atPath: root) }
         let console = CapturingConsole()
         #expect(await Commands.run(pipeline: root + "/Pipelines/t.yml", partitions: ["2026-11-18"], target: nil, projectRoot: root,
                                    console: console) == 0, "\(console.errors)")
