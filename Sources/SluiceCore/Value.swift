@@ -178,7 +178,7 @@ public struct Fields: Sendable, Hashable, Sequence {
     /// The value of a field named by a `FieldName` (its bits worked out once, by a stage
     /// that sets it on every record); as `self[name.name]`.
     public subscript(name: FieldName) -> Value? {
-        get { self[name.name] }
+        get { index(of: name.name, bits: name.bits).map { storage[$0].value } }
         set { set(newValue, name.name, bits: name.bits) }
     }
 

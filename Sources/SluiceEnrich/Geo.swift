@@ -56,7 +56,7 @@ public struct GeoIP: Transformer {
         var headerReader = header.map(PathReader.init)
         for i in batch.records.indices {
             var entry: MaxMindEntry?
-            if let address = Self.address(&ipReader, batch.records[i].fields) {
+            if let address = ipReader.ipAddress(in: batch.records[i].fields) {
                 entry = try db.lookup(address)
             }
             for j in paths.indices {
@@ -65,16 +65,6 @@ public struct GeoIP: Transformer {
             if headerReader != nil, let country = headerReader!.withValue(in: batch.records[i].fields, cloudflareCountry) {
                 batch.records[i].fields[headerTarget] = .string(country)
             }
-        }
-    }
-
-    /// The IP address at the reader's path, read where the text lies (not copied out of
-    /// the record: a retain and a release on every record).
-    @inline(__always)
-    static func address(_ reader: inout PathReader, _ fields: Fields) -> IPAddress? {
-        reader.withValue(in: fields) { v -> IPAddress? in
-            guard case .string(let text)? = v else { return nil }
-            return IPAddress(text)
         }
     }
 
@@ -146,7 +136,7 @@ public struct ASN: Transformer {
         // The batch's addresses first, then the table searched with the next ones' entries
         // asked of the CPU ahead (`ASNTable.prefetch`): each search is a few cache misses
         // at random places, which the loop then overlaps.
-        let addresses = batch.records.indices.map { i in GeoIP.address(&ipReader, batch.records[i].fields) }
+        let addresses = batch.records.indices.map { i in ipReader.ipAddress(in: batch.records[i].fields) }
         // The table's rows of the batch, then their texts in one pass (`ASNTable.texts`).
         var texts: [ASNTable.Texts?] = []
         if let table, db == nil {
@@ -192,6 +182,18 @@ public struct ASN: Transformer {
             o.finish()
             return BuiltTransformer(transformer: ASN(database: database, tsv: tsv, ip: ip, numberField: number, organisationField: org, countryField: country),
                                     effects: [.add([number, org, country])])
+        }
+    }
+}
+
+extension PathReader {
+    /// The IP address at the path (geoip's and asn's `ip`), read where the text lies (not
+    /// copied out of the record: a retain and a release on every record).
+    @inline(__always)
+    mutating func ipAddress(in fields: Fields) -> IPAddress? {
+        withValue(in: fields) { v -> IPAddress? in
+            guard case .string(let text)? = v else { return nil }
+            return IPAddress(text)
         }
     }
 }
