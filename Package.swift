@@ -40,7 +40,7 @@ let package = Package(
         .target(
             name: "SluiceSQLite",
             dependencies: ["SluiceCore", "SluiceConfig", "SluiceDumps", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "SluiceMaxMind"),
+        .target(name: "SluiceMaxMind", dependencies: ["CPrefetch"]),
         .target(name: "SluiceDumps"),
         .target(name: "SluiceI18n", dependencies: ["Yams"]),
         .target(

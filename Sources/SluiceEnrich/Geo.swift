@@ -54,11 +54,10 @@ public struct GeoIP: Transformer {
         let headerTarget = FieldName(headerTarget)
         var ipReader = PathReader(ip)
         var headerReader = header.map(PathReader.init)
+        // The batch's addresses, then their lookups all at once (interleaved).
+        let entries = try db.lookup(batch.records.indices.map { i in ipReader.ipAddress(in: batch.records[i].fields) })
         for i in batch.records.indices {
-            var entry: MaxMindEntry?
-            if let address = ipReader.ipAddress(in: batch.records[i].fields) {
-                entry = try db.lookup(address)
-            }
+            let entry = entries[i]
             for j in paths.indices {
                 batch.records[i].fields[targets[j]] = try entry.flatMap { try paths[j].value($0) }.map(Self.value) ?? .null
             }
@@ -139,6 +138,8 @@ public struct ASN: Transformer {
         let addresses = batch.records.indices.map { i in ipReader.ipAddress(in: batch.records[i].fields) }
         // The table's rows of the batch, then their texts in one pass (`ASNTable.texts`).
         var texts: [ASNTable.Texts?] = []
+        // A MaxMind database's entries all at once (interleaved, as geoip's).
+        let entries = try db.map { try $0.lookup(addresses) } ?? []
         if let table, db == nil {
             var rows = [UInt32?](repeating: nil, count: addresses.count)
             for i in addresses.indices {
@@ -152,8 +153,8 @@ public struct ASN: Transformer {
         let countryField = FieldName(countryField)
         for i in batch.records.indices {
             var number = Value.null, org = Value.null, country = Value.null
-            if let address = addresses[i] {
-                if let db, let numberPath, let organisationPath, let entry = try db.lookup(address) {
+            if addresses[i] != nil {
+                if db != nil, let numberPath, let organisationPath, let entry = entries[i] {
                     if let n = try numberPath.value(entry)?.int64Value { number = .string(String(n)) }
                     if let s = try organisationPath.value(entry)?.stringValue { org = .string(s) }
                 } else if !texts.isEmpty, let row = texts[i] {

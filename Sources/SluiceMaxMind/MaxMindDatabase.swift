@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CPrefetch
 
 /// Where an address's data is: the offset of its record in the data section, and
 /// the prefix length of the network that holds the address.
@@ -305,6 +306,142 @@ public final class MaxMindDatabase: Sendable {
         }
         if record == nodeCount { return nil }
         return try entry(record: record, depth: depth, bitCount: bitCount)
+    }
+
+    /// `lookup(_:)` of each address (nil: no address, no entry), the same entries. For
+    /// many addresses at once (a batch's): the walks of `interleaved` addresses take
+    /// turns, one level each, and each asks the CPU for the node it reads next before
+    /// the others' turns. A walk is a chain of reads each of which needs the one before,
+    /// so one address at a time waits for memory at every level past the prefix table
+    /// (the cache's slots and tags are far apart in memory, and other work between two
+    /// batches pushes them out of the CPU's caches); interleaved, those waits overlap.
+    ///
+    /// - Throws: as `lookup(_:)`, for the first address (in order) that would throw.
+    public func lookup(_ addresses: [IPAddress?]) throws -> [MaxMindEntry?] {
+        if metadata.ipVersion != 6, let i = addresses.firstIndex(where: { $0.map(Self.walksIPv6) ?? false }) {
+            _ = try lookup(addresses[i]!) // its error
+        }
+        let nodeCount = self.nodeCount, recordSize = self.recordSize, nodeBytes = recordSize / 4
+        // Where each address's walk ended (`nodeCount`: no data, or no address) and how deep.
+        var records = [Int](repeating: nodeCount, count: addresses.count)
+        var depths = [Int](repeating: 0, count: addresses.count)
+        file.withLock {
+            // The walks in flight and the addresses they are of.
+            withUnsafeTemporaryAllocation(of: (walk: TreeWalk, index: Int).self, capacity: Self.interleaved) { slots in
+                var next = 0
+                /// Starts the next address's walk that goes past the prefix table in slot
+                /// `s`, and asks for its first node; false when no address is left.
+                func begin(_ s: Int) -> Bool {
+                    while next < addresses.count {
+                        let i = next
+                        next += 1
+                        if next + Self.interleaved < addresses.count, let ahead = addresses[next + Self.interleaved] { prefetchTable(ahead) }
+                        guard let ip = addresses[i] else { continue }
+                        let w = start(ip)
+                        if w.done(nodeCount) {
+                            records[i] = w.node
+                            depths[i] = w.depth
+                            continue
+                        }
+                        file.prefetch(w.node &* nodeBytes)
+                        slots[s] = (w, i)
+                        return true
+                    }
+                    return false
+                }
+                var active = 0
+                for s in 0..<Self.interleaved {
+                    if begin(s) { active += 1 } else { slots[s].index = -1 }
+                }
+                while active > 0 {
+                    for s in 0..<Self.interleaved where slots[s].index >= 0 {
+                        slots[s].walk.step(Self.record(file, recordSize, slots[s].walk.node, slots[s].walk.bit))
+                        if slots[s].walk.done(nodeCount) {
+                            records[slots[s].index] = slots[s].walk.node
+                            depths[slots[s].index] = slots[s].walk.depth
+                            if !begin(s) {
+                                slots[s].index = -1
+                                active -= 1
+                            }
+                        } else {
+                            file.prefetch(slots[s].walk.node &* nodeBytes)
+                        }
+                    }
+                }
+            }
+        }
+        return try addresses.indices.map { i in
+            guard let ip = addresses[i], records[i] != nodeCount else { return nil }
+            return try entry(record: records[i], depth: depths[i], bitCount: Self.walksIPv6(ip) ? 128 : 32)
+        }
+    }
+
+    /// Whether an address's walk is IPv6's (128 bits from the root), not IPv4's (32 bits
+    /// from `ipv4Start`; IPv4-mapped IPv6 addresses too).
+    @inline(__always)
+    static func walksIPv6(_ ip: IPAddress) -> Bool {
+        !(ip.family == .v4 || (ip.high == 0 && ip.low >> 32 == 0xFFFF))
+    }
+
+    /// How many walks `lookup(_:)` of many addresses keeps in flight.
+    static let interleaved = 12
+
+    /// An address's walk down the tree: the node reached, the levels walked and the
+    /// address's bits still to walk (the next one the highest of `high`).
+    struct TreeWalk {
+        var node: Int
+        var depth: Int
+        var bitCount: Int
+        var high: UInt64
+        var low: UInt64
+
+        /// The side the next level takes.
+        var bit: Int { Int(truncatingIfNeeded: high >> 63) }
+
+        /// Past the tree's nodes (a record value), or out of bits.
+        @inline(__always)
+        func done(_ nodeCount: Int) -> Bool { node >= nodeCount || depth >= bitCount }
+
+        @inline(__always)
+        mutating func step(_ next: Int) {
+            node = next
+            depth += 1
+            high = high << 1 | low >> 63
+            low <<= 1
+        }
+    }
+
+    /// Where an address's walk starts past the prefix table (`lookup(_:)`'s first part);
+    /// an IPv6 address in an IPv6 database.
+    @inline(__always)
+    private func start(_ ip: IPAddress) -> TreeWalk {
+        let table: PrefixTable?, walk: TreeWalk
+        if Self.walksIPv6(ip) {
+            table = v6Prefixes
+            walk = TreeWalk(node: 0, depth: 0, bitCount: 128, high: ip.high, low: ip.low)
+        } else {
+            table = v4Prefixes
+            walk = TreeWalk(node: ipv4Start, depth: 0, bitCount: 32, high: ip.low << 32, low: 0)
+        }
+        guard let table else { return walk }
+        let bits = table.bits
+        let entry = table.entries[Int(truncatingIfNeeded: walk.high >> UInt64(64 - bits))]
+        let node = Int(entry >> 5), depth = Int(entry & 31)
+        // A record value reached within the table's bits: that depth; else on from `bits`.
+        if node >= nodeCount { return TreeWalk(node: node, depth: depth, bitCount: walk.bitCount, high: 0, low: 0) }
+        return TreeWalk(node: node, depth: bits, bitCount: walk.bitCount,
+                        high: walk.high << UInt64(bits) | walk.low >> UInt64(64 - bits), low: walk.low << UInt64(bits))
+    }
+
+    /// Asks the CPU for the prefix table's entry of an address (`start`), a few addresses ahead.
+    @inline(__always)
+    private func prefetchTable(_ ip: IPAddress) {
+        let v6 = Self.walksIPv6(ip)
+        guard let table = v6 ? v6Prefixes : v4Prefixes else { return }
+        let high = v6 ? ip.high : ip.low << 32
+        table.entries.withUnsafeBufferPointer { b in
+            sluice_prefetch(b.baseAddress! + Int(truncatingIfNeeded: high >> UInt64(64 - table.bits)))
+        }
     }
 
     /// The entry for a record value reached in the tree, checked.

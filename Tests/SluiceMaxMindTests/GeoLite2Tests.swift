@@ -42,8 +42,12 @@ import Testing
         let fullEvery = 25
         let reference = try Fixtures.referenceLookups(path, asked, paths: Self.paths, fullEvery: fullEvery)
         var found = 0, full = 0
+        // The addresses as one batch (`lookup(_: [IPAddress?])`, walks interleaved); each
+        // entry also as the address's lookup alone.
+        let batched = try db.lookup(ips)
         for (n, (ip, want)) in zip(ips, reference).enumerated() {
-            guard let entry = try db.lookup(ip) else {
+            #expect(try db.lookup(ip) == batched[n], "\(ip): alone and in a batch")
+            guard let entry = batched[n] else {
                 #expect(want["values"] == .array(Self.paths.map { _ in .null }), "\(ip): not found, the reference found \(want)")
                 continue
             }

@@ -33,9 +33,14 @@ import Testing
     /// Our answer against the reference's for one address; nil when they agree.
     static func compare(_ db: MaxMindDatabase, _ ip: String, _ want: JSON) -> String? {
         guard let address = IPAddress(ip) else { return "\(ip): our parser rejects it" }
+        return compare(db, ip, Result { try db.lookup(address) }, want)
+    }
+
+    /// Our lookup's answer (an entry, none, or an error) against the reference's.
+    static func compare(_ db: MaxMindDatabase, _ ip: String, _ lookup: Result<MaxMindEntry?, any Error>, _ want: JSON) -> String? {
         let entry: MaxMindEntry?
         do {
-            entry = try db.lookup(address)
+            entry = try lookup.get()
         } catch {
             return want["error"] != nil ? nil : "\(ip): we threw \(error), the reference answered \(want)"
         }
@@ -71,6 +76,46 @@ import Testing
             if let record = want["record"], record != .null { found += 1 }
         }
         #expect(found > 0, "\(name): no address of the sample has data")
+    }
+
+    /// `lookup(_: [IPAddress?])`, the walks of a batch interleaved: each address's entry
+    /// is the reference's, whatever the addresses around it (no address every seventh
+    /// place); an address the lookup refuses (IPv6 in an IPv4 tree) fails the batch.
+    @Test("a batch's lookups agree with MaxMind's reader", arguments: Fixtures.goodDatabases)
+    func batchAgreesWithReferenceReader(name: String) throws {
+        let path = Fixtures.testData + "/" + name
+        let db = try MaxMindDatabase(path: path)
+        let ips = try Self.addresses(for: name)
+        let expected = try Fixtures.referenceLookups(path, ips)
+        var batch: [IPAddress?] = [], wants: [(String, JSON)?] = [], refused: [IPAddress] = []
+        for (ip, want) in zip(ips, expected) {
+            let address = try addr(ip)
+            if case .failure = Result(catching: { try db.lookup(address) }) {
+                refused.append(address)
+                continue
+            }
+            if batch.count % 7 == 3 {
+                batch.append(nil)
+                wants.append(nil)
+            }
+            batch.append(address)
+            wants.append((ip, want))
+        }
+        let entries = try db.lookup(batch)
+        #expect(entries.count == batch.count)
+        var found = 0
+        for (entry, want) in zip(entries, wants) {
+            guard let (ip, want) = want else {
+                #expect(entry == nil)
+                continue
+            }
+            if let problem = Self.compare(db, ip, .success(entry), want) { Issue.record("\(name) batch \(problem)") }
+            if entry != nil { found += 1 }
+        }
+        #expect(found > 0, "\(name): no address of the batch has data")
+        if let bad = refused.first {
+            #expect(throws: MaxMindError.self) { try db.lookup(batch + [bad]) }
+        }
     }
 
     @Test("metadata equals the reference's", arguments: Fixtures.goodDatabases)
