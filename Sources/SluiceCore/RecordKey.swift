@@ -149,6 +149,9 @@ public struct RecordKeyBits: Hashable, Sendable {
         self.high = high
         self.low = low
     }
+
+    /// A dictionary's hash of the two words (`foldedHash`).
+    public func _rawHashValue(seed: Int) -> Int { foldedHash(high, low, seed: seed) }
 }
 
 extension RecordKeyBits: Comparable {

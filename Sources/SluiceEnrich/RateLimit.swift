@@ -103,6 +103,9 @@ public struct RateLimit: Transformer {
     struct KeyTime: Hashable {
         var key: WindowKeyHash
         var time: Int64
+
+        /// A dictionary's hash (`foldedHash`): the key's hash words with the time in one.
+        func _rawHashValue(seed: Int) -> Int { foldedHash(key.high, key.low ^ UInt64(bitPattern: time), seed: seed) }
     }
 
     /// The times of one window key's new events in a batch so far, sorted. Most keys

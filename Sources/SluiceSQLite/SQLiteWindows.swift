@@ -753,6 +753,9 @@ struct PendingWindowScope {
             }
             time = e.time
         }
+
+        /// A dictionary's hash (`foldedHash`): the key's bits with the time in one.
+        func _rawHashValue(seed: Int) -> Int { foldedHash(key.high, key.low ^ UInt64(bitPattern: time), seed: seed) }
     }
     /// In the order added (the order they are written in).
     var events: [WindowEvent] = []
