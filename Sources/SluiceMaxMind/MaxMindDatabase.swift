@@ -235,57 +235,6 @@ public final class MaxMindDatabase: Sendable {
         }
     }
 
-    /// Walks `bitCount` bits of `high`,`low` (most significant first) from `start`,
-    /// whose first levels are `table`: the record value reached and the number of bits
-    /// used.
-    @inline(__always)
-    private func walk(_ table: PrefixTable?, from start: Int, high: UInt64, low: UInt64, bitCount: Int) -> (Int, Int) {
-        guard let table else {
-            return file.withLock { walkLocked(from: start, high: high, low: low, bitCount: bitCount) }
-        }
-        let bits = table.bits
-        let entry = table.entries[Int(truncatingIfNeeded: high >> UInt64(64 - bits))]
-        let node = Int(entry >> 5), depth = Int(entry & 31)
-        // A record value (data, or none) reached within the table's bits.
-        if node >= nodeCount { return (node, depth) }
-        // A node `bits` down: the rest of the address from there.
-        let h = high << UInt64(bits) | low >> UInt64(64 - bits), l = low << UInt64(bits)
-        let (record, rest) = file.withLock { walkLocked(from: node, high: h, low: l, bitCount: bitCount - bits) }
-        return (record, rest + bits)
-    }
-
-    @inline(__always)
-    private func walkLocked(from start: Int, high: UInt64, low: UInt64, bitCount: Int) -> (Int, Int) {
-        let pages = file
-        let nodeCount = self.nodeCount
-        var node = start
-        var depth = 0
-        switch recordSize {
-        case 24:
-            while depth < bitCount, node < nodeCount {
-                let word = depth < 64 ? high : low
-                let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
-                node = Self.record(pages, 24, node, bit)
-                depth += 1
-            }
-        case 28:
-            while depth < bitCount, node < nodeCount {
-                let word = depth < 64 ? high : low
-                let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
-                node = Self.record(pages, 28, node, bit)
-                depth += 1
-            }
-        default:
-            while depth < bitCount, node < nodeCount {
-                let word = depth < 64 ? high : low
-                let bit = Int(truncatingIfNeeded: word >> (63 - UInt64(depth & 63))) & 1
-                node = Self.record(pages, 32, node, bit)
-                depth += 1
-            }
-        }
-        return (node, depth)
-    }
-
     /// Finds the record for an address.
     ///
     /// - Returns: where the record is and the network's prefix length, or nil when the
@@ -294,18 +243,16 @@ public final class MaxMindDatabase: Sendable {
     ///   ones excepted) or a corrupt search tree.
     @inline(__always)
     public func lookup(_ ip: IPAddress) throws -> MaxMindEntry? {
-        let record: Int, depth: Int, bitCount: Int
-        if ip.family == .v4 || (ip.high == 0 && ip.low >> 32 == 0xFFFF) {
-            // IPv4, or IPv4-mapped IPv6: the 32 bits, from the IPv4 start node.
-            (record, depth) = walk(v4Prefixes, from: ipv4Start, high: ip.low << 32, low: 0, bitCount: 32)
-            bitCount = 32
-        } else {
-            guard metadata.ipVersion == 6 else { throw MaxMindError(path: path, kind: .ipv6LookupInIPv4Database) }
-            (record, depth) = walk(v6Prefixes, from: 0, high: ip.high, low: ip.low, bitCount: 128)
-            bitCount = 128
+        if Self.walksIPv6(ip), metadata.ipVersion != 6 { throw MaxMindError(path: path, kind: .ipv6LookupInIPv4Database) }
+        var w = start(ip)
+        if !w.done(nodeCount) {
+            let (nodeCount, recordSize) = (self.nodeCount, self.recordSize)
+            file.withLock {
+                while !w.done(nodeCount) { w.step(Self.record(file, recordSize, w.node, w.bit)) }
+            }
         }
-        if record == nodeCount { return nil }
-        return try entry(record: record, depth: depth, bitCount: bitCount)
+        if w.node == nodeCount { return nil }
+        return try entry(record: w.node, depth: w.depth, bitCount: w.bitCount)
     }
 
     /// `lookup(_:)` of each address (nil: no address, no entry), the same entries. For
@@ -318,8 +265,8 @@ public final class MaxMindDatabase: Sendable {
     ///
     /// - Throws: as `lookup(_:)`, for the first address (in order) that would throw.
     public func lookup(_ addresses: [IPAddress?]) throws -> [MaxMindEntry?] {
-        if metadata.ipVersion != 6, let i = addresses.firstIndex(where: { $0.map(Self.walksIPv6) ?? false }) {
-            _ = try lookup(addresses[i]!) // its error
+        if metadata.ipVersion != 6, addresses.contains(where: { $0.map(Self.walksIPv6) ?? false }) {
+            throw MaxMindError(path: path, kind: .ipv6LookupInIPv4Database)
         }
         let nodeCount = self.nodeCount, recordSize = self.recordSize, nodeBytes = recordSize / 4
         // Where each address's walk ended (`nodeCount`: no data, or no address) and how deep.
