@@ -398,7 +398,12 @@ public enum JSONWriter {
         emit(value, into: &out)
     }
 
-    static func emit<Out: JSONOutput>(_ value: Value, into out: inout Out) {
+    /// The value's JSON text appended to a row's bytes.
+    public static func write(_ value: Value, into out: inout RowBytes) {
+        emit(value, into: &out)
+    }
+
+    static func emit<Out: JSONOutput & ~Copyable>(_ value: Value, into out: inout Out) {
         switch value {
         case .null: out.append("null")
         case .bool(let b): out.append(b ? "true" : "false")
@@ -431,7 +436,7 @@ public enum JSONWriter {
         emitString(s, into: &out)
     }
 
-    static func emitString<Out: JSONOutput>(_ s: String, into out: inout Out) {
+    static func emitString<Out: JSONOutput & ~Copyable>(_ s: String, into out: inout Out) {
         out.append(UInt8(ascii: "\""))
         // Most strings need no escape: appended whole from their own UTF-8 buffer.
         let plain = s.utf8.withContiguousStorageIfAvailable { bytes in
@@ -510,12 +515,12 @@ public enum JSONWriter {
 
 /// Where `JSONWriter` writes: a growing array, a count of bytes (the first pass of
 /// `JSONWriter.string`), or a buffer of exactly the counted size (its second pass).
-protocol JSONOutput {
+protocol JSONOutput: ~Copyable {
     mutating func append(_ byte: UInt8)
     mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>)
 }
 
-extension JSONOutput {
+extension JSONOutput where Self: ~Copyable {
     @inline(__always) mutating func append(_ text: StaticString) {
         append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
@@ -527,6 +532,8 @@ extension JSONOutput {
 }
 
 extension Array: JSONOutput where Element == UInt8 {}
+
+extension RowBytes: JSONOutput {}
 
 struct CountingOutput: JSONOutput {
     var count = 0

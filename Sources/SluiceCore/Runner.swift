@@ -265,17 +265,17 @@ public struct Runner: Sendable {
         return (summary, runID)
     }
 
-    /// A record's coerced values encoded by one sink's encoder into `bytes` (see `finish`).
+    /// A record's coerced values encoded by one sink's encoder into `row` (see `finish`).
     static func stream<E: RowEncoder>(_ record: Record, coercer: SchemaCoercer, projection: Projection?, plan: [Int?]?,
-                                      readers: inout [PathReader], encoder: E, into bytes: inout [UInt8]) -> CoercionError? {
+                                      readers: inout [PathReader], encoder: E, into row: inout RowBytes) -> CoercionError? {
         if let projection, let plan {
             return coercer.forEachValue(of: record, through: projection, plan: plan, readers: &readers, json: { column, value in
-                encoder.appendJSON(value, column: column, to: &bytes)
+                encoder.appendJSON(value, column: column, to: &row)
             }) { column, value in
-                encoder.append(value, column: column, to: &bytes)
+                encoder.append(value, column: column, to: &row)
             }
         }
-        return coercer.forEachValue(of: record) { column, value in encoder.append(value, column: column, to: &bytes) }
+        return coercer.forEachValue(of: record) { column, value in encoder.append(value, column: column, to: &row) }
     }
 
     /// Which of a pipeline's stages run where (consecutive ranges of `transformers`): the
@@ -324,7 +324,14 @@ public struct Runner: Sendable {
             encoded[i]!.bytes.reserveCapacity(batch.records.count * 512)
             encoded[i]!.ends.reserveCapacity(batch.records.count)
         }
-        var marks = [Int](repeating: 0, count: encoders.count)
+        // Each encoding sink's row of the record at hand, written a value at a time and
+        // appended to the batch's bytes whole once the record coerced (`RowBytes`).
+        let rowBytes = UnsafeMutablePointer<RowBytes>.allocate(capacity: max(1, encoders.count))
+        for i in encoders.indices { (rowBytes + i).initialize(to: RowBytes()) }
+        defer {
+            rowBytes.deinitialize(count: encoders.count)
+            rowBytes.deallocate()
+        }
         var rows = [[Row]](repeating: [], count: coercers.count)
         for i in rows.indices { rows[i].reserveCapacity(batch.records.count) }
         var coerced: [Row] = []
@@ -332,7 +339,7 @@ public struct Runner: Sendable {
         for r in batch.records.indices { // by index: a record is borrowed, not copied
             prefetch(r)
             coerced.removeAll(keepingCapacity: true)
-            for i in encoded.indices { marks[i] = encoded[i]?.bytes.count ?? 0 }
+            for i in encoded.indices where encoded[i] != nil { rowBytes[i].removeAll() }
             var failure: CoercionError?
             for (c, coercer) in coercers.enumerated() {
                 if streamed[c] {
@@ -342,24 +349,20 @@ public struct Runner: Sendable {
                     let slots = targets[c], encodersOfC = streamEncoders[c]
                     if slots.count == 1 {
                         // One sink takes these rows (the usual case): its encoder opened once a
-                        // record (`stream` is generic over it), its bytes taken out of
-                        // `encoded` meanwhile. Through the array of existentials, every value
-                        // copied the encoder's box and checked the bytes' uniqueness, and the
+                        // record (`stream` is generic over it). Through the array of
+                        // existentials, every value copied the encoder's box, and the
                         // closures' captures were retained at each call.
-                        var bytes: [UInt8] = []
-                        swap(&bytes, &encoded[slots[0]]!.bytes)
                         failure = Self.stream(batch.records[r], coercer: coercer, projection: projection, plan: plans?[c], readers: &readers,
-                                              encoder: encodersOfC[0], into: &bytes)
-                        swap(&bytes, &encoded[slots[0]]!.bytes)
+                                              encoder: encodersOfC[0], into: &rowBytes[slots[0]])
                     } else if let projection, let plans {
                         failure = coercer.forEachValue(of: batch.records[r], through: projection, plan: plans[c], readers: &readers, json: { column, value in
-                            for n in slots.indices { encodersOfC[n].appendJSON(value, column: column, to: &encoded[slots[n]]!.bytes) }
+                            for n in slots.indices { encodersOfC[n].appendJSON(value, column: column, to: &rowBytes[slots[n]]) }
                         }) { column, value in
-                            for n in slots.indices { encodersOfC[n].append(value, column: column, to: &encoded[slots[n]]!.bytes) }
+                            for n in slots.indices { encodersOfC[n].append(value, column: column, to: &rowBytes[slots[n]]) }
                         }
                     } else {
                         failure = coercer.forEachValue(of: batch.records[r]) { column, value in
-                            for n in slots.indices { encodersOfC[n].append(value, column: column, to: &encoded[slots[n]]!.bytes) }
+                            for n in slots.indices { encodersOfC[n].append(value, column: column, to: &rowBytes[slots[n]]) }
                         }
                     }
                     if failure == nil { coerced.append(Row(key: batch.records[r].key, position: batch.records[r].position, values: [])) }
@@ -377,14 +380,14 @@ public struct Runner: Sendable {
                 if failure != nil { break }
             }
             if let failure {
-                // None of the record reaches any sink: its encoded columns are cut away.
-                for i in encoded.indices where encoded[i] != nil { encoded[i]!.bytes.removeSubrange(marks[i]...) }
+                // None of the record reaches any sink: its rows' bytes are left unappended.
                 batch.deadLetters.append(DeadLetter(kind: .schema, position: batch.records[r].position, message: failure.description,
                                                     raw: batch.records[r].raw))
             } else {
                 for c in coercers.indices where streamed[c] {
                     for (n, i) in targets[c].enumerated() {
-                        streamEncoders[c][n].endRow(&encoded[i]!.bytes)
+                        streamEncoders[c][n].endRow(&rowBytes[i])
+                        encoded[i]!.bytes.append(rowBytes[i])
                         encoded[i]!.ends.append(encoded[i]!.bytes.count)
                     }
                 }

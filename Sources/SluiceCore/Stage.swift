@@ -339,19 +339,19 @@ public struct EncodedRows: Sendable {
 
 /// Encodes rows in a sink's format; pure, so it runs on any thread. A row is encoded a
 /// value at a time, in column order, then ended: the worker writes each coerced value
-/// straight into the bytes, without a row of values in between.
+/// straight into the row's bytes (`RowBytes`), without a row of values in between.
 public protocol RowEncoder: Sendable {
     /// Appends the value of column `column` (0-based; called in column order).
-    func append(_ value: Value, column: Int, to out: inout [UInt8])
+    func append(_ value: Value, column: Int, to out: inout RowBytes)
     /// Appends, as the value of column `column`, `value`'s compact JSON text: what
     /// `append(.string(JSONWriter.string(value)), ...)` appends, which is the default.
-    func appendJSON(_ value: Value, column: Int, to out: inout [UInt8])
+    func appendJSON(_ value: Value, column: Int, to out: inout RowBytes)
     /// Ends a row whose every column was appended.
-    func endRow(_ out: inout [UInt8])
+    func endRow(_ out: inout RowBytes)
 }
 
 extension RowEncoder {
-    public func appendJSON(_ value: Value, column: Int, to out: inout [UInt8]) {
+    public func appendJSON(_ value: Value, column: Int, to out: inout RowBytes) {
         append(.string(JSONWriter.string(value)), column: column, to: &out)
     }
 
@@ -360,9 +360,12 @@ extension RowEncoder {
         var out = EncodedRows()
         out.ends.reserveCapacity(rows.count)
         out.bytes.reserveCapacity(rows.count * 512)
-        for row in rows {
-            for c in row.values.indices { append(row.values[c], column: c, to: &out.bytes) }
-            endRow(&out.bytes)
+        var row = RowBytes()
+        for values in rows.lazy.map(\.values) {
+            row.removeAll()
+            for c in values.indices { append(values[c], column: c, to: &row) }
+            endRow(&row)
+            out.bytes.append(row)
             out.ends.append(out.bytes.count)
         }
         return out

@@ -17,6 +17,12 @@ public struct CSVFormat: Sendable {
     public init(delimiter: UInt8 = UInt8(ascii: ",")) { self.delimiter = delimiter }
 
     public func appendRecord(_ values: [Value], to out: inout [UInt8]) {
+        var row = RowBytes()
+        appendRecord(values, to: &row)
+        out.append(row)
+    }
+
+    public func appendRecord(_ values: [Value], to out: inout RowBytes) {
         for i in values.indices {
             if i > 0 { out.append(delimiter) }
             appendField(values[i], to: &out)
@@ -25,7 +31,7 @@ public struct CSVFormat: Sendable {
     }
 
     /// The end of a row: CRLF (RFC 4180).
-    @inline(__always) public func appendRowEnd(to out: inout [UInt8]) {
+    @inline(__always) public func appendRowEnd(to out: inout RowBytes) {
         out.append(0x0D)
         out.append(0x0A)
     }
@@ -35,11 +41,32 @@ public struct CSVFormat: Sendable {
     }
 
     public func appendField(_ value: Value, to out: inout [UInt8]) {
+        var row = RowBytes()
+        appendField(value, to: &row)
+        out.append(row)
+    }
+
+    public func appendField(_ value: Value, to out: inout RowBytes) {
         switch value {
         case .null: return
         case .string(let s): appendText(s, to: &out)
-        case .int(let n): out.append(contentsOf: String(n).utf8)
+        case .int(let n): appendInteger(n, to: &out)
         default: appendText(Self.text(value)!, to: &out)
+        }
+    }
+
+    /// An integer's decimal digits, written from the last (no string made of them).
+    @inline(__always) func appendInteger(_ n: Int64, to out: inout RowBytes) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var magnitude = n.magnitude
+            var at = 20
+            repeat {
+                at -= 1
+                digits[at] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30
+                magnitude /= 10
+            } while magnitude > 0
+            if n < 0 { out.append(UInt8(ascii: "-")) }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[at..<20]))
         }
     }
 
@@ -95,7 +122,7 @@ public struct CSVFormat: Sendable {
         return rows
     }
 
-    func appendText(_ s: String, to out: inout [UInt8]) {
+    func appendText(_ s: String, to out: inout RowBytes) {
         // Over the string's own UTF-8 buffer (a native string's, not a copy): scanning and
         // appending a buffer is several times faster than iterating a UTF8View.
         if s.utf8.withContiguousStorageIfAvailable({ appendText($0, to: &out) }) == nil {
@@ -103,7 +130,7 @@ public struct CSVFormat: Sendable {
         }
     }
 
-    private func appendText(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+    private func appendText(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout RowBytes) {
         guard bytes.isEmpty || needsQuotes(bytes) else {
             out.append(contentsOf: bytes)
             return
@@ -123,18 +150,18 @@ public struct CSVFormat: Sendable {
 extension CSVFormat {
     /// `value`'s JSON text as `appendText` writes a text: written in place, then, if it
     /// needs quotes, spread out from its end to make room for them and its doubled quotes.
-    func appendJSONText(_ value: Value, to out: inout [UInt8]) {
+    func appendJSONText(_ value: Value, to out: inout RowBytes) {
         let start = out.count
         JSONWriter.write(value, into: &out)
-        let quotes = out.withUnsafeBufferPointer { all -> Int? in
+        let quotes = out.withBytes { all -> Int? in
             let text = UnsafeBufferPointer(rebasing: all[start...])
             guard !text.isEmpty, needsQuotes(text) else { return nil }
             return text.reduce(0) { $0 + ($1 == 0x22 ? 1 : 0) }
         }
         guard let quotes else { return }
         let end = out.count
-        out.append(contentsOf: repeatElement(0, count: quotes + 2))
-        out.withUnsafeMutableBufferPointer { b in
+        out.appendZeros(quotes + 2)
+        out.withMutableBytes { b in
             var to = b.count - 1
             b[to] = 0x22
             var from = end - 1
@@ -183,19 +210,19 @@ public struct CSVRowEncoder: RowEncoder {
 
     public init(format: CSVFormat) { self.format = format }
 
-    public func append(_ value: Value, column: Int, to out: inout [UInt8]) {
+    public func append(_ value: Value, column: Int, to out: inout RowBytes) {
         if column > 0 { out.append(format.delimiter) }
         format.appendField(value, to: &out)
     }
 
     /// The JSON text written straight into the row, quoted as `append` quotes text: no
     /// string of it is made (three JSON columns a record of the benchmark's pipeline).
-    public func appendJSON(_ value: Value, column: Int, to out: inout [UInt8]) {
+    public func appendJSON(_ value: Value, column: Int, to out: inout RowBytes) {
         if column > 0 { out.append(format.delimiter) }
         format.appendJSONText(value, to: &out)
     }
 
-    public func endRow(_ out: inout [UInt8]) { format.appendRowEnd(to: &out) }
+    public func endRow(_ out: inout RowBytes) { format.appendRowEnd(to: &out) }
 }
 
 /// Writes a partition's rows to one CSV file, columns in schema order.

@@ -102,47 +102,54 @@ struct SQLiteRowEncoder: RowEncoder {
 
     static let null: UInt8 = 0, integer: UInt8 = 1, real: UInt8 = 2, text: UInt8 = 3, blob: UInt8 = 4
 
-    func append(_ value: Value, column: Int, to out: inout [UInt8]) {
+    func append(_ value: Value, column: Int, to out: inout RowBytes) {
         switch value {
         case .null: out.append(Self.null)
         case .int(let n): Self.eight(Self.integer, UInt64(bitPattern: n), &out)
         case .bool(let b): Self.eight(Self.integer, b ? 1 : 0, &out)
         case .double(let d): Self.eight(Self.real, d.bitPattern, &out)
-        case .largeInteger(let digits): Self.bytes(Self.text, digits.utf8, &out)
+        case .largeInteger(let digits): Self.string(Self.text, digits, &out)
         case .string(let s):
             if blobs[column], let bytes = Base64.decode(s) {
-                Self.bytes(Self.blob, bytes, &out)
+                Self.length(Self.blob, bytes.count, &out)
+                bytes.withUnsafeBufferPointer { out.append(contentsOf: $0) }
             } else {
-                Self.bytes(Self.text, s.utf8, &out)
+                Self.string(Self.text, s, &out)
             }
         case .array, .object: appendJSON(value, column: column, to: &out)
         }
     }
 
     /// The JSON text written straight into the row, no string of it made.
-    func appendJSON(_ value: Value, column: Int, to out: inout [UInt8]) {
+    func appendJSON(_ value: Value, column: Int, to out: inout RowBytes) {
         out.append(Self.text)
         let at = out.count
-        out.append(contentsOf: [0, 0, 0, 0])
+        out.appendZeros(4)
         JSONWriter.write(value, into: &out)
-        Self.patchLength(out.count - at - 4, at: at, &out)
+        let n = out.count - at - 4
+        out.withMutableBytes { b in withUnsafeBytes(of: UInt32(n).littleEndian) { for k in 0..<4 { b[at + k] = $0[k] } } }
     }
 
-    func endRow(_ out: inout [UInt8]) {}
+    func endRow(_ out: inout RowBytes) {}
 
-    @inline(__always) static func eight(_ tag: UInt8, _ bits: UInt64, _ out: inout [UInt8]) {
+    @inline(__always) static func eight(_ tag: UInt8, _ bits: UInt64, _ out: inout RowBytes) {
         out.append(tag)
         withUnsafeBytes(of: bits.littleEndian) { out.append(contentsOf: $0) }
     }
 
-    @inline(__always) static func bytes<C: Collection>(_ tag: UInt8, _ bytes: C, _ out: inout [UInt8]) where C.Element == UInt8 {
+    /// A tag and a length, before that many bytes.
+    @inline(__always) static func length(_ tag: UInt8, _ n: Int, _ out: inout RowBytes) {
         out.append(tag)
-        withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: bytes)
+        withUnsafeBytes(of: UInt32(n).littleEndian) { out.append(contentsOf: $0) }
     }
 
-    static func patchLength(_ n: Int, at: Int, _ out: inout [UInt8]) {
-        withUnsafeBytes(of: UInt32(n).littleEndian) { for k in 0..<4 { out[at + k] = $0[k] } }
+    /// A tag, the text's UTF-8 length and its bytes.
+    @inline(__always) static func string(_ tag: UInt8, _ s: String, _ out: inout RowBytes) {
+        var s = s
+        s.withUTF8 { bytes in
+            length(tag, bytes.count, &out)
+            out.append(contentsOf: bytes)
+        }
     }
 }
 

@@ -225,11 +225,11 @@ import Logging
 @Suite struct FinishTests {
     /// `a|b|...` rows of compact JSON values, one per line.
     struct BarEncoder: RowEncoder {
-        func append(_ value: Value, column: Int, to out: inout [UInt8]) {
+        func append(_ value: Value, column: Int, to out: inout RowBytes) {
             if column > 0 { out.append(UInt8(ascii: "|")) }
             JSONWriter.write(value, into: &out)
         }
-        func endRow(_ out: inout [UInt8]) { out.append(0x0A) }
+        func endRow(_ out: inout RowBytes) { out.append(0x0A) }
     }
 
     static let context = RunContext(projectRoot: "/", outputRoot: "/", pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
