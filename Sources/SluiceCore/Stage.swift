@@ -361,9 +361,9 @@ extension RowEncoder {
         out.ends.reserveCapacity(rows.count)
         out.bytes.reserveCapacity(rows.count * 512)
         var row = RowBytes()
-        for values in rows.lazy.map(\.values) {
+        for r in rows {
             row.removeAll()
-            for c in values.indices { append(values[c], column: c, to: &row) }
+            for c in r.values.indices { append(r.values[c], column: c, to: &row) }
             endRow(&row)
             out.bytes.append(row)
             out.ends.append(out.bytes.count)
