@@ -32,16 +32,17 @@ public struct RowBytes: ~Copyable {
 
     @inlinable
     public mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>) {
+        append(contentsOf: UnsafeRawBufferPointer(bytes))
+    }
+
+    /// Appends raw bytes (copied as bytes, whatever type their memory holds).
+    @inlinable
+    public mutating func append(contentsOf bytes: UnsafeRawBufferPointer) {
         let n = bytes.count
         guard n > 0, let from = bytes.baseAddress else { return }
         if length + n > capacity { grow(by: n) }
-        (base + length).update(from: from, count: n)
+        UnsafeMutableRawPointer(base + length).copyMemory(from: from, byteCount: n)
         length += n
-    }
-
-    @inlinable
-    public mutating func append(contentsOf bytes: UnsafeRawBufferPointer) {
-        append(contentsOf: bytes.bindMemory(to: UInt8.self))
     }
 
     /// Appends `n` zero bytes (room that `withMutableBytes` then fills).

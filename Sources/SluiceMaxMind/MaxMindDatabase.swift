@@ -362,17 +362,10 @@ public final class MaxMindDatabase: Sendable {
     /// an IPv6 address in an IPv6 database.
     @inline(__always)
     private func start(_ ip: IPAddress) -> TreeWalk {
-        let table: PrefixTable?, walk: TreeWalk
-        if Self.walksIPv6(ip) {
-            table = v6Prefixes
-            walk = TreeWalk(node: 0, depth: 0, bitCount: 128, high: ip.high, low: ip.low)
-        } else {
-            table = v4Prefixes
-            walk = TreeWalk(node: ipv4Start, depth: 0, bitCount: 32, high: ip.low << 32, low: 0)
-        }
+        let (table, walk) = root(ip)
         guard let table else { return walk }
         let bits = table.bits
-        let entry = table.entries[Int(truncatingIfNeeded: walk.high >> UInt64(64 - bits))]
+        let entry = table.entries[table.index(walk.high)]
         let node = Int(entry >> 5), depth = Int(entry & 31)
         // A record value reached within the table's bits: that depth; else on from `bits`.
         if node >= nodeCount { return TreeWalk(node: node, depth: depth, bitCount: walk.bitCount, high: 0, low: 0) }
@@ -380,15 +373,21 @@ public final class MaxMindDatabase: Sendable {
                         high: walk.high << UInt64(bits) | walk.low >> UInt64(64 - bits), low: walk.low << UInt64(bits))
     }
 
+    /// An address's walk from its tree's root (IPv4 addresses from `ipv4Start`), and the
+    /// prefix table of that tree's first levels.
+    @inline(__always)
+    private func root(_ ip: IPAddress) -> (PrefixTable?, TreeWalk) {
+        Self.walksIPv6(ip)
+            ? (v6Prefixes, TreeWalk(node: 0, depth: 0, bitCount: 128, high: ip.high, low: ip.low))
+            : (v4Prefixes, TreeWalk(node: ipv4Start, depth: 0, bitCount: 32, high: ip.low << 32, low: 0))
+    }
+
     /// Asks the CPU for the prefix table's entry of an address (`start`), a few addresses ahead.
     @inline(__always)
     private func prefetchTable(_ ip: IPAddress) {
-        let v6 = Self.walksIPv6(ip)
-        guard let table = v6 ? v6Prefixes : v4Prefixes else { return }
-        let high = v6 ? ip.high : ip.low << 32
-        table.entries.withUnsafeBufferPointer { b in
-            sluice_prefetch(b.baseAddress! + Int(truncatingIfNeeded: high >> UInt64(64 - table.bits)))
-        }
+        let (table, walk) = root(ip)
+        guard let table else { return }
+        table.entries.withUnsafeBufferPointer { sluice_prefetch($0.baseAddress! + table.index(walk.high)) }
     }
 
     /// The entry for a record value reached in the tree, checked.
@@ -558,6 +557,9 @@ public struct MaxMindPath: Sendable {
 struct PrefixTable: Sendable {
     let bits: Int
     let entries: [UInt32]
+
+    /// The entry of an address whose bits (from the table's start) lead `high`.
+    @inline(__always) func index(_ high: UInt64) -> Int { Int(truncatingIfNeeded: high >> UInt64(64 - bits)) }
 
     /// Reads the levels (under the file's lock). Nil when `bits` is below 1, or a value
     /// reached does not fit in 27 bits. Work: at most 2^(bits+1) records read.
