@@ -32,6 +32,22 @@ public struct JSONParser {
         return v
     }
 
+    /// Parses one complete JSON text that is an object, its fields returned as they are
+    /// (not wrapped in a `Value`, which a record would unwrap: a copy); nil when the text
+    /// is JSON but not an object (`parse` tells what it is).
+    public static func parseObject(_ bytes: UnsafeRawBufferPointer, strings: JSONStringCache? = nil) throws(JSONError) -> Fields? {
+        var p = JSONParser(bytes, strings: strings)
+        p.skipWhitespace()
+        guard p.i < p.end, p.byte(p.i) == UInt8(ascii: "{") else {
+            _ = try parse(bytes, strings: strings) // a malformed text throws as `parse` would
+            return nil
+        }
+        let fields = try p.parseObject(depth: 1)
+        p.skipWhitespace()
+        if p.i != p.end { throw p.error(.malformed, "unexpected data after the JSON value") }
+        return fields
+    }
+
     public static func parse(_ bytes: [UInt8]) throws(JSONError) -> Value {
         var result: Result<Value, JSONError> = .success(.null)
         bytes.withUnsafeBytes { buffer in
@@ -71,7 +87,7 @@ public struct JSONParser {
     private mutating func parseValue(depth: Int) throws(JSONError) -> Value {
         guard i < end else { throw error(.malformed, "unexpected end of input") }
         switch byte(i) {
-        case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
+        case UInt8(ascii: "{"): return .object(try parseObject(depth: depth + 1))
         case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
         case UInt8(ascii: "\""): return .string(try parseString())
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
@@ -90,7 +106,7 @@ public struct JSONParser {
         i += n
     }
 
-    private mutating func parseObject(depth: Int) throws(JSONError) -> Value {
+    private mutating func parseObject(depth: Int) throws(JSONError) -> Fields {
         guard depth <= Self.maxDepth else { throw error(.tooDeep, "nesting deeper than \(Self.maxDepth)") }
         i += 1
         var fields = Fields()
@@ -98,7 +114,7 @@ public struct JSONParser {
         // top level) while stages add their fields to it.
         fields.reserveCapacity(depth == 1 ? 24 : 4)
         skipWhitespace()
-        if i < end, byte(i) == UInt8(ascii: "}") { i += 1; return .object(fields) }
+        if i < end, byte(i) == UInt8(ascii: "}") { i += 1; return fields }
         while true {
             skipWhitespace()
             guard i < end, byte(i) == UInt8(ascii: "\"") else { throw error(.malformed, "expected a string key") }
@@ -124,7 +140,7 @@ public struct JSONParser {
             let c = byte(i)
             i += 1
             if c == UInt8(ascii: ",") { continue }
-            if c == UInt8(ascii: "}") { return .object(fields) }
+            if c == UInt8(ascii: "}") { return fields }
             i -= 1
             throw error(.malformed, "expected ',' or '}'")
         }

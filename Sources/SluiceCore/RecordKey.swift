@@ -54,7 +54,15 @@ public struct RecordKeyer: Sendable {
         var readers = fields.map(PathReader.init)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(head.count + 128)
-        for i in records.indices { records[i].key = key(for: records[i], readers: &readers, bytes: &bytes) }
+        // Each record reached `inout`: `key(for: records[i], …)` copied the record (its five
+        // references retained and released) to pass it on; an exclusive access is read where
+        // it lies.
+        for i in records.indices { assignKey(&records[i], readers: &readers, bytes: &bytes) }
+    }
+
+    @inline(__always)
+    private func assignKey(_ record: inout Record, readers: inout [PathReader], bytes: inout [UInt8]) {
+        record.key = key(for: record, readers: &readers, bytes: &bytes)
     }
 
     private func key(for record: Record, readers: inout [PathReader], bytes: inout [UInt8]) -> String {

@@ -266,7 +266,7 @@ public struct Runner: Sendable {
     }
 
     /// A record's coerced values encoded by one sink's encoder into `row` (see `finish`).
-    static func stream<E: RowEncoder>(_ record: Record, coercer: SchemaCoercer, projection: Projection?, plan: [Int?]?,
+    static func stream<E: RowEncoder>(_ record: inout Record, coercer: SchemaCoercer, projection: Projection?, plan: [Int?]?,
                                       readers: inout [PathReader], encoder: E, into row: inout RowBytes) -> CoercionError? {
         if let projection, let plan {
             return coercer.forEachValue(of: record, through: projection, plan: plan, readers: &readers, json: { column, value in
@@ -275,7 +275,14 @@ public struct Runner: Sendable {
                 encoder.append(value, column: column, to: &row)
             }
         }
-        return coercer.forEachValue(of: record) { column, value in encoder.append(value, column: column, to: &row) }
+        return byName(record, coercer: coercer, encoder: encoder, into: &row)
+    }
+
+    /// `stream` without a projection, apart: inlined, its copies of the record and the
+    /// coercer (for `forEachValue(of:)`'s name lookups) were made for either path.
+    @inline(never)
+    static func byName<E: RowEncoder>(_ record: borrowing Record, coercer: SchemaCoercer, encoder: E, into row: inout RowBytes) -> CoercionError? {
+        coercer.forEachValue(of: record) { column, value in encoder.append(value, column: column, to: &row) }
     }
 
     /// Which of a pipeline's stages run where (consecutive ranges of `transformers`): the
@@ -334,69 +341,74 @@ public struct Runner: Sendable {
         }
         var rows = [[Row]](repeating: [], count: coercers.count)
         for i in rows.indices { rows[i].reserveCapacity(batch.records.count) }
-        var coerced: [Row] = []
-        let prefetch = BatchPrefetcher(&batch.records)
-        for r in batch.records.indices { // by index: a record is borrowed, not copied
-            prefetch(r)
-            coerced.removeAll(keepingCapacity: true)
-            for i in encoded.indices where encoded[i] != nil { rowBytes[i].removeAll() }
-            var failure: CoercionError?
-            for (c, coercer) in coercers.enumerated() {
-                if streamed[c] {
-                    // (Closures written in place: non-escaping, so `encoded` is not boxed. The
-                    // coercer's arrays taken out once a record, and walked by index: an
-                    // array iterated in the closure was retained on every value.)
-                    let slots = targets[c], encodersOfC = streamEncoders[c]
-                    if slots.count == 1 {
-                        // One sink takes these rows (the usual case): its encoder opened once a
-                        // record (`stream` is generic over it). Through the array of
-                        // existentials, every value copied the encoder's box, and the
-                        // closures' captures were retained at each call.
-                        failure = Self.stream(batch.records[r], coercer: coercer, projection: projection, plan: plans?[c], readers: &readers,
-                                              encoder: encodersOfC[0], into: &rowBytes[slots[0]])
-                    } else if let projection, let plans {
-                        failure = coercer.forEachValue(of: batch.records[r], through: projection, plan: plans[c], readers: &readers, json: { column, value in
-                            for n in slots.indices { encodersOfC[n].appendJSON(value, column: column, to: &rowBytes[slots[n]]) }
-                        }) { column, value in
-                            for n in slots.indices { encodersOfC[n].append(value, column: column, to: &rowBytes[slots[n]]) }
-                        }
-                    } else {
-                        failure = coercer.forEachValue(of: batch.records[r]) { column, value in
-                            for n in slots.indices { encodersOfC[n].append(value, column: column, to: &rowBytes[slots[n]]) }
-                        }
-                    }
-                    if failure == nil { coerced.append(Row(key: batch.records[r].key, position: batch.records[r].position, values: [])) }
-                } else {
-                    let result = if let projection, let plans {
-                        coercer.row(for: batch.records[r], through: projection, plan: plans[c], readers: &readers)
-                    } else {
-                        coercer.row(for: batch.records[r])
-                    }
-                    switch result {
-                    case .success(let row): coerced.append(row)
-                    case .failure(let e): failure = e
-                    }
-                }
-                if failure != nil { break }
-            }
-            if let failure {
-                // None of the record reaches any sink: its rows' bytes are left unappended.
-                batch.deadLetters.append(DeadLetter(kind: .schema, position: batch.records[r].position, message: failure.description,
-                                                    raw: batch.records[r].raw))
-            } else {
-                for c in coercers.indices where streamed[c] {
-                    for (n, i) in targets[c].enumerated() {
-                        streamEncoders[c][n].endRow(&rowBytes[i])
-                        encoded[i]!.bytes.append(rowBytes[i])
-                        encoded[i]!.ends.append(encoded[i]!.bytes.count)
-                    }
-                }
-                for (i, row) in coerced.enumerated() { rows[i].append(row) }
-            }
-        }
-        let loaded = rows.first?.count ?? batch.records.count
+        // The records taken out of the batch and reached through their buffer `inout`: a
+        // record read as `batch.records[r]` was copied (its five references retained and
+        // released) to be passed on; an exclusive access is read where it lies.
         var records: [Record] = []
         swap(&records, &batch.records)
+        let prefetch = BatchPrefetcher(&records)
+        records.withUnsafeMutableBufferPointer { records in
+            for r in records.indices {
+                prefetch(r)
+                for i in encoded.indices where encoded[i] != nil { rowBytes[i].removeAll() }
+                var failure: CoercionError?
+                var failedAt = 0
+                for (c, coercer) in coercers.enumerated() {
+                    if streamed[c] {
+                        // (Closures written in place: non-escaping, so `encoded` is not boxed. The
+                        // coercer's arrays taken out once a record, and walked by index: an
+                        // array iterated in the closure was retained on every value.)
+                        let slots = targets[c], encodersOfC = streamEncoders[c]
+                        if slots.count == 1 {
+                            // One sink takes these rows (the usual case): its encoder opened once a
+                            // record (`stream` is generic over it). Through the array of
+                            // existentials, every value copied the encoder's box, and the
+                            // closures' captures were retained at each call.
+                            failure = Self.stream(&records[r], coercer: coercer, projection: projection, plan: plans?[c], readers: &readers,
+                                                  encoder: encodersOfC[0], into: &rowBytes[slots[0]])
+                        } else if let projection, let plans {
+                            failure = coercer.forEachValue(of: records[r], through: projection, plan: plans[c], readers: &readers, json: { column, value in
+                                for n in slots.indices { encodersOfC[n].appendJSON(value, column: column, to: &rowBytes[slots[n]]) }
+                            }) { column, value in
+                                for n in slots.indices { encodersOfC[n].append(value, column: column, to: &rowBytes[slots[n]]) }
+                            }
+                        } else {
+                            failure = coercer.forEachValue(of: records[r]) { column, value in
+                                for n in slots.indices { encodersOfC[n].append(value, column: column, to: &rowBytes[slots[n]]) }
+                            }
+                        }
+                        if failure == nil { rows[c].append(Row(key: records[r].key, position: records[r].position, values: [])) }
+                    } else {
+                        let result = if let projection, let plans {
+                            coercer.row(for: records[r], through: projection, plan: plans[c], readers: &readers)
+                        } else {
+                            coercer.row(for: records[r])
+                        }
+                        switch result {
+                        case .success(let row): rows[c].append(row)
+                        case .failure(let e): failure = e
+                        }
+                    }
+                    if failure != nil { failedAt = c; break }
+                }
+                if let failure {
+                    // None of the record reaches any sink: the rows of the coercers before the one
+                    // that failed are taken back, its rows' bytes left unappended.
+                    for c in 0..<failedAt { rows[c].removeLast() }
+                    batch.deadLetters.append(DeadLetter(kind: .schema, position: records[r].position, message: failure.description,
+                                                        raw: records[r].raw))
+                } else {
+                    for c in coercers.indices where streamed[c] {
+                        for (n, i) in targets[c].enumerated() {
+                            streamEncoders[c][n].endRow(&rowBytes[i])
+                            encoded[i]!.bytes.append(rowBytes[i])
+                            encoded[i]!.ends.append(encoded[i]!.bytes.count)
+                        }
+                    }
+                }
+            }
+        }
+        let loaded = rows.first?.count ?? records.count
         recycle(records)
         // Encoding sinks that share their rows with a sink that takes values: from the rows.
         for i in encoders.indices where encoders[i] != nil && !streamed[coercerOf[i]] {

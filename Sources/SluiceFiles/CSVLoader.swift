@@ -395,10 +395,11 @@ final class CSVSession: LoadSession {
         var kept: [Int] = []
         kept.reserveCapacity(rows.count)
         let bits = rows.map { RecordKeyBits($0.key) }
-        for (i, row) in rows.enumerated() {
+        for i in rows.indices { // by index: a row's key read, not the whole row copied
             if i + 8 < bits.count, let ahead = bits[i + 8] { pendingSet.prefetch(ahead) }
-            guard !delivered.contains(row.key), pendingSet.insert(row.key, bits: bits[i]) else { continue }
-            pending.append(row.key)
+            let key = rows[i].key
+            guard !delivered.contains(key), pendingSet.insert(key, bits: bits[i]) else { continue }
+            pending.append(key)
             kept.append(i)
         }
         if kept.count == rows.count {

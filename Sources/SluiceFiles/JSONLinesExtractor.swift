@@ -155,14 +155,16 @@ final class JSONLinesSource: RecordSource {
         current = nil
     }
 
-    static func parse(_ bytes: UnsafeRawBufferPointer, position: SourcePosition, strings: JSONStringCache? = nil, into batch: inout RecordBatch) {
+    static func parse(_ bytes: UnsafeRawBufferPointer, position: consuming SourcePosition, strings: JSONStringCache? = nil, into batch: inout RecordBatch) {
         // Blank lines are not records.
         var blank = true
         for b in bytes where !(b == 0x20 || b == 0x09 || b == 0x0D) { blank = false; break }
         if blank { return }
         do {
-            let value = try JSONParser.parse(bytes, strings: strings)
-            guard case .object(let fields) = value else {
+            // The fields as the parser made them (not unwrapped from a `Value`: a copy), and
+            // the position moved into the record.
+            guard let fields = try JSONParser.parseObject(bytes, strings: strings) else {
+                let value = try JSONParser.parse(bytes)
                 batch.deadLetters.append(DeadLetter(kind: .notAnObject, position: position, message: "line is JSON \(value.typeName), not an object", raw: raw(bytes)))
                 return
             }

@@ -744,7 +744,7 @@ struct PendingWindowScope {
     struct Identity: Hashable {
         var key: RecordKeyBits
         var time: Int64
-        init(_ e: WindowEvent) {
+        init(_ e: borrowing WindowEvent) {
             if let bits = RecordKeyBits(e.recordKey) {
                 key = bits
             } else {
@@ -767,16 +767,15 @@ struct PendingWindowScope {
     /// Adds an event unless it is pending already (same record key and time).
     /// Each dictionary is hashed once per event (its `default:` subscript finds or makes
     /// the entry in one probe): this is on every event of every record.
-    mutating func add(_ e: WindowEvent, sequence: Int64) -> Bool {
+    mutating func add(_ e: consuming WindowEvent, sequence: Int64) -> Bool {
         var added = false
         Self.setIfAbsent(&sequenceOf[Identity(e), default: -1], sequence, &added)
         guard added else { return false }
-        var stored = e
-        stored.sequence = sequence
-        events.append(stored)
         minTime = min(minTime, e.time)
         let event = StoredWindow.Event(time: e.time, sequence: sequence)
         byKey[e.keyHash, default: KeyEvents.placeholder].insert(event) // in place
+        e.sequence = sequence
+        events.append(e) // the caller's copy moved in, not copied again
         return true
     }
 

@@ -240,6 +240,22 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         do { _ = try JSONParser.parse(text) } catch { #expect(error.kind == kind) }
     }
 
+    /// `parseObject` (a record's line): an object's fields as `parse` makes them (the texts
+    /// above are checked against Python), nil for JSON that is not an object, and for a
+    /// malformed text the error `parse` throws, at the same byte.
+    @Test(arguments: texts + malformed.map(\.0) + [" [1,2]", "3", "null", #"{"a":1} {"b":2}"#, "{", #"  {"a":[1,}"#])
+    func parseObjectAgreesWithParse(text: String) {
+        let bytes = Array(text.utf8)
+        let whole = bytes.withUnsafeBytes { raw in Result { () throws(JSONError) -> Value in try JSONParser.parse(raw) } }
+        let object = bytes.withUnsafeBytes { raw in Result { () throws(JSONError) -> Fields? in try JSONParser.parseObject(raw) } }
+        switch (whole, object) {
+        case (.success(.object(let a)), .success(let b?)): #expect(a == b)
+        case (.success, .success(nil)): if case .success(.object) = whole { Issue.record("an object read as not one") }
+        case (.failure(let a), .failure(let b)): #expect(a == b)
+        default: Issue.record("parse: \(whole), parseObject: \(object)")
+        }
+    }
+
     /// Invalid bytes alone, after a valid non-ASCII character, and in the word after it.
     @Test(arguments: [[UInt8]([0xFF, 0xFE]), Array("é".utf8) + [0xFF], Array("ığ".utf8) + Array("abcdefgh".utf8) + [0xC3, 0x28]])
     func rejectsInvalidUTF8(inner: [UInt8]) {

@@ -132,6 +132,45 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
     }
 }
 
+/// Each line of a JSON Lines file becomes a record, a dead letter of its kind, or (blank)
+/// nothing; a dead letter keeps its position and its raw bytes.
+@Suite struct JSONLinesParseTests {
+    static let cases: [(line: String, kind: DeadLetter.Kind?, message: String?)] = [
+        (#"{"a":1,"b":{"c":"d"}}"#, nil, nil),
+        (#"  {"a":1}  "#, nil, nil),
+        ("   ", nil, nil),
+        ("[1,2]", .notAnObject, "line is JSON array, not an object"),
+        (#""text""#, .notAnObject, "line is JSON string, not an object"),
+        ("null", .notAnObject, "line is JSON null, not an object"),
+        (#"{"a":1}x"#, .malformedJSON, "malformed JSON: unexpected data after the JSON value at byte 8"),
+        (#"{"a":"#, .malformedJSON, "malformed JSON: unexpected end of input at byte 6"),
+        ("[1,", .malformedJSON, "malformed JSON: unexpected end of input at byte 4"),
+        ("(made of bytes below)", .invalidUTF8, "line is not valid UTF-8"),
+    ]
+
+    @Test(arguments: cases)
+    func lineBecomesARecordOrADeadLetter(line: String, kind: DeadLetter.Kind?, message: String?) throws {
+        var bytes = Array(line.utf8)
+        if kind == .invalidUTF8 { bytes = Array(#"{"a":""#.utf8) + [0xFF] + Array(#""}"#.utf8) }
+        var batch = RecordBatch()
+        bytes.withUnsafeBytes { JSONLinesSource.parse($0, position: SourcePosition(file: "f.jsonl", line: 7, offset: 40), into: &batch) }
+        if let kind {
+            #expect(batch.records.isEmpty)
+            #expect(batch.deadLetters.map(\.kind) == [kind])
+            #expect(batch.deadLetters.first?.message == message)
+            #expect(batch.deadLetters.first?.position == SourcePosition(file: "f.jsonl", line: 7, offset: 40))
+            #expect(batch.deadLetters.first?.raw == bytes)
+        } else if line.allSatisfy({ $0 == " " }) {
+            #expect(batch.isEmpty)
+        } else {
+            #expect(batch.deadLetters.isEmpty)
+            guard case .object(let fields) = try JSONParser.parse(line) else { Issue.record("not an object"); return }
+            #expect(batch.records.map(\.fields) == [fields])
+            #expect(batch.records.first?.position.line == 7)
+        }
+    }
+}
+
 @Suite struct CSVWriterTests {
     static let values: [[Value]] = [
         [.string("plain"), .string("with,comma"), .string("with \"quotes\""), .string("multi\nline"), .string("cr\rhere")],
