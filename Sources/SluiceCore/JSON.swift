@@ -419,6 +419,16 @@ public enum JSONWriter {
         emit(value, into: &out)
     }
 
+    /// The value's JSON text appended with each quote written twice: a CSV field's
+    /// content, for a writer that knows the text has a quote (a string, an object with a
+    /// field) and so needs the field quoted, without scanning it afterwards.
+    public static func writeQuotesDoubled(_ value: Value, into out: inout RowBytes) {
+        withUnsafeMutablePointer(to: &out) { pointer in
+            var doubling = QuoteDoubling(out: pointer)
+            emit(value, into: &doubling)
+        }
+    }
+
     static func emit<Out: JSONOutput & ~Copyable>(_ value: Value, into out: inout Out) {
         switch value {
         case .null: out.append("null")
@@ -550,6 +560,20 @@ extension JSONOutput where Self: ~Copyable {
 extension Array: JSONOutput where Element == UInt8 {}
 
 extension RowBytes: JSONOutput {}
+
+/// Writes into a row's bytes with each quote twice (`writeQuotesDoubled`). `emit` writes a
+/// quote only as a byte of its own: the runs of bytes it appends (a string with nothing
+/// to escape, a number, a literal) hold none.
+struct QuoteDoubling: JSONOutput {
+    let out: UnsafeMutablePointer<RowBytes>
+    @inline(__always) mutating func append(_ byte: UInt8) {
+        if byte == 0x22 { out.pointee.append(0x22) }
+        out.pointee.append(byte)
+    }
+    @inline(__always) mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>) {
+        out.pointee.append(contentsOf: bytes)
+    }
+}
 
 struct CountingOutput: JSONOutput {
     var count = 0

@@ -151,6 +151,19 @@ extension CSVFormat {
     /// `value`'s JSON text as `appendText` writes a text: written in place, then, if it
     /// needs quotes, spread out from its end to make room for them and its doubled quotes.
     func appendJSONText(_ value: Value, to out: inout RowBytes) {
+        // A string's or a non-empty object's text has quotes, so the field is quoted:
+        // written so at once, its quotes doubled as they are written.
+        let quoted = switch value {
+        case .string: true
+        case .object(let fields): !fields.isEmpty
+        default: false
+        }
+        if quoted {
+            out.append(0x22)
+            JSONWriter.writeQuotesDoubled(value, into: &out)
+            out.append(0x22)
+            return
+        }
         let start = out.count
         JSONWriter.write(value, into: &out)
         let quotes = out.withBytes { all -> Int? in

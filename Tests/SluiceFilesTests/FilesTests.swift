@@ -222,6 +222,10 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         .array([]), .array([.int(1), .int(2)]), .object(Fields()), .object(Fields(["k": .string("v\"w"), "n": .null])),
         .object(Fields(["nested": .object(Fields(["a": .array([.string("é,"), .double(-0.5), .bool(false)])]))])),
         .string("ünïcödé and \u{1F600}"), .largeInteger("123456789012345678901234567890"),
+        // Quotes the writer escapes inside a string and a name (written doubled as they are
+        // written, for strings and objects), and in an array (quoted after a scan).
+        .string("\"\\\u{01}\""), .object(Fields(["q\"k": .array([.string("\"")]), "\\": .string("a\"")])),
+        .array([.string("\"x\""), .object(Fields())]), .object(Fields(["": .string("")])),
     ]
 
     /// `appendJSON` writes the JSON text in place as `append` writes that text as a string:
