@@ -390,10 +390,10 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         #endif
     }
 
-    /// Batches of every size around the output buffer's (1 MiB), encoded ahead (all rows new:
-    /// written whole) or not (some rows dropped as duplicates): the file holds exactly the
-    /// rows, in order, as Python's csv module reads it.
-    @Test(arguments: [(1, 10), (300, 2_000), (3_000, 400), (9_000, 300), (40, 40_000)])
+    /// Batches of every size around the output buffer's (1 MiB) and the direct writes'
+    /// (64 KiB), encoded ahead (all rows new: written whole) or not (some rows dropped as
+    /// duplicates): the file holds exactly the rows, in order, as Python's csv module reads it.
+    @Test(arguments: [(1, 10), (300, 2_000), (3_000, 400), (9_000, 300), (40, 40_000), (3, 65_533), (20, 3_270)])
     func batchesAroundTheBufferSizeAreWrittenWhole(rowsPerBatch: Int, textBytes: Int) async throws {
         let dir = try TestSupport.scratchDirectory("csv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
