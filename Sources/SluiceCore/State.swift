@@ -72,13 +72,19 @@ public struct WindowEvent: Sendable, Hashable {
     /// `key`'s hash, made once with the event (a store looks it up several times).
     public var keyHash: WindowKeyHash
     public var time: Int64
-    public var recordKey: String
+    public var recordKey: String {
+        didSet { recordKeyBits = RecordKeyBits(recordKey) }
+    }
+    /// `recordKey`'s bits when it is one of sluice's keys, read once with the event (a
+    /// store hashes and binds them several times).
+    public private(set) var recordKeyBits: RecordKeyBits?
     public var sequence: Int64
     public init(key: String, keyHash: WindowKeyHash? = nil, time: Int64, recordKey: String, sequence: Int64 = 0) {
         self.key = key
         self.keyHash = keyHash ?? WindowKeyHash(key)
         self.time = time
         self.recordKey = recordKey
+        recordKeyBits = RecordKeyBits(recordKey)
         self.sequence = sequence
     }
 }

@@ -83,19 +83,18 @@ public struct RateLimit: Transformer {
         // New events of this batch, per key, as sorted times (binary search keeps a hot key cheap).
         var pending: [WindowKeyHash: BatchTimes] = [:]
         pending.reserveCapacity(items.count)
-        var added: [WindowEvent] = []
-        added.reserveCapacity(items.count)
         for (n, (i, _, t, h)) in items.enumerated() {
             var count = stored[queryOf[n]]
             if own.isEmpty || own[n] == nil {
                 // New: what the store holds in its window, this batch's earlier events, and itself.
                 count += pending[h, default: BatchTimes()].countThenInsert(t, after: t - window) + 1
-                added.append(events[n])
             }
             batch.records[i].fields[countField] = .int(Int64(count))
             batch.records[i].fields[tagField] = .bool(count > limit)
         }
-        try state.addWindowEvents(scope: scope, added)
+        // The new events: all of them unless some records were replays (then the others),
+        // the array handed on as it is, not each event copied into another.
+        try state.addWindowEvents(scope: scope, own.isEmpty ? events : events.indices.compactMap { own[$0] == nil ? events[$0] : nil })
         try state.pruneWindowEvents(scope: scope, before: minT - window - retention)
     }
 

@@ -316,13 +316,12 @@ extension SQLiteStateStore {
             // Plain `?` parameters (see `insertLedger`).
             try db.forEachChunk(of: order, size: Self.windowEventsPerStatement, sql: Self.windowInsertSQL) { chunk, statement in
                 try statement.executeBound(db) { b in
-                    for (time, n) in chunk {
-                        let e = p.events[n]
+                    for (time, n) in chunk { // (the event's parts read in place, the event not copied)
                         b.bind(scopeID)
                         b.bind(time)
                         b.bind(base + Int64(n))
-                        b.bind(e.key)
-                        b.bind(recordKey: e.recordKey)
+                        b.bind(p.events[n].key)
+                        if let bits = p.events[n].recordKeyBits { b.bind(bits) } else { b.bind(recordKey: p.events[n].recordKey) }
                     }
                 }
                 for (time, n) in chunk { window?.inserted(p.events[n].keyHash, time: time, sequence: base + Int64(n)) }
@@ -745,7 +744,7 @@ struct PendingWindowScope {
         var key: RecordKeyBits
         var time: Int64
         init(_ e: borrowing WindowEvent) {
-            if let bits = RecordKeyBits(e.recordKey) {
+            if let bits = e.recordKeyBits {
                 key = bits
             } else {
                 let hash = TextHash(e.recordKey)

@@ -686,6 +686,24 @@ import Testing
 /// GRDB reads back is what was bound, text and blobs alike (an empty string stays an
 /// empty string, not NULL; a record key of sluice's is its 16 bytes, any other its text),
 /// and a failing statement throws GRDB's error naming the SQL, never a value.
+/// A window event's record key bits are its key's 16 bytes (big-endian halves) when the
+/// key is 32 lowercase hex digits, nil for any other key, and follow a new key.
+@Suite struct WindowEventKeyBitsTests {
+    @Test(arguments: [
+        ("000102030405060708090a0b0c0d0e0f", RecordKeyBits(high: 0x0001_0203_0405_0607, low: 0x0809_0a0b_0c0d_0e0f) as RecordKeyBits?),
+        ("ffffffffffffffffffffffffffffffff", RecordKeyBits(high: .max, low: .max)),
+        ("0000000000000000000000000000000", nil), ("ABCDEF00000000000000000000000000", nil), ("order-17", nil), ("", nil),
+    ])
+    func bitsFollowTheRecordKey(key: String, bits: RecordKeyBits?) {
+        var event = WindowEvent(key: "fp", time: 1, recordKey: key)
+        #expect(event.recordKeyBits == bits)
+        event.recordKey = "k"
+        #expect(event.recordKeyBits == nil)
+        event.recordKey = key
+        #expect(event.recordKeyBits == bits)
+    }
+}
+
 @Suite struct BoundInsertTests {
     static let texts = ["", "a", "ü ığdır", String(repeating: "x", count: 5_000), "fp_6407a34c945e"]
     static let keys = ["000102030405060708090a0b0c0d0e0f", "ffffffffffffffffffffffffffffffff", "0000000000000000000000000000000",
