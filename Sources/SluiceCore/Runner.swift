@@ -265,8 +265,74 @@ public struct Runner: Sendable {
         return (summary, runID)
     }
 
+    /// One coercer's part of `finish`: its plan through the projection, the encoding sinks
+    /// it feeds a value at a time (`slots`, `encoders`) when it feeds only such sinks
+    /// (`streamed`), or else rows of values.
+    struct Lane {
+        var coercer: SchemaCoercer
+        var plan: [Int?]?
+        var slots: [Int]
+        var encoders: [any RowEncoder]
+        var streamed: Bool
+
+        /// Coerces `record`: its values encoded into the rows' bytes of `slots` (and an empty
+        /// row of its key and position appended to `rows`), or its row of values appended;
+        /// the error when a value does not coerce.
+        mutating func coerce(_ record: inout Record, projection: Projection?, readers: inout [PathReader],
+                             rowBytes: UnsafeMutablePointer<RowBytes>, rows: inout [Row]) -> CoercionError? {
+            var failure: CoercionError?
+            if streamed {
+                // (Closures written in place: non-escaping, so nothing is boxed. The lane's
+                // arrays walked by index: an array iterated in the closure was retained on
+                // every value.)
+                if slots.count == 1 {
+                    // One sink takes these rows (the usual case): its encoder opened once a
+                    // record (`stream` is generic over it). Through the array of
+                    // existentials, every value copied the encoder's box, and the
+                    // closures' captures were retained at each call.
+                    failure = Runner.stream(&record, coercer: &coercer, projection: projection, plan: plan, readers: &readers,
+                                            encoder: encoders[0], into: &rowBytes[slots[0]])
+                } else if let projection, let plan {
+                    let slots = slots, encoders = encoders
+                    failure = coercer.forEachValue(of: record, through: projection, plan: plan, readers: &readers, json: { column, value in
+                        for n in slots.indices { encoders[n].appendJSON(value, column: column, to: &rowBytes[slots[n]]) }
+                    }) { column, value in
+                        for n in slots.indices { encoders[n].append(value, column: column, to: &rowBytes[slots[n]]) }
+                    }
+                } else {
+                    let slots = slots, encoders = encoders
+                    failure = coercer.forEachValue(of: record) { column, value in
+                        for n in slots.indices { encoders[n].append(value, column: column, to: &rowBytes[slots[n]]) }
+                    }
+                }
+                if failure == nil { rows.append(Row(key: record.key, position: record.position, values: [])) }
+                return failure
+            }
+            let result = if let projection, let plan {
+                coercer.row(for: record, through: projection, plan: plan, readers: &readers)
+            } else {
+                coercer.row(for: record)
+            }
+            switch result {
+            case .success(let row): rows.append(row)
+            case .failure(let e): failure = e
+            }
+            return failure
+        }
+
+        /// Ends the record's row of each sink and appends it to the batch's bytes.
+        mutating func endRows(_ rowBytes: UnsafeMutablePointer<RowBytes>, into encoded: inout [EncodedRows?]) {
+            for n in slots.indices {
+                let i = slots[n]
+                encoders[n].endRow(&rowBytes[i])
+                encoded[i]!.bytes.append(rowBytes[i])
+                encoded[i]!.ends.append(encoded[i]!.bytes.count)
+            }
+        }
+    }
+
     /// A record's coerced values encoded by one sink's encoder into `row` (see `finish`).
-    static func stream<E: RowEncoder>(_ record: inout Record, coercer: SchemaCoercer, projection: Projection?, plan: [Int?]?,
+    static func stream<E: RowEncoder>(_ record: inout Record, coercer: inout SchemaCoercer, projection: Projection?, plan: [Int?]?,
                                       readers: inout [PathReader], encoder: E, into row: inout RowBytes) -> CoercionError? {
         if let projection, let plan {
             return coercer.forEachValue(of: record, through: projection, plan: plan, readers: &readers, json: { column, value in
@@ -347,48 +413,19 @@ public struct Runner: Sendable {
         var records: [Record] = []
         swap(&records, &batch.records)
         let prefetch = BatchPrefetcher(&records)
+        // Each coercer's part, reached `inout` (`Lane`): read as `coercers[c]`, `targets[c]`
+        // and `streamEncoders[c]`, its arrays were retained and released for every record.
+        var lanes = coercers.indices.map { c in
+            Lane(coercer: coercers[c], plan: plans?[c], slots: targets[c], encoders: streamEncoders[c], streamed: streamed[c])
+        }
         records.withUnsafeMutableBufferPointer { records in
             for r in records.indices {
                 prefetch(r)
                 for i in encoded.indices where encoded[i] != nil { rowBytes[i].removeAll() }
                 var failure: CoercionError?
                 var failedAt = 0
-                for (c, coercer) in coercers.enumerated() {
-                    if streamed[c] {
-                        // (Closures written in place: non-escaping, so `encoded` is not boxed. The
-                        // coercer's arrays taken out once a record, and walked by index: an
-                        // array iterated in the closure was retained on every value.)
-                        let slots = targets[c], encodersOfC = streamEncoders[c]
-                        if slots.count == 1 {
-                            // One sink takes these rows (the usual case): its encoder opened once a
-                            // record (`stream` is generic over it). Through the array of
-                            // existentials, every value copied the encoder's box, and the
-                            // closures' captures were retained at each call.
-                            failure = Self.stream(&records[r], coercer: coercer, projection: projection, plan: plans?[c], readers: &readers,
-                                                  encoder: encodersOfC[0], into: &rowBytes[slots[0]])
-                        } else if let projection, let plans {
-                            failure = coercer.forEachValue(of: records[r], through: projection, plan: plans[c], readers: &readers, json: { column, value in
-                                for n in slots.indices { encodersOfC[n].appendJSON(value, column: column, to: &rowBytes[slots[n]]) }
-                            }) { column, value in
-                                for n in slots.indices { encodersOfC[n].append(value, column: column, to: &rowBytes[slots[n]]) }
-                            }
-                        } else {
-                            failure = coercer.forEachValue(of: records[r]) { column, value in
-                                for n in slots.indices { encodersOfC[n].append(value, column: column, to: &rowBytes[slots[n]]) }
-                            }
-                        }
-                        if failure == nil { rows[c].append(Row(key: records[r].key, position: records[r].position, values: [])) }
-                    } else {
-                        let result = if let projection, let plans {
-                            coercer.row(for: records[r], through: projection, plan: plans[c], readers: &readers)
-                        } else {
-                            coercer.row(for: records[r])
-                        }
-                        switch result {
-                        case .success(let row): rows[c].append(row)
-                        case .failure(let e): failure = e
-                        }
-                    }
+                for c in lanes.indices {
+                    failure = lanes[c].coerce(&records[r], projection: projection, readers: &readers, rowBytes: rowBytes, rows: &rows[c])
                     if failure != nil { failedAt = c; break }
                 }
                 if let failure {
@@ -398,13 +435,7 @@ public struct Runner: Sendable {
                     batch.deadLetters.append(DeadLetter(kind: .schema, position: records[r].position, message: failure.description,
                                                         raw: records[r].raw))
                 } else {
-                    for c in coercers.indices where streamed[c] {
-                        for (n, i) in targets[c].enumerated() {
-                            streamEncoders[c][n].endRow(&rowBytes[i])
-                            encoded[i]!.bytes.append(rowBytes[i])
-                            encoded[i]!.ends.append(encoded[i]!.bytes.count)
-                        }
-                    }
+                    for c in lanes.indices where lanes[c].streamed { lanes[c].endRows(rowBytes, into: &encoded) }
                 }
             }
         }
