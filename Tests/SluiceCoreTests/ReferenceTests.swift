@@ -53,6 +53,19 @@ func reference(_ requests: [[String: Any]]) throws -> [Any] {
         #expect(ours.count == 32)
     }
 
+    /// `ShortDigest` (record keys, file identities) against Python's hashlib, for inputs of
+    /// every length around SHA-256's blocks and padding (55, 56, 64 bytes, ...), from one
+    /// pointer and from a collection.
+    @Test func shortDigestMatchesHashlib() throws {
+        let lengths = Array(0...130) + [183, 184, 191, 192, 255, 256, 1_000, 4_096, 100_003]
+        let inputs = lengths.map { n in (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ n) } }
+        let theirs = try reference(inputs.map { ["op": "short_digest", "hex": $0.map { String(format: "%02x", $0) }.joined()] })
+        for (input, expected) in zip(inputs, theirs) {
+            #expect(input.withUnsafeBytes { ShortDigest.hex(of: $0) } == expected as? String, "\(input.count) bytes")
+            #expect(ShortDigest.hex(input[...]) == expected as? String, "\(input.count) bytes")
+        }
+    }
+
     @Test func typesAndOrderKeepKeysApart() throws {
         func key(_ json: String) throws -> String {
             let keyer = RecordKeyer(pipeline: "p", fields: [FieldPath("id")!])

@@ -90,6 +90,9 @@ for line in sys.stdin:
                 break
         else:
             out = {"value": json.dumps(v, ensure_ascii=False, separators=(",", ":"))}
+    elif op == "short_digest":
+        # The first 16 bytes of SHA-256, as lowercase hex, of bytes given as hex.
+        out = hashlib.sha256(bytes.fromhex(req["hex"])).hexdigest()[:32]
     elif op == "timestamp":
         out = timestamp(req["text"])
     elif op == "format_timestamp":
