@@ -202,12 +202,17 @@ extension CSVFormat {
         @inline(__always) func zeroBytes(_ x: UInt64) -> UInt64 { (x &- ones) & ~x }
         guard let base = bytes.baseAddress else { return false }
         let raw = UnsafeRawPointer(base)
+        @inline(__always) func special(_ w: UInt64) -> Bool {
+            (zeroBytes(w ^ d) | zeroBytes(w ^ q) | zeroBytes(w ^ lf) | zeroBytes(w ^ cr)) & highs != 0
+        }
         var i = 0
         while i + 8 <= bytes.count {
-            let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            if (zeroBytes(w ^ d) | zeroBytes(w ^ q) | zeroBytes(w ^ lf) | zeroBytes(w ^ cr)) & highs != 0 { return true }
+            if special(raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { return true }
             i += 8
         }
+        // The last few bytes of a text of eight or more: its last eight at once (some of
+        // them looked at twice), not one by one.
+        if i < bytes.count, bytes.count >= 8 { return special(raw.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self)) }
         while i < bytes.count {
             let c = bytes[i]
             if c == delimiter || c == 0x22 || c == 0x0A || c == 0x0D { return true }

@@ -181,13 +181,16 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
     ] + wordPositions
 
     /// Each character that needs quotes (and each delimiter tested), alone, at every place
-    /// of a 20-byte text: the writer looks for them eight bytes at a time, then byte by
-    /// byte in the last few; a miss in either part shows as a row Python reads apart.
+    /// of texts of 7 to 20 bytes: the writer looks for them eight bytes at a time, then at
+    /// the last eight bytes of a text of eight or more (byte by byte in a shorter one); a
+    /// miss in any part shows as a row Python reads apart.
     static let wordPositions: [[Value]] = ["\"", ",", ";", "\t", "\n", "\r"].flatMap { special in
-        (0..<20).map { at -> [Value] in
-            var text = Array(repeating: "x", count: 20)
-            text[at] = special
-            return [.string(text.joined()), .string("y"), .string("z"), .null, .string("w")]
+        [7, 8, 9, 15, 16, 20].flatMap { length in
+            (0..<length).map { at -> [Value] in
+                var text = Array(repeating: "x", count: length)
+                text[at] = special
+                return [.string(text.joined()), .string("y"), .string("z"), .null, .string("w")]
+            }
         }
     }
 
