@@ -332,6 +332,7 @@ public struct Runner: Sendable {
     }
 
     /// A record's coerced values encoded by one sink's encoder into `row` (see `finish`).
+    /// The record and the coercer are `inout` to be read where they lie, not changed.
     static func stream<E: RowEncoder>(_ record: inout Record, coercer: inout SchemaCoercer, projection: Projection?, plan: [Int?]?,
                                       readers: inout [PathReader], encoder: E, into row: inout RowBytes) -> CoercionError? {
         if let projection, let plan {
