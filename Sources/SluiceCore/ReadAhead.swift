@@ -196,6 +196,7 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
     // by the submitting thread alone.
     private let work: @Sendable (consuming Input) throws -> Output
     private let capacity: Int
+    private let niceness: Int32
     private var inbox: [Input] = []
     private var outbox: [Result<Output, any Error>] = []
     private var cancelled = false
@@ -204,8 +205,11 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
     /// Submitted and not yet taken back.
     private(set) var pending = 0
 
-    init(capacity: Int = 2, work: @escaping @Sendable (consuming Input) throws -> Output) {
+    /// `niceness`: how far below the starting thread's its thread's scheduling priority is
+    /// (a nice increment, Linux; see `lowerThreadPriority`).
+    init(capacity: Int = 2, niceness: Int32 = 0, work: @escaping @Sendable (consuming Input) throws -> Output) {
         self.capacity = max(1, capacity)
+        self.niceness = niceness
         self.work = work
     }
 
@@ -215,7 +219,10 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
 
     func start() {
         // No thread: `submit` does the work on the caller's thread instead.
-        thread = startThread { [self] in serve() }
+        thread = startThread { [self] in
+            lowerThreadPriority(by: niceness)
+            serve()
+        }
     }
 
     private func serve() {
@@ -274,6 +281,19 @@ final class BatchWorker<Input: Sendable, Output: Sendable>: @unchecked Sendable 
             self.thread = nil
         }
     }
+}
+
+/// Makes the calling thread's nice value `by` higher (at most 19), on Linux, where a nice
+/// value is a thread's own; nothing elsewhere (there it is the process's), nor when the
+/// value cannot be read or set. Raising it needs no privilege.
+func lowerThreadPriority(by n: Int32) {
+    #if os(Linux)
+    guard n > 0 else { return }
+    errno = 0
+    let current = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) // 0: this thread
+    guard current != -1 || errno == 0 else { return }
+    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, min(19, current + n))
+    #endif
 }
 
 /// Runs `body` on a new thread; nil if no thread could be started.

@@ -209,6 +209,28 @@ import Logging
         #expect(try worker.take() == 5)
     }
 
+    #if os(Linux)
+    /// A thread's nice value as the kernel reports it (`/proc/thread-self/stat`, field 19).
+    static func threadNice() throws -> Int {
+        let stat = try String(contentsOfFile: "/proc/thread-self/stat", encoding: .utf8)
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        return Int(fields[16])! // fields 3... after the command's name
+    }
+
+    /// The worker's thread runs `niceness` below the thread that started it (its nice value
+    /// that much higher, at most 19); the starting thread's own is unchanged.
+    @Test(arguments: [Int32(0), 5, 30])
+    func theWorkersThreadRunsBelowItsStarter(niceness: Int32) throws {
+        let before = try Self.threadNice()
+        let worker = BatchWorker<Int, Int>(capacity: 1, niceness: niceness) { _ in (try? Self.threadNice()) ?? -100 }
+        worker.start()
+        defer { worker.stop() }
+        worker.submit(0)
+        #expect(try worker.take() == min(19, before + Int(niceness)))
+        #expect(try Self.threadNice() == before)
+    }
+    #endif
+
     @Test func stoppingDropsWhatWasNotDone() throws {
         let worker = BatchWorker<Int, Int>(capacity: 4) { n in usleep(20_000); return n }
         worker.start()
