@@ -207,7 +207,8 @@ public struct Runner: Sendable {
             // The worker's thread a little below the others (nice +5): three threads share two
             // cores, and the reading thread is the one the others wait for (the runner at 4M
             // lines a day); the worker has the most room, and yields to them when they would
-            // otherwise wait for a core. −6% to −8% wall at 1M lines (docs/benchmarks.md).
+            // otherwise wait for a core. −5% to −7% wall at 1M lines in interleaved rounds
+            // (docs/benchmarks.md).
             let worker = BatchWorker<RecordBatch, FinishedBatch>(niceness: 5) { [after, context, coercers, coercerOf, encoders, readAhead] batch in
                 try Self.finish(batch, after: after, context: context, coercers: coercers, coercerOf: coercerOf, encoders: encoders,
                                 recycle: readAhead.recycle, spare: spare)
