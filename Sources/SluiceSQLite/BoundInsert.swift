@@ -51,7 +51,12 @@ struct SQLiteBinder {
     /// A record key as the store keeps it (`LedgerKeys.stored`): the 16 bytes of sluice's
     /// own keys, the text of any other.
     mutating func bind(recordKey key: String) {
-        if let bits = RecordKeyBits(key) { bind(bits) } else { bind(key) }
+        bind(recordKey: key, bits: RecordKeyBits(key))
+    }
+
+    /// `bind(recordKey:)` with the key's bits read already (`WindowEvent.recordKeyBits`).
+    mutating func bind(recordKey key: String, bits: RecordKeyBits?) {
+        if let bits { bind(bits) } else { bind(key) }
     }
 
     /// A 16-byte blob of two big-endian halves (a record key's bits).

@@ -321,7 +321,7 @@ extension SQLiteStateStore {
                         b.bind(time)
                         b.bind(base + Int64(n))
                         b.bind(p.events[n].key)
-                        if let bits = p.events[n].recordKeyBits { b.bind(bits) } else { b.bind(recordKey: p.events[n].recordKey) }
+                        b.bind(recordKey: p.events[n].recordKey, bits: p.events[n].recordKeyBits)
                     }
                 }
                 for (time, n) in chunk { window?.inserted(p.events[n].keyHash, time: time, sequence: base + Int64(n)) }
