@@ -340,6 +340,10 @@ final class CSVSession: LoadSession {
     /// how many times it was started.
     private(set) var writeBehindFrom: Int64 = 0
     private(set) var writeBehinds = 0
+    /// Where the bytes still in the page cache start (see `dropLagBytes`), and how many
+    /// times written bytes were dropped from it.
+    private(set) var droppedFrom: Int64 = 0
+    private(set) var drops = 0
 
     /// Past this many bytes written since the last time, the kernel is asked to start
     /// writing them to the disk (write-behind, as RocksDB's `bytes_per_sync`), so that a
@@ -347,6 +351,22 @@ final class CSVSession: LoadSession {
     /// ~45 MB a segment, and its `fsync` took ~18-24 ms of each ~60 ms commit, while the
     /// other threads waited (2-4 ms with write-behind). Durability is the `fsync`'s, as before.
     static let writeBehindBytes: Int64 = 8 << 20
+
+    /// Bytes written this far behind the end, their write-behind started at least one
+    /// `writeBehindBytes` before, are waited for (they are on the disk by then, as a rule)
+    /// and dropped from the page cache; a commit's `fsync` lets it drop all it wrote. The
+    /// file's pages in the cache stay under ~`dropLagBytes` + `writeBehindBytes`, not the
+    /// whole output, and each write reuses the pages just freed. On the VMs here a page
+    /// the kernel takes from its free memory costs ~10 times a reused one (the hypervisor
+    /// backs it again: writing 1.8 GB took 3.9-4.5 s, 0.74 s dropping behind,
+    /// `docs/benchmarks.md`), and a long run's output no longer pushes other files out of
+    /// the cache.
+    static let dropLagBytes: Int64 = 16 << 20
+
+    /// Drops start and end (but at the file's end) on multiples of this: the kernel drops
+    /// a large folio (up to 2 MiB) only when the range covers it whole, so one split
+    /// between two drops would stay cached (measured: 128-640 KiB left of 28-44 MiB).
+    static let dropAlignment: Int64 = 2 << 20
 
     init(path: String, target: String, sink: String, format: CSVFormat, header: [UInt8], mode: LoadMode,
          committedLength: Int64?, context: RunContext) throws {
@@ -392,6 +412,7 @@ final class CSVSession: LoadSession {
             length = known
         }
         writeBehindFrom = length
+        droppedFrom = length / Self.dropAlignment * Self.dropAlignment
         if length == 0 { buffer += header }
     }
 
@@ -468,13 +489,27 @@ final class CSVSession: LoadSession {
             _ = sluice_start_writeback(fd, writeBehindFrom, length - writeBehindFrom)
             writeBehindFrom = length
             writeBehinds += 1
+            if writeBehindFrom - droppedFrom >= Self.dropLagBytes + Self.writeBehindBytes {
+                dropWritten(upTo: (writeBehindFrom - Self.dropLagBytes) / Self.dropAlignment * Self.dropAlignment)
+            }
         }
+    }
+
+    /// Drops the file's bytes from `droppedFrom` to `end` from the page cache, once they are
+    /// on the disk; the next drop starts at `end` rounded down to `dropAlignment`. A hint as
+    /// well: a failure only leaves them cached.
+    private func dropWritten(upTo end: Int64) {
+        guard end > droppedFrom else { return }
+        _ = sluice_drop_written(fd, droppedFrom, end - droppedFrom)
+        droppedFrom = end / Self.dropAlignment * Self.dropAlignment
+        drops += 1
     }
 
     func commitSegment(final: Bool) async throws -> SegmentResult {
         try flush()
         CrashPoints.reach("csv.written")
         guard fsync(fd) == 0 else { throw OutputError(path: target, detail: "fsync failed: \(String(cString: strerror(errno)))") }
+        dropWritten(upTo: length) // all on the disk now: nothing to wait for
         if mode == .replace, final {
             Glibc.close(fd)
             fd = -1

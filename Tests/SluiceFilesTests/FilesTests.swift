@@ -393,6 +393,86 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         #endif
     }
 
+    /// How many bytes of a file the page cache holds, as the kernel reports it (`mincore`
+    /// on a mapping of the file, which reads no page in).
+    static func cachedBytes(_ path: String) throws -> Int {
+        let fd = open(path, O_RDONLY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var st = stat()
+        try #require(fstat(fd, &st) == 0)
+        let size = Int(st.st_size)
+        guard size > 0 else { return 0 }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
+        try #require(map != MAP_FAILED)
+        defer { munmap(map, size) }
+        var resident = [UInt8](repeating: 0, count: (size + page - 1) / page)
+        try #require(mincore(map, size, &resident) == 0)
+        return resident.reduce(0) { $0 + Int($1 & 1) } * page
+    }
+
+    /// True when the scratch directory is on a file system whose page cache
+    /// `POSIX_FADV_DONTNEED` empties (not tmpfs, whose pages are the file itself).
+    static var scratchIsOnADisk: Bool {
+        guard let r = try? TestSupport.run("/usr/bin/stat", ["-f", "-c", "%T", FileManager.default.temporaryDirectory.path]),
+              r.status == 0 else { return false }
+        return !["tmpfs", "ramfs"].contains(r.output.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// A long output leaves the page cache as it is written: bytes `dropLagBytes` (16 MiB)
+    /// behind the end (their write-behind started 8 MiB before) are dropped from it, and a
+    /// commit drops all it wrote, also when the session appends to a committed file (its
+    /// length not on a 2 MiB boundary). The kernel's own count of the file's cached pages
+    /// says so (without the drops the whole file stays cached; with drops that split a
+    /// large folio, up to 640 KiB stayed), and the file holds exactly the rows written.
+    @Test(.enabled(if: scratchIsOnADisk), arguments: [(0, 12, 0), (0, 28, 1), (0, 44, 3), (5, 28, 1), (5, 44, 3)])
+    func writtenBytesLeaveThePageCache(committedMiB: Int, writtenMiB: Int, dropsBeforeCommit: Int) async throws {
+        let dir = try TestSupport.scratchDirectory("csv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let loader = CSVLoader(schema: TableSchema(fields: [SchemaField(name: "k", type: .string), SchemaField(name: "t", type: .string)]),
+                               pathPattern: "out/{date}.csv")
+        let text = String(repeating: "z", count: 1_000)
+        let path = dir + "/out/2026-11-18.csv"
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var expected = Data("k,t\r\n".utf8)
+        var n = 0
+        /// Writes batches of 500 rows until the file would hold `mib` MiB more.
+        func write(_ session: any LoadSession, mib: Int) async throws {
+            let end = expected.count + mib << 20
+            while expected.count < end {
+                let rows = (n..<n + 500).map { Row(key: "r\($0)", position: SourcePosition(file: "f", line: $0 + 1), values: [.string("r\($0)"), .string(text)]) }
+                for row in rows { expected.append(contentsOf: Array("\(row.key),\(text)\r\n".utf8)) }
+                _ = try await session.write(rows)
+                n += 500
+            }
+        }
+        if committedMiB > 0 {
+            let session = try await loader.open(Self.context(dir, mode: .append, state: state))
+            try await write(session, mib: committedMiB)
+            let result = try await session.commitSegment(final: true)
+            try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+                                           receipts: result.receipts, finishesReplace: false))
+            #expect(try Self.cachedBytes(path) <= 2 * page)
+            #expect(expected.count % Int(CSVSession.dropAlignment) != 0) // the next session starts mid-folio
+        }
+        let session = try await loader.open(Self.context(dir, mode: .append, state: state))
+        let csv = try #require(session as? CSVSession)
+        try await write(session, mib: writtenMiB)
+        #expect(csv.drops == dropsBeforeCommit)
+        let cachedBefore = try Self.cachedBytes(path)
+        // At most the bytes not yet dropped: the lag, the write-behind range, the alignment and a batch.
+        #expect(cachedBefore <= Int(CSVSession.dropLagBytes + CSVSession.writeBehindBytes + CSVSession.dropAlignment) + (1 << 20))
+        #expect(cachedBefore >= min(writtenMiB << 20, Int(CSVSession.dropLagBytes)) / 4) // the count works
+        _ = try await session.commitSegment(final: true)
+        #expect(csv.drops == dropsBeforeCommit + 1)
+        // The last, partial page may stay.
+        let cachedAfter = try Self.cachedBytes(path)
+        #expect(cachedAfter <= 2 * page, "\(cachedAfter) bytes cached")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == expected)
+    }
+
     /// Batches of every size around the output buffer's (1 MiB) and the direct writes'
     /// (64 KiB), encoded ahead (all rows new: written whole) or not (some rows dropped as
     /// duplicates): the file holds exactly the rows, in order, as Python's csv module reads it.
