@@ -106,6 +106,21 @@ public struct WindowQuery: Sendable, Hashable {
     }
 }
 
+/// What `rate_limit` asks of the store for a batch's events (`StateStore.windowLookup`).
+public struct WindowLookup: Sendable, Equatable {
+    /// The stored sequence numbers of the events that are replays, by record key (as
+    /// `windowSequences` gives them).
+    public var sequences: [String: Int64]
+    /// Per event, in order: the stored events of its window key with times in
+    /// (time - window, time]; for a replay, only those first seen up to its own sequence
+    /// number (as `windowCounts` gives them).
+    public var counts: [Int]
+    public init(sequences: [String: Int64], counts: [Int]) {
+        self.sequences = sequences
+        self.counts = counts
+    }
+}
+
 /// 128 bits of a text for tables kept in memory only: two SipHashes with the process's
 /// random seed (Swift's `Hasher`), told apart by a leading byte. Two texts share them
 /// with a chance of 2^-128 a pair, and nobody outside the process can aim for it.
@@ -196,6 +211,22 @@ extension StateStore {
     public func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int] {
         try queries.map { try windowCount(scope: scope, key: $0.key, after: $0.after, upTo: $0.upTo, maxSequence: $0.maxSequence) }
     }
+
+    /// `windowSequences`, then `windowCounts` of each event's window; stores override it
+    /// to look each event up once.
+    public func windowLookup(scope: String, _ events: [WindowEvent], window: Int64) throws -> WindowLookup {
+        try windowLookupInTwo(scope: scope, events, window: window)
+    }
+
+    /// `windowLookup` as `windowSequences`, then `windowCounts`: what an override falls back to.
+    public func windowLookupInTwo(scope: String, _ events: [WindowEvent], window: Int64) throws -> WindowLookup {
+        let sequences = try windowSequences(scope: scope, events)
+        let counts = try windowCounts(scope: scope, events.map {
+            WindowQuery(key: $0.key, keyHash: $0.keyHash, after: $0.time - window, upTo: $0.time,
+                        maxSequence: sequences.isEmpty ? nil : sequences[$0.recordKey])
+        })
+        return WindowLookup(sequences: sequences, counts: counts)
+    }
 }
 
 /// Thrown when another process holds a partition.
@@ -248,6 +279,11 @@ public protocol StateStore: Sendable {
     func windowCount(scope: String, key: String, after from: Int64, upTo to: Int64, maxSequence: Int64?) throws -> Int
     /// Several `windowCount`s in one read of the store (one per record of a batch), in order.
     func windowCounts(scope: String, _ queries: [WindowQuery]) throws -> [Int]
+    /// `windowSequences` of the events and, per event, `windowCount` of its key in
+    /// (time - window, time] (a replay's up to its own sequence number): what rate_limit
+    /// asks for a batch. `window` is at most `RateLimit.maxDuration`, and the events' times
+    /// are `EventTime`s, so `time - window` does not overflow.
+    func windowLookup(scope: String, _ events: [WindowEvent], window: Int64) throws -> WindowLookup
     /// Adds events in order; callers add only events `windowSequences` did not find.
     func addWindowEvents(scope: String, _ events: [WindowEvent]) throws
     /// Forgets events older than `before`.

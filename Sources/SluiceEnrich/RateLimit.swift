@@ -49,43 +49,15 @@ public struct RateLimit: Transformer {
         }
         guard let minT = items.map(\.2).min() else { return }
         let events = items.map { WindowEvent(key: $0.1, keyHash: $0.3, time: $0.2, recordKey: batch.records[$0.0].key) }
-        let replayed = try state.windowSequences(scope: scope, events)
-        // The stored counts of the whole batch in one read of the store: per replayed
-        // record, and per distinct (key, time) of the new ones.
-        var queries: [WindowQuery] = []
-        queries.reserveCapacity(items.count)
-        var queryOf = [Int](repeating: 0, count: items.count)
-        var queryIndex: [KeyTime: Int] = [:]
-        queryIndex.reserveCapacity(items.count)
-        // Per item: its stored sequence number when it is a replay.
-        var own = [Int64?](repeating: nil, count: replayed.isEmpty ? 0 : items.count)
-        for (n, (i, k, t, h)) in items.enumerated() {
-            if !replayed.isEmpty, let sequence = replayed[batch.records[i].key] {
-                own[n] = sequence
-                queryOf[n] = queries.count
-                queries.append(WindowQuery(key: k, keyHash: h, after: t - window, upTo: t, maxSequence: sequence))
-            } else {
-                // One hash for a new (key, time), the common case: `updateValue` adds it
-                // and says whether it was there (then its entry is put back). The
-                // `default:` subscript did this in one call too, but its autoclosure
-                // (capturing `queries`) was two heap allocations a record.
-                let key = KeyTime(key: h, time: t)
-                if let q = queryIndex.updateValue(queries.count, forKey: key) {
-                    queryIndex[key] = q
-                    queryOf[n] = q
-                } else {
-                    queryOf[n] = queries.count
-                    queries.append(WindowQuery(key: k, keyHash: h, after: t - window, upTo: t, maxSequence: nil))
-                }
-            }
-        }
-        let stored = try state.windowCounts(scope: scope, queries)
+        // Which records are replays, and each one's stored count, in one look at the store.
+        let lookup = try state.windowLookup(scope: scope, events, window: window)
+        let replayed = lookup.sequences
         // New events of this batch, per key, as sorted times (binary search keeps a hot key cheap).
         var pending: [WindowKeyHash: BatchTimes] = [:]
         pending.reserveCapacity(items.count)
         for (n, (i, _, t, h)) in items.enumerated() {
-            var count = stored[queryOf[n]]
-            if own.isEmpty || own[n] == nil {
+            var count = lookup.counts[n]
+            if replayed.isEmpty || replayed[batch.records[i].key] == nil {
                 // New: what the store holds in its window, this batch's earlier events, and itself.
                 count += pending[h, default: BatchTimes()].countThenInsert(t, after: t - window) + 1
             }
@@ -94,17 +66,8 @@ public struct RateLimit: Transformer {
         }
         // The new events: all of them unless some records were replays (then the others),
         // the array handed on as it is, not each event copied into another.
-        try state.addWindowEvents(scope: scope, own.isEmpty ? events : events.indices.compactMap { own[$0] == nil ? events[$0] : nil })
+        try state.addWindowEvents(scope: scope, replayed.isEmpty ? events : events.filter { replayed[$0.recordKey] == nil })
         try state.pruneWindowEvents(scope: scope, before: minT - window - retention)
-    }
-
-    /// A window key and an event time (the new records of a batch that share them share a count).
-    struct KeyTime: Hashable {
-        var key: WindowKeyHash
-        var time: Int64
-
-        /// A dictionary's hash (`foldedHash`): the key's hash words with the time in one.
-        func _rawHashValue(seed: Int) -> Int { foldedHash(key.high, key.low ^ UInt64(bitPattern: time), seed: seed) }
     }
 
     /// The times of one window key's new events in a batch so far, sorted. Most keys

@@ -110,34 +110,105 @@ extension SQLiteStateStore {
                         }
                         return out
                     }
-                var out: [String: Int64] = [:]
-                try db.forEachChunk(of: candidates, size: Self.keysPerStatement / 2, sql: Self.windowReplaySQL) { chunk, statement in
-                    var arguments: [(any DatabaseValueConvertible)?] = []
-                    arguments.reserveCapacity(chunk.count * 2 + 2)
-                    var original: [DatabaseValue: String] = [:]
-                    for e in chunk {
-                        let stored = WindowKeys.recordKey(e.recordKey).databaseValue
-                        original[stored] = e.recordKey
-                        arguments.append(e.time)
-                        arguments.append(stored)
-                    }
-                    arguments.append(scopeID)
-                    arguments.append(before)
-                    let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
-                    while let row = try rows.next() {
-                        if let key = original[row[0] as DatabaseValue] { out[key] = row[1] as Int64 }
-                    }
-                }
-                return out
+                return try storedSequences(db, scopeID: scopeID, of: candidates, before: before)
             }
-            if let p = pending.scopes[scope] {
-                // (The found ones are few, usually none: no hash of a record key then.)
-                for e in events where out.isEmpty || out[e.recordKey] == nil {
-                    if let seq = p.sequenceOf[PendingWindowScope.Identity(e)] { out[e.recordKey] = seq }
-                }
-            }
+            addPendingSequences(scope: scope, events, to: &out)
             return out
         }
+    }
+
+    /// The stored sequence numbers of those of `candidates` the store holds (the same
+    /// record key at the same time), by record key; events a pending prune will delete
+    /// (times before `before`) excepted.
+    func storedSequences(_ db: Database, scopeID: Int64, of candidates: [WindowEvent], before: Int64) throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        try db.forEachChunk(of: candidates, size: Self.keysPerStatement / 2, sql: Self.windowReplaySQL) { chunk, statement in
+            var arguments: [(any DatabaseValueConvertible)?] = []
+            arguments.reserveCapacity(chunk.count * 2 + 2)
+            var original: [DatabaseValue: String] = [:]
+            for e in chunk {
+                let stored = WindowKeys.recordKey(e.recordKey).databaseValue
+                original[stored] = e.recordKey
+                arguments.append(e.time)
+                arguments.append(stored)
+            }
+            arguments.append(scopeID)
+            arguments.append(before)
+            let rows = try GRDB.Row.fetchCursor(statement, arguments: StatementArguments(arguments))
+            while let row = try rows.next() {
+                if let key = original[row[0] as DatabaseValue] { out[key] = row[1] as Int64 }
+            }
+        }
+        return out
+    }
+
+    /// Adds the sequence numbers of the pending events among `events` (the same record key
+    /// at the same time) to `out`. Called with `pendingLock` held.
+    func addPendingSequences(scope: String, _ events: [WindowEvent], to out: inout [String: Int64]) {
+        guard let p = pending.scopes[scope] else { return }
+        // (The found ones are few, usually none: no hash of a record key then.)
+        for e in events where out.isEmpty || out[e.recordKey] == nil {
+            if let seq = p.sequenceOf[PendingWindowScope.Identity(e)] { out[e.recordKey] = seq }
+        }
+    }
+
+    /// `windowSequences` and `windowCounts` in one (what rate_limit asks for a batch): each
+    /// event's key is searched once in the store's copy of the scope's events, for its count
+    /// and for whether the copy holds an event of that key at its time (only those can be
+    /// replays, and are looked up). Two searches of the copy an event, in two calls, were
+    /// ~3.5% of a 4M-line run (docs/benchmarks.md). A replay's count (up to its own sequence
+    /// number: rare, after a crash or in a replace) is then asked of `windowCounts`.
+    /// Without the copy (no scope yet, or a range with too many events to keep), as
+    /// `windowSequences`, then `windowCounts`.
+    public func windowLookup(scope: String, _ events: [WindowEvent], window: Int64) throws -> WindowLookup {
+        guard !events.isEmpty else { return WindowLookup(sequences: [:], counts: []) }
+        let found: WindowLookup? = try pendingLock.withLock {
+            let before = pending.pruneBefore[scope] ?? .min
+            // As `windowCounts`: events a pending prune forgets are not counted.
+            func after(_ e: WindowEvent) -> Int64 { before == .min ? e.time - window : max(e.time - window, before - 1) }
+            var lo = Int64.max, hi = Int64.min, span: Int64 = 0
+            for e in events where after(e) < e.time {
+                lo = min(lo, after(e))
+                hi = max(hi, e.time)
+                span = max(span, e.time - after(e))
+            }
+            guard lo < hi else { return nil }
+            guard var result = try queue.read({ db -> WindowLookup? in
+                guard let scopeID = try cachedScopeID(db, scope, create: false) else { return nil }
+                var counts = [Int](repeating: 0, count: events.count)
+                var candidates: [WindowEvent] = []
+                // (lo, hi] holds every event's time from `before` on: an event's window ends at it.
+                let covered = try withStoredWindow(db, scope: scope, scopeID: scopeID, after: lo, upTo: hi, span: span) { w -> Bool in
+                    guard let w else { return false }
+                    for (n, e) in events.enumerated() {
+                        if n + 8 < events.count { w.prefetch(events[n + 8].keyHash) }
+                        let (count, stored) = w.countAndHas(e.keyHash, after: after(e), upTo: e.time)
+                        counts[n] = count
+                        if stored, e.time >= before { candidates.append(e) }
+                    }
+                    return true
+                }
+                guard covered else { return nil }
+                return WindowLookup(sequences: try storedSequences(db, scopeID: scopeID, of: candidates, before: before), counts: counts)
+            }) else { return nil }
+            addPendingSequences(scope: scope, events, to: &result.sequences)
+            if let p = pending.scopes[scope] {
+                for (n, e) in events.enumerated() where result.sequences.isEmpty || result.sequences[e.recordKey] == nil {
+                    result.counts[n] += p.count(WindowQuery(key: e.key, keyHash: e.keyHash, after: e.time - window, upTo: e.time, maxSequence: nil))
+                }
+            }
+            return result
+        }
+        guard var result = found else { return try windowLookupInTwo(scope: scope, events, window: window) }
+        if !result.sequences.isEmpty {
+            let replays = events.indices.filter { result.sequences[events[$0].recordKey] != nil }
+            let counts = try windowCounts(scope: scope, replays.map {
+                WindowQuery(key: events[$0].key, keyHash: events[$0].keyHash, after: events[$0].time - window, upTo: events[$0].time,
+                            maxSequence: result.sequences[events[$0].recordKey])
+            })
+            for (n, count) in zip(replays, counts) { result.counts[n] = count }
+        }
+        return result
     }
 
     /// Runs `body` with the store's copy of the scope's stored events, made to cover
@@ -531,6 +602,19 @@ struct StoredWindow {
             // 0, 3, 6 and 9, left `range(of:in:)` at 1.0% of the samples against 0.4%.)
             prefetchHint(object, lines: 13)
         }
+    }
+
+    /// `count(k, after:upTo:maxSequence: nil)`, and whether `key` has an event at `upTo`
+    /// (`has(k, at: upTo)`), from one search of the key's events. The copy must cover
+    /// (after, upTo] when after < upTo, else upTo.
+    func countAndHas(_ k: KeyHash, after: Int64, upTo: Int64) -> (count: Int, has: Bool) {
+        let b = bucket(k.high)
+        let r = range(of: k, in: b)
+        guard !r.isEmpty else { return (0, false) }
+        let hi = firstAfter(upTo, in: r, of: b)
+        let has = hi > r.lowerBound && buckets[b][hi - 1].time == upTo
+        guard after < upTo else { return (0, has) }
+        return (hi - firstAfter(after, in: r, of: b), has)
     }
 
     /// Whether `key` has an event at `time` (which the copy must cover).

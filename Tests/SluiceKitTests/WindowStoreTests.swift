@@ -204,8 +204,11 @@ import Testing
                 }
                 inBatch.insert(batch.last!.recordKey)
             }
-            // What RateLimit asks: which are replays, then one count per record.
+            // What RateLimit asks: which are replays, then one count per record; in one call
+            // (`windowLookup`), before the two calls in even rounds and after them in odd ones
+            // (the store's copy of the window as either left it).
             let position = Dictionary(uniqueKeysWithValues: added.enumerated().map { ($0.element.recordKey, $0.offset) })
+            let early = round % 2 == 0 ? try state.windowLookup(scope: Self.scope, batch.map(\.windowEvent), window: Self.window) : nil
             let sequences = try state.windowSequences(scope: Self.scope, batch.map(\.windowEvent))
             #expect(Set(sequences.keys) == Set(batch.map(\.recordKey).filter { position[$0] != nil }), "round \(round)")
             let queries = batch.map { WindowQuery(key: $0.key, after: $0.time - Self.window, upTo: $0.time, maxSequence: sequences[$0.recordKey]) }
@@ -215,6 +218,9 @@ import Testing
                 return Self.count(upTo, key: e.key, time: e.time, prunedBefore: prunedBefore)
             }
             #expect(try state.windowCounts(scope: Self.scope, queries) == expected, "round \(round)")
+            let lookup = try early ?? state.windowLookup(scope: Self.scope, batch.map(\.windowEvent), window: Self.window)
+            #expect(lookup.sequences == sequences, "round \(round)")
+            #expect(lookup.counts == expected, "round \(round)")
             // In memory within the limit, or counted per batch once the range outgrew it.
             if let window = state.ledgerLock.withLock({ state.ledgerKnown.windows[Self.scope] }) {
                 #expect(window.events <= limit, "round \(round)")
