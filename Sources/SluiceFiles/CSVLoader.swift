@@ -365,7 +365,7 @@ final class CSVSession: LoadSession {
 
     /// Drops start and end (but at the file's end) on multiples of this: the kernel drops
     /// a large folio (up to 2 MiB) only when the range covers it whole, so one split
-    /// between two drops would stay cached (measured: 128-640 KiB left of 28-44 MiB).
+    /// between two drops would stay cached (measured: 128-644 KiB left of 28-44 MiB).
     static let dropAlignment: Int64 = 2 << 20
 
     init(path: String, target: String, sink: String, format: CSVFormat, header: [UInt8], mode: LoadMode,
