@@ -218,6 +218,44 @@ def row(name, lines, nbytes, result, out_size):
             "peak_rss_mb": rss / 1e6, "cpu_seconds": cpu, "cpu_per_wall": cpu / wall, "output_mb": out_size / 1e6}
 
 
+def pipeline_stages():
+    """The kinds of the benchmark pipeline's stages, in order."""
+    with open(os.path.join(REPO, "bench/project/Pipelines/signup_bench.yml"), encoding="utf-8") as f:
+        transform = f.read().split("transform:\n", 1)[1].split("load:\n", 1)[0]
+    return re.findall(r"(?m)^  - kind: (\S+)", transform)
+
+
+def stage_costs(a, data, folder, city):
+    """`--stage-costs`: the select-only pipeline, each stage alone before the select, and all
+    the stages, in turns; medians, and each stage's cost over the select-only run. (A stage's
+    cost alone is not its share of the whole: the stages run on three threads that share two
+    cores, and what the whole costs over the select-only run is the sum's CPU, not its wall.)"""
+    sluice = os.path.abspath(a.sluice)
+    stages = [s for s in pipeline_stages() if s != "select"]
+    variants = [("select only", ["select"])] + [(f"+ {s}", [s, "select"]) for s in stages] + [("all", None)]
+    results = {name: [] for name, _ in variants}
+    for round_ in range(a.repeat):
+        for name, kept in variants:
+            print(f"running sluice, {name}" + (f" (round {round_ + 1} of {a.repeat})" if a.repeat > 1 else "") + " ...", flush=True)
+            results[name].append(run_sluice(sluice, data, folder, city, stages=kept, sink=a.sink))
+    print()
+    print("| stages | wall s | CPU s | peak RSS MB | wall over select only | CPU over select only |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    base = None
+    for name, _ in variants:
+        (wall, rss, cpu), _ = median_run(results[name])
+        if base is None:
+            base = (wall, cpu)
+            extra = ("–", "–")
+        else:
+            extra = (f"{wall - base[0]:+.2f}", f"{cpu - base[1]:+.2f}")
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {rss / 1e6:.0f} | {extra[0]} | {extra[1]} |")
+    if a.repeat > 1:
+        print()
+        for name, runs in results.items():
+            print(f"{name}: wall s " + ", ".join(f"{w:.2f}" for (w, _, _), _ in runs))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sluice", required=True, help="the sluice binary (release build)")
@@ -243,6 +281,10 @@ def main():
                          "each tool's median run is reported (jq runs once)")
     ap.add_argument("--baseline", help="another sluice binary (before a change), run in the same turns as --sluice; "
                                        "its CSV must be the same bytes")
+    ap.add_argument("--stage-costs", action="store_true",
+                    help="instead of the comparison: what each stage costs sluice. The pipeline with no stage but its "
+                         "trailing select, then with each one stage added, then with all, in turns (--repeat rounds); "
+                         "each variant's median wall and CPU time, and each stage's over the select-only run")
     ap.add_argument("--asn-ranges", type=int, default=0,
                     help="the asn stage's table widened to this many ranges (a real iptoasn.com table has ~500,000; "
                          "default: the generated ~22,000)")
@@ -262,6 +304,9 @@ def main():
         print(f"IP-to-ASN table: {a.asn_ranges:,} ranges ({ASN_TABLE})", flush=True)
     nbytes = os.path.getsize(path)
     print(f"input: {a.lines:,} lines, {nbytes / 1e6:.0f} MB ({path}); {os.cpu_count()} cores", flush=True)
+    if a.stage_costs:
+        stage_costs(a, data, folder, city)
+        return
     rows = []
     # The 1M-line runs, in turns: each round runs every tool once (jq in the first only).
     if a.repeat < 1:
