@@ -205,3 +205,15 @@ measure("error_code match (samples' catalogs, mixed texts)", units: "matches", c
     for i in 0..<600_000 where matcher.match(texts[i % texts.count]) != nil { matched += 1 }
 }
 precondition(matched > 0)
+
+// Sorting a segment commit's record keys for the ledger's run (`sortKeys`; `sort()` before).
+let segmentKeys = (0..<100_000).map { _ in RecordKeyBits(high: nextRandom(), low: nextRandom()) }
+var sortedKeys: [RecordKeyBits] = []
+measure("sort 100,000 record keys, sort()", units: "keys", count: 100 * segmentKeys.count) {
+    for _ in 0..<100 { sortedKeys = segmentKeys; sortedKeys.sort() }
+}
+let bySort = sortedKeys
+measure("sort 100,000 record keys, sortKeys()", units: "keys", count: 100 * segmentKeys.count) {
+    for _ in 0..<100 { sortedKeys = segmentKeys; sortedKeys.sortKeys() }
+}
+precondition(sortedKeys == bySort)

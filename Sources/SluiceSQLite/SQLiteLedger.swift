@@ -298,7 +298,7 @@ extension SQLiteStateStore {
         for key in unsorted {
             if let bits = RecordKeyBits(key) { own.append(bits) } else { other.append(key) }
         }
-        own.sort()
+        own.sortKeys()
         try writeLedgerRun(db, sinkID: sinkID, partitionID: partitionID, segment: segment, sorted: own)
         guard !other.isEmpty else { return }
         other.sort()
