@@ -190,14 +190,14 @@ extension Array where Element == RecordKeyBits {
     /// a fraction of its time for sluice's own keys, whose bits are a hash's (uniform), and
     /// in place (no second array: a segment commit's 100,000 keys are 1.6 MB, and a copy
     /// moved the run's peak memory). The keys are put in buckets by the leading bits of
-    /// `high` (up to 2^12 buckets, ~16 keys each; an American flag sort: counted, then moved
+    /// `high` (2^4 to 2^16 buckets, 16 to 32 keys each; an American flag sort: counted, then moved
     /// into place by cycles of swaps), then each bucket in order by insertion; a bucket of
     /// many keys (keys that are not hashes) by `sort()`. A segment commit sorts its keys
     /// for the ledger's run (docs/benchmarks.md, the micro-benchmarks).
     public mutating func sortKeys() {
         let n = count
         guard n > 64 else { sort(); return }
-        let bits = Swift.min(12, Swift.max(4, Int.bitWidth - n.leadingZeroBitCount - 4))
+        let bits = Swift.min(16, Swift.max(4, Int.bitWidth - n.leadingZeroBitCount - 4))
         let shift = UInt64(64 - bits), buckets = 1 << bits
         withUnsafeMutableBufferPointer { keys in
             // ends[b]: where bucket b ends once in place; next[b]: its first key not yet placed.

@@ -29,13 +29,14 @@ import Testing
         case "65": return uniform(65)
         case "1,000 uniform": return uniform(1_000)
         case "100,000 uniform (a segment)": return uniform(100_000)
+        case "600,000 uniform (the most buckets)": return uniform(600_000)
         case "5,000 of one high half (one bucket, sorted apart)":
             let high = r.next()
             return (0..<5_000).map { _ in RecordKeyBits(high: high, low: r.next()) }
-        case "3,000 in groups of 20 sharing their leading 16 bits (insertion)":
-            return (0..<3_000).map { i in RecordKeyBits(high: UInt64(i / 20) << 48 | r.next() >> 16, low: r.next()) }
-        case "3,000 in groups of 80 sharing their leading 16 bits (sorted apart)":
-            return (0..<3_000).map { i in RecordKeyBits(high: UInt64(i / 80) << 48 | r.next() >> 16, low: r.next()) }
+        case "3,000 in groups of 20 sharing their leading 8 bits (256 buckets: insertion)":
+            return (0..<3_000).map { i in RecordKeyBits(high: UInt64(i / 20) << 56 | r.next() >> 8, low: r.next()) }
+        case "3,000 in groups of 80 sharing their leading 8 bits (sorted apart)":
+            return (0..<3_000).map { i in RecordKeyBits(high: UInt64(i / 80) << 56 | r.next() >> 8, low: r.next()) }
         case "small highs (every key in bucket 0)":
             return (0..<2_000).map { _ in RecordKeyBits(high: r.next() >> 40, low: r.next()) }
         case "duplicates, shuffled":
@@ -55,9 +56,9 @@ import Testing
     }
 
     @Test(arguments: [
-        "empty", "one", "two", "64 (no counting pass)", "65", "1,000 uniform", "100,000 uniform (a segment)",
-        "5,000 of one high half (one bucket, sorted apart)", "3,000 in groups of 20 sharing their leading 16 bits (insertion)",
-        "3,000 in groups of 80 sharing their leading 16 bits (sorted apart)", "small highs (every key in bucket 0)", "duplicates, shuffled",
+        "empty", "one", "two", "64 (no counting pass)", "65", "1,000 uniform", "100,000 uniform (a segment)", "600,000 uniform (the most buckets)",
+        "5,000 of one high half (one bucket, sorted apart)", "3,000 in groups of 20 sharing their leading 8 bits (256 buckets: insertion)",
+        "3,000 in groups of 80 sharing their leading 8 bits (sorted apart)", "small highs (every key in bucket 0)", "duplicates, shuffled",
         "extremes", "already sorted", "reversed",
     ])
     func ordersAsTheStandardSort(shape: String) {
