@@ -104,6 +104,12 @@ public struct WindowQuery: Sendable, Hashable {
         self.upTo = upTo
         self.maxSequence = maxSequence
     }
+
+    /// The count of an event's window: its key's events with times in (time - window,
+    /// time], optionally only those first seen up to `maxSequence` (a replay's).
+    public init(window: Int64, of event: WindowEvent, maxSequence: Int64?) {
+        self.init(key: event.key, keyHash: event.keyHash, after: event.time - window, upTo: event.time, maxSequence: maxSequence)
+    }
 }
 
 /// What `rate_limit` asks of the store for a batch's events (`StateStore.windowLookup`).
@@ -222,8 +228,7 @@ extension StateStore {
     public func windowLookupInTwo(scope: String, _ events: [WindowEvent], window: Int64) throws -> WindowLookup {
         let sequences = try windowSequences(scope: scope, events)
         let counts = try windowCounts(scope: scope, events.map {
-            WindowQuery(key: $0.key, keyHash: $0.keyHash, after: $0.time - window, upTo: $0.time,
-                        maxSequence: sequences.isEmpty ? nil : sequences[$0.recordKey])
+            WindowQuery(window: window, of: $0, maxSequence: sequences.isEmpty ? nil : sequences[$0.recordKey])
         })
         return WindowLookup(sequences: sequences, counts: counts)
     }

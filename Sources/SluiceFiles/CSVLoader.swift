@@ -368,6 +368,9 @@ final class CSVSession: LoadSession {
     /// between two drops would stay cached (measured: 128-644 KiB left of 28-44 MiB).
     static let dropAlignment: Int64 = 2 << 20
 
+    /// `offset` rounded down to a multiple of `dropAlignment`.
+    static func dropBoundary(_ offset: Int64) -> Int64 { offset / dropAlignment * dropAlignment }
+
     init(path: String, target: String, sink: String, format: CSVFormat, header: [UInt8], mode: LoadMode,
          committedLength: Int64?, context: RunContext) throws {
         self.path = path
@@ -412,7 +415,7 @@ final class CSVSession: LoadSession {
             length = known
         }
         writeBehindFrom = length
-        droppedFrom = length / Self.dropAlignment * Self.dropAlignment
+        droppedFrom = Self.dropBoundary(length)
         if length == 0 { buffer += header }
     }
 
@@ -490,7 +493,7 @@ final class CSVSession: LoadSession {
             writeBehindFrom = length
             writeBehinds += 1
             if writeBehindFrom - droppedFrom >= Self.dropLagBytes + Self.writeBehindBytes {
-                dropWritten(upTo: (writeBehindFrom - Self.dropLagBytes) / Self.dropAlignment * Self.dropAlignment)
+                dropWritten(upTo: Self.dropBoundary(writeBehindFrom - Self.dropLagBytes))
             }
         }
     }
@@ -501,7 +504,7 @@ final class CSVSession: LoadSession {
     private func dropWritten(upTo end: Int64) {
         guard end > droppedFrom else { return }
         _ = sluice_drop_written(fd, droppedFrom, end - droppedFrom)
-        droppedFrom = end / Self.dropAlignment * Self.dropAlignment
+        droppedFrom = Self.dropBoundary(end)
         drops += 1
     }
 

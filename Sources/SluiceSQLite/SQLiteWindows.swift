@@ -194,7 +194,7 @@ extension SQLiteStateStore {
             addPendingSequences(scope: scope, events, to: &result.sequences)
             if let p = pending.scopes[scope] {
                 for (n, e) in events.enumerated() where result.sequences.isEmpty || result.sequences[e.recordKey] == nil {
-                    result.counts[n] += p.count(WindowQuery(key: e.key, keyHash: e.keyHash, after: e.time - window, upTo: e.time, maxSequence: nil))
+                    result.counts[n] += p.count(WindowQuery(window: window, of: e, maxSequence: nil))
                 }
             }
             return result
@@ -203,8 +203,7 @@ extension SQLiteStateStore {
         if !result.sequences.isEmpty {
             let replays = events.indices.filter { result.sequences[events[$0].recordKey] != nil }
             let counts = try windowCounts(scope: scope, replays.map {
-                WindowQuery(key: events[$0].key, keyHash: events[$0].keyHash, after: events[$0].time - window, upTo: events[$0].time,
-                            maxSequence: result.sequences[events[$0].recordKey])
+                WindowQuery(window: window, of: events[$0], maxSequence: result.sequences[events[$0].recordKey])
             })
             for (n, count) in zip(replays, counts) { result.counts[n] = count }
         }
@@ -619,10 +618,7 @@ struct StoredWindow {
 
     /// Whether `key` has an event at `time` (which the copy must cover).
     func has(_ k: KeyHash, at time: Int64) -> Bool {
-        let b = bucket(k.high)
-        let r = range(of: k, in: b)
-        let at = firstAfter(time, in: r, of: b)
-        return at > r.lowerBound && buckets[b][at - 1].time == time
+        countAndHas(k, after: time, upTo: time).has
     }
 
     /// Events of `key` with times in (after, upTo], optionally only those with sequence

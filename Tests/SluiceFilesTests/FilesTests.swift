@@ -282,6 +282,19 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
 
     static func row(_ key: String, _ x: Int64) -> Row { Row(key: key, position: SourcePosition(file: "f", line: 1), values: [.int(x)]) }
 
+    /// A loader of two STRING columns, `k` and `t`, to `out/{date}.csv`.
+    static func keyTextLoader() -> CSVLoader {
+        CSVLoader(schema: TableSchema(fields: [SchemaField(name: "k", type: .string), SchemaField(name: "t", type: .string)]),
+                  pathPattern: "out/{date}.csv")
+    }
+
+    /// Commits the session's segment and records it in the state store, as the runner does.
+    static func commit(_ session: any LoadSession, of loader: CSVLoader, final: Bool, in state: SQLiteStateStore) async throws {
+        let result = try await session.commitSegment(final: final)
+        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+                                       receipts: result.receipts, finishesReplace: false))
+    }
+
     @Test func replaceSwapsTheFileAtomically() async throws {
         let dir = try TestSupport.scratchDirectory("csv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -340,8 +353,7 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         let dir = try TestSupport.scratchDirectory("csv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let state = try SQLiteStateStore(path: dir + "/state.sqlite")
-        let loader = CSVLoader(schema: TableSchema(fields: [SchemaField(name: "k", type: .string), SchemaField(name: "t", type: .string)]),
-                               pathPattern: "out/{date}.csv")
+        let loader = Self.keyTextLoader()
         let text = String(repeating: "y", count: 1_000)
         func rows(_ range: Range<Int>) -> [Row] {
             range.map { Row(key: "r\($0)", position: SourcePosition(file: "f", line: $0 + 1), values: [.string("r\($0)"), .string(text)]) }
@@ -357,9 +369,7 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         if first > 0 {
             let session = try await loader.open(Self.context(dir, mode: .append, state: state))
             _ = try await session.write(rows(0..<first))
-            let result = try await session.commitSegment(final: true)
-            try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
-                                           receipts: result.receipts, finishesReplace: false))
+            try await Self.commit(session, of: loader, final: true, in: state)
         }
         let second = count(from: first, mib: writtenMiB)
         let session = try await loader.open(Self.context(dir, mode: .append, state: state))
@@ -431,8 +441,7 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         let dir = try TestSupport.scratchDirectory("csv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let state = try SQLiteStateStore(path: dir + "/state.sqlite")
-        let loader = CSVLoader(schema: TableSchema(fields: [SchemaField(name: "k", type: .string), SchemaField(name: "t", type: .string)]),
-                               pathPattern: "out/{date}.csv")
+        let loader = Self.keyTextLoader()
         let text = String(repeating: "z", count: 1_000)
         let path = dir + "/out/2026-11-18.csv"
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -451,9 +460,7 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
         if committedMiB > 0 {
             let session = try await loader.open(Self.context(dir, mode: .append, state: state))
             try await write(session, mib: committedMiB)
-            let result = try await session.commitSegment(final: true)
-            try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
-                                           receipts: result.receipts, finishesReplace: false))
+            try await Self.commit(session, of: loader, final: true, in: state)
             #expect(try Self.cachedBytes(path) <= 2 * page)
             #expect(expected.count % Int(CSVSession.dropAlignment) != 0) // the next session starts mid-folio
         }
@@ -480,8 +487,7 @@ func gzipWithCLI(_ data: Data, in dir: String, name: String) throws -> String {
     func batchesAroundTheBufferSizeAreWrittenWhole(rowsPerBatch: Int, textBytes: Int) async throws {
         let dir = try TestSupport.scratchDirectory("csv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let loader = CSVLoader(schema: TableSchema(fields: [SchemaField(name: "k", type: .string), SchemaField(name: "t", type: .string)]),
-                               pathPattern: "out/{date}.csv")
+        let loader = Self.keyTextLoader()
         let session = try await loader.open(Self.context(dir, mode: .append, state: nil))
         var expected: [[String]] = [["k", "t"]]
         var n = 0
