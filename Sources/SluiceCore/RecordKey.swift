@@ -402,3 +402,48 @@ public struct RecordKeySet: Sendable {
         }
     }
 }
+
+/// What a sink that keeps no index of keys itself (a CSV file, the local warehouse's
+/// table) writes of each batch: the rows whose keys neither the delivery ledger nor the
+/// segment so far holds (a record replayed after a crash, a `request_id` logged twice);
+/// and the keys it wrote since its last commit, for the ledger
+/// (`SegmentResult.deliveredKeys`). Without a state store every row is new but for the
+/// segment's repeats.
+public struct SegmentDeliveries {
+    public let sink: String
+    /// Keys written since the last segment commit (not yet in the ledger).
+    public private(set) var pending: [String] = []
+    private var pendingSet = RecordKeySet()
+
+    public init(sink: String) { self.sink = sink }
+
+    /// The indices of the rows to write, in order; their keys join the pending ones. A
+    /// `replace` run does not count the ledger's keys of the partition it rebuilds.
+    public mutating func newRows(_ rows: [Row], context: RunContext) throws -> [Int] {
+        let rebuilding = context.mode == .replace ? context.partition.description : nil
+        let delivered = try context.state?.delivered(pipeline: context.pipeline, sink: sink, keys: rows.map(\.key),
+                                                     excludingPartition: rebuilding) ?? []
+        // The keys' bits first, then each insert with the slot of the key 8 ahead asked of
+        // the CPU (`RecordKeySet.prefetch`).
+        var kept: [Int] = []
+        kept.reserveCapacity(rows.count)
+        let bits = rows.map { RecordKeyBits($0.key) }
+        for i in rows.indices { // by index: a row's key read, not the whole row copied
+            if i + 8 < bits.count, let ahead = bits[i + 8] { pendingSet.prefetch(ahead) }
+            let key = rows[i].key
+            guard !delivered.contains(key), pendingSet.insert(key, bits: bits[i]) else { continue }
+            pending.append(key)
+            kept.append(i)
+        }
+        return kept
+    }
+
+    /// The keys written since the last call (a segment commit's), and none pending after.
+    public mutating func takePending() -> [String] {
+        defer {
+            pending = []
+            pendingSet.removeAll()
+        }
+        return pending
+    }
+}

@@ -333,9 +333,8 @@ final class CSVSession: LoadSession {
     var committedLength: Int64
     /// Length written so far (committed or not).
     var length: Int64
-    /// Keys written since the last segment commit (not yet in the ledger).
-    var pending: [String] = []
-    var pendingSet = RecordKeySet()
+    /// The rows each write keeps, and the keys the segment wrote (for the ledger).
+    var deliveries: SegmentDeliveries
     /// Where the bytes not yet handed to write-behind start (see `writeBehindBytes`), and
     /// how many times it was started.
     private(set) var writeBehindFrom: Int64 = 0
@@ -379,6 +378,7 @@ final class CSVSession: LoadSession {
         self.format = format
         self.mode = mode
         self.context = context
+        deliveries = SegmentDeliveries(sink: sink)
         try Self.makeDirectories(Self.directory(of: path))
         let temp = path + ".sluice-tmp"
         unlink(temp) // a replace that died before its rename
@@ -428,22 +428,7 @@ final class CSVSession: LoadSession {
     func write(_ rows: [Row], encoded: EncodedRows?) async throws -> Int {
         guard !rows.isEmpty else { return 0 }
         let encoded = encoded.flatMap { $0.ends.count == rows.count ? $0 : nil } ?? CSVRowEncoder(format: format).encode(rows)
-        let rebuilding = mode == .replace ? context.partition.description : nil
-        let delivered = try context.state?.delivered(pipeline: context.pipeline, sink: sink, keys: rows.map(\.key),
-                                                     excludingPartition: rebuilding) ?? []
-        // A row is written unless the ledger or this segment holds its key already. The
-        // keys' bits first, then each insert with the slot of the key 8 ahead asked of the
-        // CPU (`RecordKeySet.prefetch`).
-        var kept: [Int] = []
-        kept.reserveCapacity(rows.count)
-        let bits = rows.map { RecordKeyBits($0.key) }
-        for i in rows.indices { // by index: a row's key read, not the whole row copied
-            if i + 8 < bits.count, let ahead = bits[i + 8] { pendingSet.prefetch(ahead) }
-            let key = rows[i].key
-            guard !delivered.contains(key), pendingSet.insert(key, bits: bits[i]) else { continue }
-            pending.append(key)
-            kept.append(i)
-        }
+        let kept = try deliveries.newRows(rows, context: context)
         if kept.count == rows.count {
             try append(encoded.bytes[...]) // every row new (the usual case): the bytes as they are
         } else {
@@ -522,10 +507,7 @@ final class CSVSession: LoadSession {
         if final, fd >= 0 { Glibc.close(fd); fd = -1 }
         if final || mode == .replace || committedLength == 0 { Self.syncDirectory(of: path) }
         committedLength = length
-        let keys = pending
-        pending = []
-        pendingSet.removeAll()
-        return SegmentResult(deliveredKeys: keys, receipts: [SinkReceipt(sink: sink, target: target, length: length)])
+        return SegmentResult(deliveredKeys: deliveries.takePending(), receipts: [SinkReceipt(sink: sink, target: target, length: length)])
     }
 
     func rollback() async {
