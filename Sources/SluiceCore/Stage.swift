@@ -293,8 +293,9 @@ public struct SegmentResult: Sendable {
 /// The runner calls `commitSegment` on every sink, then records the segment's
 /// checkpoints and the sinks' results in the state store in one transaction. A sink
 /// must therefore survive a crash between its own commit and the state's: a sink that
-/// checks keys itself (a primary key) ignores rows it holds already; a file sink is
-/// repaired back to its last receipt when it opens.
+/// checks keys itself ignores rows it holds already (BigQuery's buffer); a file sink is
+/// repaired back to its last receipt when it opens, and the local warehouse deletes the
+/// commits past its receipt.
 public protocol LoadSession: AnyObject {
     /// Writes rows; returns how many were new to the sink (rows whose key the sink held
     /// already are not written again).

@@ -11,10 +11,15 @@ public struct SQLiteStoreError: Error, Sendable, CustomStringConvertible {
 }
 
 /// The local target's warehouse: one SQLite table per schema (see docs/types.md for the
-/// type mapping), plus a column `_sluice_partition`. Rows are inserted with the record
-/// key as primary key, so a row whose key the table holds already is not inserted twice:
-/// a segment replayed after a crash adds nothing. A replace deletes the partition's rows
-/// and inserts the new ones in one transaction.
+/// type mapping), plus the columns `_sluice_partition` and `_sluice_commit`, and a table
+/// `_sluice_commits` of the segments committed to it. Each row is written once, as to a
+/// CSV file: the delivery ledger and the segment's own keys (`SegmentDeliveries`) keep
+/// the rows whose keys the table holds already out, and a segment the table committed
+/// but the state store did not (a crash between the two commits) is deleted when the
+/// next session of its pipeline and partition opens: its commit is newer than the
+/// state's receipt. The table has no index of keys: one (its primary key, before) took
+/// random keys all over its pages, and a 1M-line run spent half its time on it
+/// (docs/benchmarks.md). A replace deletes the partition's rows first.
 public struct SQLiteTableLoader: Loader {
     public var schema: TableSchema
     public var table: String
@@ -43,17 +48,45 @@ public struct SQLiteTableLoader: Loader {
 
     public func open(_ context: RunContext) async throws -> any LoadSession {
         let path = context.outputPath(databasePath)
-        // 16 MiB of page cache: every segment inserts its keys all over the primary key's
-        // index; with 4 MiB most of them re-read and spill its pages (1M lines: 22.3 s,
-        // 12.3 s of it the system's, against 19.6 s and 8.9 s; docs/benchmarks.md).
-        let queue = try SQLiteFiles.openQueue(path, spanningTransaction: true, cacheKiB: 16 * 1024)
+        // SQLite's own 2 MiB of page cache: rows are appended, and no index takes random
+        // keys (16 MiB while the record key was the primary key). 1 and 4 MiB ran 1M lines
+        // in the same time; each MiB is one of the run's peak (docs/benchmarks.md).
+        let queue = try SQLiteFiles.openQueue(path, spanningTransaction: true, cacheKiB: 2048)
         let key = keyColumn.flatMap { schema.index(of: $0) }
-        try await queue.write { db in try ensureTable(db, keyIndex: key, path: path) }
-        return try SQLiteTableSession(queue: queue, table: table, schema: schema, path: path,
-                                      partition: context.partition.description, mode: context.mode)
+        try await queue.write { db in
+            try ensureTable(db, keyIndex: key, path: path)
+            try Self.ensureCommits(db)
+        }
+        // The last of this pipeline's commits to the partition that the state store
+        // recorded (0: none); nil without a state store (nothing to repair against).
+        let target = Self.receiptTarget(table: table, partition: context.partition.description)
+        let acknowledged = try context.state.map { try $0.receipt(pipeline: context.pipeline, sink: label, target: target) ?? 0 }
+        return try SQLiteTableSession(queue: queue, table: table, schema: schema, path: path, sink: label, target: target,
+                                      acknowledged: acknowledged, context: context)
     }
 
     public static let partitionColumn = "_sluice_partition"
+    /// The id (in `_sluice_commits`) of the segment commit that wrote a row.
+    public static let commitColumn = "_sluice_commit"
+    public static let commitsTable = "_sluice_commits"
+
+    /// The target of a table's receipts in the state store: its commits to one partition.
+    static func receiptTarget(table: String, partition: String) -> String { "\(table) \(partition)" }
+
+    /// `_sluice_commits`: a row per segment commit of a pipeline to a table's partition,
+    /// ids never reused (`AUTOINCREMENT`).
+    static func ensureCommits(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE IF NOT EXISTS \(commitsTable) (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                table_name TEXT NOT NULL,
+                pipeline TEXT NOT NULL,
+                partition TEXT NOT NULL,
+                committed_at TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS \(commitsTable)_by_load ON \(commitsTable) (table_name, pipeline, partition, id);
+            """)
+    }
 
     func ensureTable(_ db: Database, keyIndex: Int?, path: String) throws {
         let existing = try Row.fetchAll(db, sql: "PRAGMA table_info(\(quote(table)))")
@@ -62,12 +95,19 @@ public struct SQLiteTableLoader: Loader {
                 "\(quote(f.name)) \(Self.sqliteType(f))" + (f.mode == .required || i == keyIndex ? " NOT NULL" : "")
             }
             columns.append("\(quote(Self.partitionColumn)) TEXT")
-            if let keyIndex { columns.append("PRIMARY KEY (\(quote(schema.fields[keyIndex].name)))") }
+            columns.append("\(quote(Self.commitColumn)) INTEGER")
             try db.execute(sql: "CREATE TABLE \(quote(table)) (\(columns.joined(separator: ", ")))")
             try db.execute(sql: "CREATE INDEX \(quote(table + "_by_partition")) ON \(quote(table)) (\(quote(Self.partitionColumn)))")
             return
         }
         var have: [(String, String)] = existing.map { ($0["name"], ($0["type"] as String).uppercased()) }
+        if let i = have.firstIndex(where: { $0.0 == Self.commitColumn }) {
+            have.remove(at: i)
+        } else {
+            // A table from before commits were tracked (its primary key on the record key
+            // stays, and keeps ignoring the rows it holds): add the column.
+            try db.execute(sql: "ALTER TABLE \(quote(table)) ADD COLUMN \(quote(Self.commitColumn)) INTEGER")
+        }
         if let i = have.firstIndex(where: { $0.0 == Self.partitionColumn }) {
             have.remove(at: i)
         } else {
@@ -185,33 +225,99 @@ final class SQLiteTableSession: LoadSession {
     let rowMarks: String
     let rowEncoder: SQLiteRowEncoder
     let schema: TableSchema
+    let table: String
     let path: String
     let partition: String
+    /// The receipts' sink and target (`SQLiteTableLoader.receiptTarget`).
+    let sink: String
+    let target: String
+    let context: RunContext
+    var deliveries: SegmentDeliveries
+    /// The id of the segment commit in progress (`_sluice_commits`), which its rows carry.
+    var commit: Int64 = 0
     var open = false
 
-    init(queue: DatabaseQueue, table: String, schema: TableSchema, path: String, partition: String, mode: LoadMode) throws {
+    /// Opens the session's first transaction. `acknowledged`: the state store's receipt
+    /// (nil without a state store): this pipeline's commits to the partition past it are
+    /// deleted first, rows and all.
+    init(queue: DatabaseQueue, table: String, schema: TableSchema, path: String, sink: String, target: String,
+         acknowledged: Int64?, context: RunContext) throws {
         self.queue = queue
         self.schema = schema
+        self.table = table
         self.path = path
-        self.partition = partition
-        let cols = (schema.fields.map(\.name) + [SQLiteTableLoader.partitionColumn]).map(quote).joined(separator: ", ")
-        insertHead = "INSERT INTO \(quote(table)) (\(cols)) VALUES "
-        rowMarks = "(" + Database.marks(schema.fields.count + 1) + ")"
+        self.partition = context.partition.description
+        self.sink = sink
+        self.target = target
+        self.context = context
+        deliveries = SegmentDeliveries(sink: sink)
+        let cols = (schema.fields.map(\.name) + [SQLiteTableLoader.partitionColumn, SQLiteTableLoader.commitColumn]).map(quote)
+            .joined(separator: ", ")
+        // `OR FAIL`: a statement of many rows that may abort halfway (the default, `ABORT`,
+        // for a NOT NULL column) makes SQLite keep a statement journal, the first content
+        // of each page it changes, to undo that statement alone; past 64 KiB it goes to a
+        // temporary file (7.7 GB written for 1M lines; docs/benchmarks.md). With `FAIL`
+        // a failing statement keeps the rows before it, and needs no journal: a failure
+        // ends the session's transaction anyway, which is rolled back.
+        insertHead = "INSERT OR FAIL INTO \(quote(table)) (\(cols)) VALUES "
+        rowMarks = "(" + Database.marks(schema.fields.count + 2) + ")"
         rowEncoder = SQLiteRowEncoder(blobs: schema.fields.map { $0.type == .bytes && $0.mode != .repeated })
         try queue.inDatabase { db in
             try db.execute(sql: "BEGIN IMMEDIATE")
-            if mode == .replace {
-                try db.execute(sql: "DELETE FROM \(quote(table)) WHERE \(quote(SQLiteTableLoader.partitionColumn)) = ?", arguments: [partition])
+            do {
+                if let acknowledged { try repair(db, acknowledged: acknowledged) }
+                if context.mode == .replace {
+                    try db.execute(sql: "DELETE FROM \(quote(table)) WHERE \(quote(SQLiteTableLoader.partitionColumn)) = ?", arguments: [partition])
+                }
+                commit = try beginCommit(db)
+            } catch {
+                try? db.execute(sql: "ROLLBACK")
+                throw error
             }
         }
         open = true
     }
 
+    /// Deletes this pipeline's commits to the partition that the state store has not
+    /// recorded (`acknowledged` is the last it has), with their rows. A receipt whose
+    /// commit the table does not have means the table (or its file) was replaced or
+    /// deleted after rows were delivered to it: the ledger would keep them out for good.
+    func repair(_ db: Database, acknowledged: Int64) throws {
+        let commits = SQLiteTableLoader.commitsTable
+        let load: StatementArguments = [table, context.pipeline, partition]
+        let stale = try Int64.fetchAll(db, sql: """
+            SELECT id FROM \(commits) WHERE table_name = ? AND pipeline = ? AND partition = ? AND id > ?
+            """, arguments: load + [acknowledged])
+        if !stale.isEmpty {
+            let ids = stale.map(String.init).joined(separator: ", ")
+            try db.execute(sql: """
+                DELETE FROM \(quote(table)) WHERE \(quote(SQLiteTableLoader.partitionColumn)) = ? AND \(quote(SQLiteTableLoader.commitColumn)) IN (\(ids))
+                """, arguments: [partition])
+            try db.execute(sql: "DELETE FROM \(commits) WHERE id IN (\(ids))")
+            context.logger.warning("\(sink): removed the rows of \(stale.count) segment(s) of \(partition) committed after the last state commit (a crash between the two); they are loaded again")
+        }
+        if acknowledged > 0, context.mode == .append,
+           try Int64.fetchOne(db, sql: "SELECT id FROM \(commits) WHERE id = ? AND table_name = ? AND pipeline = ? AND partition = ?",
+                              arguments: [acknowledged] + load) == nil {
+            throw SQLiteStoreError(path: path, detail: "table \(table) does not hold the rows delivered to it for \(partition) (it was dropped or replaced outside sluice); rebuild the partition with `sluice backfill --replace`")
+        }
+    }
+
+    /// A row in `_sluice_commits` for the transaction just begun; its id.
+    func beginCommit(_ db: Database) throws -> Int64 {
+        try db.execute(sql: """
+            INSERT INTO \(SQLiteTableLoader.commitsTable) (table_name, pipeline, partition, committed_at) VALUES (?, ?, ?, ?)
+            """, arguments: [table, context.pipeline, partition, ISO8601DateFormatter().string(from: Date())])
+        return db.lastInsertedRowID
+    }
+
     /// Rows per INSERT: a few statements a batch, far from SQLite's limit of 32,766
     /// parameters for any schema of fewer than ~500 columns.
-    static func rowsPerStatement(columns: Int) -> Int { max(1, min(64, 32_000 / (columns + 1))) }
+    static func rowsPerStatement(columns: Int) -> Int { max(1, min(64, 32_000 / (columns + 2))) }
 
-    /// The INSERT of `rows` rows (the columns, then the partition).
+    /// The INSERT of `rows` rows (the columns, then the partition and the commit). `ON
+    /// CONFLICT DO NOTHING` is for tables made before commits were tracked, whose primary
+    /// key on the record key ignores the rows they hold.
     func insertSQL(rows: Int) -> String {
         insertHead + Database.marks(rows, rowMarks) + " ON CONFLICT DO NOTHING"
     }
@@ -223,7 +329,7 @@ final class SQLiteTableSession: LoadSession {
 
     var encoder: (any RowEncoder)? { rowEncoder }
 
-    /// Binds each row's values from their encoding (`SQLiteRowEncoder`; the rows
+    /// Binds the new rows' values from their encoding (`SQLiteRowEncoder`; the rows
     /// themselves may be without values) straight through SQLite's C API
     /// (`SQLiteBinder`), many rows a statement. Through GRDB each value became a
     /// `DatabaseValue` in an array of arguments and each row a statement: the runner spent
@@ -231,18 +337,21 @@ final class SQLiteTableSession: LoadSession {
     /// s; docs/benchmarks.md).
     func write(_ rows: [SluiceCore.Row], encoded: EncodedRows?) async throws -> Int {
         guard let encoded, encoded.ends.count == rows.count else { return try await write(rows) }
+        let kept = try deliveries.newRows(rows, context: context)
+        guard !kept.isEmpty else { return 0 }
         let columns = schema.fields.count
-        let partition = self.partition
+        let partition = self.partition, commit = self.commit
         let size = Self.rowsPerStatement(columns: columns)
         return try queue.inDatabase { db in
             var inserted = 0
             try encoded.bytes.withUnsafeBytes { bytes in
-                try db.forEachChunk(of: rows.indices, size: size, sql: insertSQL) { chunk, statement in
+                try db.forEachChunk(of: kept, size: size, sql: insertSQL) { chunk, statement in
                     try statement.executeBound(db) { b in
                         for r in chunk {
                             var at = r == 0 ? 0 : encoded.ends[r - 1]
                             for _ in 0..<columns { b.bind(encodedAt: &at, in: bytes) }
                             b.bind(partition)
+                            b.bind(commit)
                         }
                     }
                     inserted += db.changesCount
@@ -253,13 +362,17 @@ final class SQLiteTableSession: LoadSession {
     }
 
     func commitSegment(final: Bool) async throws -> SegmentResult {
+        let committed = commit
         try queue.inDatabase { db in
             try db.execute(sql: "COMMIT")
             CrashPoints.reach("warehouse.committed")
-            if !final { try db.execute(sql: "BEGIN IMMEDIATE") }
+            if !final {
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                commit = try beginCommit(db)
+            }
         }
         open = !final
-        return SegmentResult()
+        return SegmentResult(deliveredKeys: deliveries.takePending(), receipts: [SinkReceipt(sink: sink, target: target, length: committed)])
     }
 
     func rollback() async {

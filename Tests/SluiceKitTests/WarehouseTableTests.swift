@@ -50,6 +50,7 @@ import Testing
             ["text", "'1234567890123456789012345678\(i % 10)'"],
             ["text", "'\(s)'"],
             ["text", "'2026-11-18'"],
+            ["integer", "1"], // the session's one commit: the first in `_sluice_commits`
         ]
     }
 
@@ -94,7 +95,7 @@ import Testing
             var rows: [[[String]]]
         }
         let got = try JSONDecoder().decode(Dump.self, from: result.stdout)
-        #expect(got.cols == Self.schema.fields.map(\.name) + [SQLiteTableLoader.partitionColumn])
+        #expect(got.cols == Self.schema.fields.map(\.name) + [SQLiteTableLoader.partitionColumn, SQLiteTableLoader.commitColumn])
         // Each key once, with the values of its first row: k005 from row 5, k010 from row 10,
         // k006 and k140 from the second write.
         let want = (0..<200).map { i in Self.expected(String(format: "k%03d", i), i) }
@@ -103,5 +104,131 @@ import Testing
             Issue.record("row \(w[0][1]) differs: \(g) instead of \(w)")
             break
         }
+    }
+
+    /// What a crash between a segment's commits leaves, and what the next session of the
+    /// pipeline and partition makes of it: `recorded` of the `committed` warehouse commits
+    /// (100 rows each) reached the state store (its receipts and ledger) as well. The next
+    /// session deletes the others' rows, then writes all the rows again: only those it
+    /// deleted, and 50 new ones, are inserted (the ledger keeps the recorded ones out).
+    /// The table is read by Python's `sqlite3`.
+    @Test(arguments: [(committed: 2, recorded: 1), (committed: 2, recorded: 0), (committed: 3, recorded: 3), (committed: 1, recorded: 0)])
+    func segmentsTheStateDidNotRecordAreDeletedByTheNextSession(committed: Int, recorded: Int) async throws {
+        let dir = try TestSupport.scratchDirectory("warehouse")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                                 logger: Logger(label: "test"), state: state)
+        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let keys = (0..<(committed * 100 + 50)).map { String(format: "%032x", $0 * 7919 + 1) }
+        let rows = keys.enumerated().map { Self.row($1, $0 % 300) }
+        let first = try await loader.open(context)
+        for s in 0..<committed {
+            #expect(try await first.write(Array(rows[(s * 100)..<(s * 100 + 100)])) == 100)
+            let result = try await first.commitSegment(final: s == committed - 1)
+            if s < recorded {
+                try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+                                               receipts: result.receipts, finishesReplace: false))
+            }
+        }
+        let next = try await loader.open(context)
+        #expect(try await next.write(rows) == rows.count - recorded * 100)
+        _ = try await next.commitSegment(final: true)
+
+        let count = """
+            import sqlite3, sys
+            c = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)
+            print(*c.execute('SELECT count(*), count(DISTINCT record_key) FROM t').fetchone())
+            """
+        let result = try TestSupport.run(TestSupport.python, ["-c", count, dir + "/w.sqlite"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(String(decoding: result.stdout, as: UTF8.self) == "\(rows.count) \(rows.count)\n")
+    }
+
+    /// A table dropped after rows were delivered to it (the state store has a receipt of a
+    /// commit the table does not hold) is an error that says how to rebuild it, not a
+    /// table that silently lacks them; a replace rebuilds it.
+    @Test func aTableDroppedAfterDeliveriesIsAnErrorUntilReplaced() async throws {
+        let dir = try TestSupport.scratchDirectory("warehouse")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let partition = Partition("2026-11-18", granularity: .day)!
+        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: partition, logger: Logger(label: "test"), state: state)
+        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let session = try await loader.open(context)
+        #expect(try await session.write([Self.row(String(format: "%032x", 1), 1)]) == 1)
+        let result = try await session.commitSegment(final: true)
+        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+                                       receipts: result.receipts, finishesReplace: false))
+        let drop = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute('DROP TABLE t')\nc.execute('DELETE FROM _sluice_commits')\nc.commit()"
+        #expect(try TestSupport.run(TestSupport.python, ["-c", drop, dir + "/w.sqlite"]).status == 0)
+        await #expect {
+            _ = try await loader.open(context)
+        } throws: { error in
+            "\(error)".contains("table t does not hold the rows delivered to it for 2026-11-18") && "\(error)".contains("sluice backfill --replace")
+        }
+        let replace = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: partition, logger: Logger(label: "test"),
+                                 mode: .replace, state: state)
+        let rebuilt = try await loader.open(replace)
+        #expect(try await rebuilt.write([Self.row(String(format: "%032x", 1), 1)]) == 1)
+        _ = try await rebuilt.commitSegment(final: true)
+    }
+
+    /// A statement that fails halfway (a NOT NULL column without a value; the runner's
+    /// coercion keeps such rows out, so only a table changed outside sluice gets one) keeps
+    /// none of its rows: inserts are `OR FAIL` (no statement journal), and the failure
+    /// rolls the session's whole segment back. The rows of the committed segment stay.
+    @Test func aFailingInsertLeavesTheTableAsCommitted() async throws {
+        let dir = try TestSupport.scratchDirectory("warehouse")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                                 logger: Logger(label: "test"), state: state)
+        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let session = try await loader.open(context)
+        let rows = (0..<200).map { Self.row(String(format: "%032x", $0 + 1), $0) }
+        #expect(try await session.write(Array(rows[..<100])) == 100)
+        let result = try await session.commitSegment(final: false)
+        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+                                       receipts: result.receipts, finishesReplace: false))
+        var bad = Array(rows[100...])
+        bad[30].values[0] = .null // the key column, NOT NULL, in the middle of the first statement
+        await #expect(throws: (any Error).self) { _ = try await session.write(bad) }
+        await session.rollback()
+        let count = "import sqlite3, sys\nprint(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM t').fetchone()[0])"
+        let result2 = try TestSupport.run(TestSupport.python, ["-c", count, dir + "/w.sqlite"])
+        #expect(String(decoding: result2.stdout, as: UTF8.self) == "100\n", "\(result2.stderr)")
+    }
+
+    /// A table made by an earlier sluice (the record key its primary key, no
+    /// `_sluice_commit`) gets the column, and its primary key still ignores the rows it
+    /// holds, which the ledger, younger than the table, does not know.
+    @Test func aTableFromBeforeCommitsKeepsItsRowsOnce() async throws {
+        let dir = try TestSupport.scratchDirectory("warehouse")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let old = """
+            import sqlite3, sys
+            c = sqlite3.connect(sys.argv[1])
+            c.execute('CREATE TABLE t (record_key TEXT NOT NULL, n INTEGER, f REAL, b INTEGER, raw BLOB, tags TEXT, num TEXT, s TEXT, '
+                      '_sluice_partition TEXT, PRIMARY KEY (record_key))')
+            c.execute("INSERT INTO t (record_key, n, _sluice_partition) VALUES ('k001', 1, '2026-11-17')")
+            c.commit()
+            """
+        #expect(try TestSupport.run(TestSupport.python, ["-c", old, dir + "/w.sqlite"]).status == 0)
+        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                                 logger: Logger(label: "test"), state: state)
+        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let session = try await loader.open(context)
+        #expect(try await session.write([Self.row("k001", 1), Self.row("k002", 2)]) == 1)
+        _ = try await session.commitSegment(final: true)
+        let read = """
+            import sqlite3, sys
+            c = sqlite3.connect(sys.argv[1])
+            print([r[1] for r in c.execute('PRAGMA table_info(t)')][-2:], c.execute('SELECT record_key, _sluice_partition, _sluice_commit FROM t ORDER BY 1').fetchall())
+            """
+        let result = try TestSupport.run(TestSupport.python, ["-c", read, dir + "/w.sqlite"])
+        #expect(String(decoding: result.stdout, as: UTF8.self)
+            == "['_sluice_partition', '_sluice_commit'] [('k001', '2026-11-17', None), ('k002', '2026-11-18', 1)]\n", "\(result.stderr)")
     }
 }
