@@ -151,8 +151,11 @@ def sluice_in(project, sluice, command, outputs=None, digest=None):
     output files, in name order, is appended to it."""
     result = measure([sluice] + command + ["--project", project], cwd=project)
     outs = os.path.join(project, "out")
-    if not os.path.isdir(outs):  # loaded to the warehouse: its file
-        return result, os.path.getsize(os.path.join(project, ".sluice/warehouse.sqlite"))
+    if not os.path.isdir(outs):  # loaded to the warehouse: its file, and the digest of its rows
+        warehouse = os.path.join(project, ".sluice/warehouse.sqlite")
+        if digest is not None:
+            digest.append(table_digest(warehouse, "signup_attempts"))
+        return result, os.path.getsize(warehouse)
     names = os.listdir(outs) if outputs is None else outputs
     if digest is not None:
         h = hashlib.sha256()
@@ -162,6 +165,21 @@ def sluice_in(project, sluice, command, outputs=None, digest=None):
                     h.update(chunk)
         digest.append(h.hexdigest())
     return result, sum(os.path.getsize(os.path.join(outs, f)) for f in names)
+
+
+def table_digest(path, table):
+    """The SHA-256 of a warehouse table's rows, the schema's columns only (not sluice's own
+    `_sluice_*` columns, whose values depend on how the rows were committed), in record-key
+    order, each value by SQLite's `quote`."""
+    import sqlite3
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    cols = [r[1] for r in c.execute(f'PRAGMA table_info("{table}")') if not r[1].startswith("_sluice_")]
+    h = hashlib.sha256()
+    select = "SELECT " + " || '|' || ".join(f'quote("{n}")' for n in cols) + f' FROM "{table}" ORDER BY record_key'
+    for (line,) in c.execute(select):
+        h.update(line.encode() + b"\n")
+    c.close()
+    return h.hexdigest()
 
 
 def run_sluice(sluice, data, folder, city, until=None, stages=None, sink="csv", digest=None):
@@ -334,7 +352,7 @@ def main():
     for name, _ in runners:
         rows.append(row(name, a.lines, nbytes, *median_run(results[name])))
     if a.baseline and "sluice" in tools and set(digests["sluice"] + digests["sluice (baseline)"]) != {digests["sluice"][0]}:
-        sys.exit("benchmark: --sluice and --baseline wrote different CSV")
+        sys.exit("benchmark: --sluice and --baseline wrote different output")
     if a.big and "sluice" in tools:
         bfolder, bpath, _ = ensure_input(data, a.big, city)
         bbytes = os.path.getsize(bpath)
@@ -375,7 +393,7 @@ def main():
                 print(f"{name}, {len(runs)} runs in turns: wall s {walls}; CPU s {cpus} (the table: the median run)")
     if "sluice" in by and "sluice (baseline)" in by:
         print(f"sluice / baseline: {by['sluice (baseline)']['seconds'] / by['sluice']['seconds']:.3f} "
-              f"(the baseline's median time over sluice's; the same CSV)")
+              f"(the baseline's median time over sluice's; the same output)")
     if "sluice" in by and "duckdb" in by:
         print(f"sluice / DuckDB: {by['duckdb']['seconds'] / by['sluice']['seconds']:.2f} (DuckDB's time over sluice's; target >= 1.0)")
     if "sluice" in by and "jq" in by:
