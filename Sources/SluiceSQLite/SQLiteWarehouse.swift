@@ -50,8 +50,11 @@ public struct SQLiteTableLoader: Loader {
         let path = context.outputPath(databasePath)
         // SQLite's own 2 MiB of page cache: rows are appended, and no index takes random
         // keys (16 MiB while the record key was the primary key). 1 and 4 MiB ran 1M lines
-        // in the same time; each MiB is one of the run's peak (docs/benchmarks.md).
-        let queue = try SQLiteFiles.openQueue(path, spanningTransaction: true, cacheKiB: 2048)
+        // in the same time; each MiB is one of the run's peak. A new file gets 16 KiB
+        // pages, as the state store: a quarter of the WAL's and the checkpoints' `pwrite`s
+        // for the same bytes (1M lines: 7.35-7.53 s, 1.85-2.00 system CPU s with 4 KiB;
+        // 6.55-6.98 s, 1.23-1.37 s; docs/benchmarks.md). A file made before keeps its own.
+        let queue = try SQLiteFiles.openQueue(path, spanningTransaction: true, pageSize: 16 << 10, cacheKiB: 2048)
         let key = keyColumn.flatMap { schema.index(of: $0) }
         try await queue.write { db in
             try ensureTable(db, keyIndex: key, path: path)

@@ -231,4 +231,26 @@ import Testing
         #expect(String(decoding: result.stdout, as: UTF8.self)
             == "['_sluice_partition', '_sluice_commit'] [('k001', '2026-11-17', None), ('k002', '2026-11-18', 1)]\n", "\(result.stderr)")
     }
+
+    /// A warehouse file sluice creates gets 16 KiB pages (read from the file's header); one
+    /// made before with another page size keeps it, and takes the rows.
+    @Test(arguments: [nil, 4096] as [Int?])
+    func newWarehouseFilesGet16KiBPagesOldOnesKeepTheirs(existing: Int?) async throws {
+        let dir = try TestSupport.scratchDirectory("warehouse")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        if let existing {
+            let make = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA page_size = \(existing)')\nc.execute('PRAGMA journal_mode = WAL')\nc.execute('CREATE TABLE other (x)')\nc.commit()"
+            #expect(try TestSupport.run(TestSupport.python, ["-c", make, dir + "/w.sqlite"]).status == 0)
+        }
+        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                                 logger: Logger(label: "test"))
+        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let session = try await loader.open(context)
+        #expect(try await session.write((0..<300).map { Self.row(String(format: "k%03d", $0), $0) }) == 300)
+        _ = try await session.commitSegment(final: true)
+        #expect(try StateFilePageTests.headerPageSize(dir + "/w.sqlite") == (existing ?? 16_384))
+        let count = "import sqlite3, sys\nprint(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM t').fetchone()[0])"
+        let result = try TestSupport.run(TestSupport.python, ["-c", count, dir + "/w.sqlite"])
+        #expect(String(decoding: result.stdout, as: UTF8.self) == "300\n", "\(result.stderr)")
+    }
 }
