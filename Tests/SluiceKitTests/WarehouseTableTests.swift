@@ -106,6 +106,30 @@ import Testing
         }
     }
 
+    /// A state store in `dir` (or `state`), pipeline `p`'s context on 2026-11-18 with it,
+    /// and table `t`'s loader.
+    static func stateful(_ dir: String, mode: LoadMode = .append, state: SQLiteStateStore? = nil) throws
+        -> (state: SQLiteStateStore, context: RunContext, loader: SQLiteTableLoader) {
+        let state = try state ?? SQLiteStateStore(path: dir + "/state.sqlite")
+        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
+                                 logger: Logger(label: "test"), mode: mode, state: state)
+        return (state, context, SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key"))
+    }
+
+    /// A segment's result recorded in the state store, as the runner's commit does.
+    static func record(_ result: SegmentResult, of loader: SQLiteTableLoader, in state: SQLiteStateStore) throws {
+        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+                                       receipts: result.receipts, finishesReplace: false))
+    }
+
+    /// What Python's `sqlite3` prints for a query's first row, its values space-separated.
+    static func query(_ sql: String, in path: String) throws -> String {
+        let script = "import sqlite3, sys\nprint(*sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True).execute(sys.argv[2]).fetchone())"
+        let result = try TestSupport.run(TestSupport.python, ["-c", script, path, sql])
+        #expect(result.status == 0, "\(result.stderr)")
+        return String(decoding: result.stdout, as: UTF8.self)
+    }
+
     /// What a crash between a segment's commits leaves, and what the next session of the
     /// pipeline and partition makes of it: `recorded` of the `committed` warehouse commits
     /// (100 rows each) reached the state store (its receipts and ledger) as well. The next
@@ -116,33 +140,20 @@ import Testing
     func segmentsTheStateDidNotRecordAreDeletedByTheNextSession(committed: Int, recorded: Int) async throws {
         let dir = try TestSupport.scratchDirectory("warehouse")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
-        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
-                                 logger: Logger(label: "test"), state: state)
-        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let (state, context, loader) = try Self.stateful(dir)
         let keys = (0..<(committed * 100 + 50)).map { String(format: "%032x", $0 * 7919 + 1) }
         let rows = keys.enumerated().map { Self.row($1, $0 % 300) }
         let first = try await loader.open(context)
         for s in 0..<committed {
             #expect(try await first.write(Array(rows[(s * 100)..<(s * 100 + 100)])) == 100)
             let result = try await first.commitSegment(final: s == committed - 1)
-            if s < recorded {
-                try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
-                                               receipts: result.receipts, finishesReplace: false))
-            }
+            if s < recorded { try Self.record(result, of: loader, in: state) }
         }
         let next = try await loader.open(context)
         #expect(try await next.write(rows) == rows.count - recorded * 100)
         _ = try await next.commitSegment(final: true)
 
-        let count = """
-            import sqlite3, sys
-            c = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)
-            print(*c.execute('SELECT count(*), count(DISTINCT record_key) FROM t').fetchone())
-            """
-        let result = try TestSupport.run(TestSupport.python, ["-c", count, dir + "/w.sqlite"])
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(String(decoding: result.stdout, as: UTF8.self) == "\(rows.count) \(rows.count)\n")
+        #expect(try Self.query("SELECT count(*), count(DISTINCT record_key) FROM t", in: dir + "/w.sqlite") == "\(rows.count) \(rows.count)\n")
     }
 
     /// A table dropped after rows were delivered to it (the state store has a receipt of a
@@ -151,15 +162,10 @@ import Testing
     @Test func aTableDroppedAfterDeliveriesIsAnErrorUntilReplaced() async throws {
         let dir = try TestSupport.scratchDirectory("warehouse")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
-        let partition = Partition("2026-11-18", granularity: .day)!
-        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: partition, logger: Logger(label: "test"), state: state)
-        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let (state, context, loader) = try Self.stateful(dir)
         let session = try await loader.open(context)
         #expect(try await session.write([Self.row(String(format: "%032x", 1), 1)]) == 1)
-        let result = try await session.commitSegment(final: true)
-        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
-                                       receipts: result.receipts, finishesReplace: false))
+        try Self.record(try await session.commitSegment(final: true), of: loader, in: state)
         let drop = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute('DROP TABLE t')\nc.execute('DELETE FROM _sluice_commits')\nc.commit()"
         #expect(try TestSupport.run(TestSupport.python, ["-c", drop, dir + "/w.sqlite"]).status == 0)
         await #expect {
@@ -167,9 +173,7 @@ import Testing
         } throws: { error in
             "\(error)".contains("table t does not hold the rows delivered to it for 2026-11-18") && "\(error)".contains("sluice backfill --replace")
         }
-        let replace = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: partition, logger: Logger(label: "test"),
-                                 mode: .replace, state: state)
-        let rebuilt = try await loader.open(replace)
+        let rebuilt = try await loader.open(try Self.stateful(dir, mode: .replace, state: state).context)
         #expect(try await rebuilt.write([Self.row(String(format: "%032x", 1), 1)]) == 1)
         _ = try await rebuilt.commitSegment(final: true)
     }
@@ -181,23 +185,16 @@ import Testing
     @Test func aFailingInsertLeavesTheTableAsCommitted() async throws {
         let dir = try TestSupport.scratchDirectory("warehouse")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
-        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
-                                 logger: Logger(label: "test"), state: state)
-        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let (state, context, loader) = try Self.stateful(dir)
         let session = try await loader.open(context)
         let rows = (0..<200).map { Self.row(String(format: "%032x", $0 + 1), $0) }
         #expect(try await session.write(Array(rows[..<100])) == 100)
-        let result = try await session.commitSegment(final: false)
-        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
-                                       receipts: result.receipts, finishesReplace: false))
+        try Self.record(try await session.commitSegment(final: false), of: loader, in: state)
         var bad = Array(rows[100...])
         bad[30].values[0] = .null // the key column, NOT NULL, in the middle of the first statement
         await #expect(throws: (any Error).self) { _ = try await session.write(bad) }
         await session.rollback()
-        let count = "import sqlite3, sys\nprint(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM t').fetchone()[0])"
-        let result2 = try TestSupport.run(TestSupport.python, ["-c", count, dir + "/w.sqlite"])
-        #expect(String(decoding: result2.stdout, as: UTF8.self) == "100\n", "\(result2.stderr)")
+        #expect(try Self.query("SELECT count(*) FROM t", in: dir + "/w.sqlite") == "100\n")
     }
 
     /// A table made by an earlier sluice (the record key its primary key, no
@@ -215,10 +212,7 @@ import Testing
             c.commit()
             """
         #expect(try TestSupport.run(TestSupport.python, ["-c", old, dir + "/w.sqlite"]).status == 0)
-        let state = try SQLiteStateStore(path: dir + "/state.sqlite")
-        let context = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "p", partition: Partition("2026-11-18", granularity: .day)!,
-                                 logger: Logger(label: "test"), state: state)
-        let loader = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "w.sqlite", keyColumn: "record_key")
+        let (_, context, loader) = try Self.stateful(dir)
         let session = try await loader.open(context)
         #expect(try await session.write([Self.row("k001", 1), Self.row("k002", 2)]) == 1)
         _ = try await session.commitSegment(final: true)
@@ -249,8 +243,6 @@ import Testing
         #expect(try await session.write((0..<300).map { Self.row(String(format: "k%03d", $0), $0) }) == 300)
         _ = try await session.commitSegment(final: true)
         #expect(try StateFilePageTests.headerPageSize(dir + "/w.sqlite") == (existing ?? 16_384))
-        let count = "import sqlite3, sys\nprint(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM t').fetchone()[0])"
-        let result = try TestSupport.run(TestSupport.python, ["-c", count, dir + "/w.sqlite"])
-        #expect(String(decoding: result.stdout, as: UTF8.self) == "300\n", "\(result.stderr)")
+        #expect(try Self.query("SELECT count(*) FROM t", in: dir + "/w.sqlite") == "300\n")
     }
 }
