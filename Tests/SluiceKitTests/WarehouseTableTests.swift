@@ -245,4 +245,34 @@ import Testing
         #expect(try StateFilePageTests.headerPageSize(dir + "/w.sqlite") == (existing ?? 16_384))
         #expect(try Self.query("SELECT count(*) FROM t", in: dir + "/w.sqlite") == "300\n")
     }
+
+    /// Two pipelines load one table's partition, one session at a time (a session holds
+    /// the file's write lock), and each crashes once between its commits. A session deletes
+    /// only its own pipeline's unrecorded commits: the other's, older or newer, stay.
+    @Test func aSessionDeletesOnlyItsOwnPipelinesCommits() async throws {
+        let dir = try TestSupport.scratchDirectory("warehouse")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (state, p, loader) = try Self.stateful(dir)
+        let q = RunContext(projectRoot: dir, outputRoot: dir, pipeline: "q", partition: p.partition, logger: p.logger, state: state)
+        func rows(_ from: Int) -> [Row] { (from..<(from + 10)).map { Self.row(String(format: "%032x", $0), $0) } }
+        /// One session of `context` writing `rows`, its commit recorded in the state or not.
+        func session(_ context: RunContext, _ rows: [Row], recorded: Bool) async throws {
+            let s = try await loader.open(context)
+            _ = try await s.write(rows)
+            let result = try await s.commitSegment(final: true)
+            if recorded {
+                try state.commit(SegmentCommit(pipeline: context.pipeline, partition: "2026-11-18", checkpoints: [],
+                                               delivered: [loader.label: result.deliveredKeys], receipts: result.receipts, finishesReplace: false))
+            }
+        }
+        let commits = "SELECT group_concat(c), sum(n) FROM (SELECT _sluice_commit AS c, count(*) AS n FROM t GROUP BY 1 ORDER BY 1)"
+        try await session(p, rows(0), recorded: true) // commit 1
+        try await session(q, rows(100), recorded: false) // 2
+        try await session(p, rows(10), recorded: false) // 3
+        #expect(try Self.query(commits, in: dir + "/w.sqlite") == "1,2,3 30\n")
+        try await session(q, rows(100) + rows(110), recorded: true) // 2 deleted, not 3; 4 writes q's rows again
+        #expect(try Self.query(commits, in: dir + "/w.sqlite") == "1,3,4 40\n")
+        try await session(p, rows(0) + rows(10), recorded: true) // 3 deleted, not 4; 5 writes p's second rows again
+        #expect(try Self.query(commits, in: dir + "/w.sqlite") == "1,4,5 40\n")
+    }
 }
