@@ -62,7 +62,7 @@ public struct SQLiteTableLoader: Loader {
         }
         // The last of this pipeline's commits to the partition that the state store
         // recorded (0: none); nil without a state store (nothing to repair against).
-        let target = Self.receiptTarget(table: table, partition: context.partition.description)
+        let target = Self.receiptTarget(table: table, partition: context.partition.description, file: databasePath)
         let acknowledged = try context.state.map { try $0.receipt(pipeline: context.pipeline, sink: label, target: target) ?? 0 }
         return try SQLiteTableSession(queue: queue, table: table, schema: schema, path: path, sink: label, target: target,
                                       acknowledged: acknowledged, context: context)
@@ -73,8 +73,11 @@ public struct SQLiteTableLoader: Loader {
     public static let commitColumn = "_sluice_commit"
     public static let commitsTable = "_sluice_commits"
 
-    /// The target of a table's receipts in the state store: its commits to one partition.
-    static func receiptTarget(table: String, partition: String) -> String { "\(table) \(partition)" }
+    /// The target of a table's receipts in the state store: its commits to one partition,
+    /// in one file (the target's `path` as configured). Commit ids count within a file: two
+    /// files' receipts must never be taken for each other (one state store, two sqlite
+    /// targets run in turn), or a session would delete commits the state recorded.
+    static func receiptTarget(table: String, partition: String, file: String) -> String { "\(table) \(partition) in \(file)" }
 
     /// `_sluice_commits`: a row per segment commit of a pipeline to a table's partition,
     /// ids never reused (`AUTOINCREMENT`).

@@ -275,4 +275,26 @@ import Testing
         try await session(p, rows(0) + rows(10), recorded: true) // 3 deleted, not 4; 5 writes p's second rows again
         #expect(try Self.query(commits, in: dir + "/w.sqlite") == "1,4,5 40\n")
     }
+
+    /// One state store, one pipeline, two warehouse files (two sqlite targets run in turn):
+    /// each file's receipts are its own, so neither file's session takes the other's
+    /// recorded commits for unrecorded ones (commit ids count within a file).
+    @Test func twoFilesKeepTheirOwnReceipts() async throws {
+        let dir = try TestSupport.scratchDirectory("warehouse")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (state, context, first) = try Self.stateful(dir)
+        let second = SQLiteTableLoader(schema: Self.schema, table: "t", databasePath: "other.sqlite", keyColumn: "record_key")
+        func load(_ loader: SQLiteTableLoader, _ from: Int, segments: Int) async throws {
+            let session = try await loader.open(context)
+            for s in 0..<segments {
+                _ = try await session.write((0..<10).map { i in Self.row(String(format: "%032x", from + s * 10 + i), i) })
+                try Self.record(try await session.commitSegment(final: s == segments - 1), of: loader, in: state)
+            }
+        }
+        try await load(first, 0, segments: 3) // commits 1-3 of w.sqlite, recorded
+        try await load(second, 1000, segments: 1) // commit 1 of other.sqlite, recorded
+        try await load(first, 2000, segments: 1) // w.sqlite: nothing to repair; commit 4
+        #expect(try Self.query("SELECT group_concat(DISTINCT _sluice_commit), count(*) FROM t", in: dir + "/w.sqlite") == "1,2,3,4 40\n")
+        #expect(try Self.query("SELECT count(*) FROM t", in: dir + "/other.sqlite") == "10\n")
+    }
 }
