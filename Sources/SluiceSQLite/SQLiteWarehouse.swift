@@ -288,6 +288,9 @@ final class SQLiteTableSession: LoadSession {
     /// recorded (`acknowledged` is the last it has), with their rows. A receipt whose
     /// commit the table does not have means the table (or its file) was replaced or
     /// deleted after rows were delivered to it: the ledger would keep them out for good.
+    /// The rows of earlier commits of the partition go from `_sluice_commits` (a run every
+    /// minute would add half a million a year; only the recorded one is needed, for the
+    /// check); their rows keep their ids, which are never reused.
     func repair(_ db: Database, acknowledged: Int64) throws {
         let commits = SQLiteTableLoader.commitsTable
         let load: StatementArguments = [table, context.pipeline, partition]
@@ -307,6 +310,8 @@ final class SQLiteTableSession: LoadSession {
                               arguments: [acknowledged] + load) == nil {
             throw SQLiteStoreError(path: path, detail: "table \(table) does not hold the rows delivered to it for \(partition) (it was dropped or replaced outside sluice); rebuild the partition with `sluice backfill --replace`")
         }
+        try db.execute(sql: "DELETE FROM \(commits) WHERE table_name = ? AND pipeline = ? AND partition = ? AND id < ?",
+                       arguments: load + [acknowledged])
     }
 
     /// A row in `_sluice_commits` for the transaction just begun; its id.

@@ -274,6 +274,11 @@ import Testing
         #expect(try Self.query(commits, in: dir + "/w.sqlite") == "1,3,4 40\n")
         try await session(p, rows(0) + rows(10), recorded: true) // 3 deleted, not 4; 5 writes p's second rows again
         #expect(try Self.query(commits, in: dir + "/w.sqlite") == "1,4,5 40\n")
+        // `_sluice_commits` keeps each pipeline's recorded commit and what came after: p's
+        // next session lets 1 go (5 is recorded), q's 4 stays; the rows keep their ids.
+        try await session(p, [], recorded: true) // 6, no rows
+        #expect(try Self.query("SELECT group_concat(id) FROM (SELECT id FROM _sluice_commits ORDER BY 1)", in: dir + "/w.sqlite") == "4,5,6\n")
+        #expect(try Self.query(commits, in: dir + "/w.sqlite") == "1,4,5 40\n")
     }
 
     /// One state store, one pipeline, two warehouse files (two sqlite targets run in turn):
