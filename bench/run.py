@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sqlite3
 import sys
 import time
 
@@ -171,7 +172,6 @@ def table_digest(path, table):
     """The SHA-256 of a warehouse table's rows, the schema's columns only (not sluice's own
     `_sluice_*` columns, whose values depend on how the rows were committed), in record-key
     order, each value by SQLite's `quote`."""
-    import sqlite3
     c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     cols = [r[1] for r in c.execute(f'PRAGMA table_info("{table}")') if not r[1].startswith("_sluice_")]
     h = hashlib.sha256()

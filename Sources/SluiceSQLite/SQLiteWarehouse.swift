@@ -234,8 +234,7 @@ final class SQLiteTableSession: LoadSession {
     let table: String
     let path: String
     let partition: String
-    /// The receipts' sink and target (`SQLiteTableLoader.receiptTarget`).
-    let sink: String
+    /// The receipts' target (`SQLiteTableLoader.receiptTarget`); their sink is the deliveries'.
     let target: String
     let context: RunContext
     var deliveries: SegmentDeliveries
@@ -253,7 +252,6 @@ final class SQLiteTableSession: LoadSession {
         self.table = table
         self.path = path
         self.partition = context.partition.description
-        self.sink = sink
         self.target = target
         self.context = context
         deliveries = SegmentDeliveries(sink: sink)
@@ -303,7 +301,7 @@ final class SQLiteTableSession: LoadSession {
                 DELETE FROM \(quote(table)) WHERE \(quote(SQLiteTableLoader.partitionColumn)) = ? AND \(quote(SQLiteTableLoader.commitColumn)) IN (\(ids))
                 """, arguments: [partition])
             try db.execute(sql: "DELETE FROM \(commits) WHERE id IN (\(ids))")
-            context.logger.warning("\(sink): removed the rows of \(stale.count) segment(s) of \(partition) committed after the last state commit (a crash between the two); they are loaded again")
+            context.logger.warning("\(deliveries.sink): removed the rows of \(stale.count) segment(s) of \(partition) committed after the last state commit (a crash between the two); they are loaded again")
         }
         if acknowledged > 0, context.mode == .append,
            try Int64.fetchOne(db, sql: "SELECT id FROM \(commits) WHERE id = ? AND table_name = ? AND pipeline = ? AND partition = ?",
@@ -318,7 +316,7 @@ final class SQLiteTableSession: LoadSession {
     func beginCommit(_ db: Database) throws -> Int64 {
         try db.execute(sql: """
             INSERT INTO \(SQLiteTableLoader.commitsTable) (table_name, pipeline, partition, committed_at) VALUES (?, ?, ?, ?)
-            """, arguments: [table, context.pipeline, partition, ISO8601DateFormatter().string(from: Date())])
+            """, arguments: [table, context.pipeline, partition, SQLiteStateStore.now()])
         return db.lastInsertedRowID
     }
 
@@ -383,7 +381,7 @@ final class SQLiteTableSession: LoadSession {
             }
         }
         open = !final
-        return SegmentResult(deliveredKeys: deliveries.takePending(), receipts: [SinkReceipt(sink: sink, target: target, length: committed)])
+        return SegmentResult(deliveredKeys: deliveries.takePending(), receipts: [SinkReceipt(sink: deliveries.sink, target: target, length: committed)])
     }
 
     func rollback() async {

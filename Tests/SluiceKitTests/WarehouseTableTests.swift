@@ -117,8 +117,8 @@ import Testing
     }
 
     /// A segment's result recorded in the state store, as the runner's commit does.
-    static func record(_ result: SegmentResult, of loader: SQLiteTableLoader, in state: SQLiteStateStore) throws {
-        try state.commit(SegmentCommit(pipeline: "p", partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
+    static func record(_ result: SegmentResult, of loader: SQLiteTableLoader, in state: SQLiteStateStore, pipeline: String = "p") throws {
+        try state.commit(SegmentCommit(pipeline: pipeline, partition: "2026-11-18", checkpoints: [], delivered: [loader.label: result.deliveredKeys],
                                        receipts: result.receipts, finishesReplace: false))
     }
 
@@ -260,10 +260,7 @@ import Testing
             let s = try await loader.open(context)
             _ = try await s.write(rows)
             let result = try await s.commitSegment(final: true)
-            if recorded {
-                try state.commit(SegmentCommit(pipeline: context.pipeline, partition: "2026-11-18", checkpoints: [],
-                                               delivered: [loader.label: result.deliveredKeys], receipts: result.receipts, finishesReplace: false))
-            }
+            if recorded { try Self.record(result, of: loader, in: state, pipeline: context.pipeline) }
         }
         let commits = "SELECT group_concat(c), sum(n) FROM (SELECT _sluice_commit AS c, count(*) AS n FROM t GROUP BY 1 ORDER BY 1)"
         try await session(p, rows(0), recorded: true) // commit 1
