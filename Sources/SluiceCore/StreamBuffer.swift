@@ -25,6 +25,9 @@ public protocol StreamBufferStore: Sendable {
     func bufferRows(pipeline: String, sink: String, _ rows: [BufferedRow]) throws -> [String]
     /// The rows of a partition that wait in the buffer (of an earlier process), oldest first.
     func bufferedRows(pipeline: String, sink: String, partition: String, limit: Int) throws -> [BufferedRow]
+    /// The payloads of the rows of these keys that are in the buffer (a sink reads them back
+    /// to send them, rather than holding every waiting row's payload in memory).
+    func bufferedPayloads(pipeline: String, sink: String, keys: [String]) throws -> [String: [UInt8]]
     /// The sink holds these rows: removed from the buffer, added to the ledger.
     func acknowledgeBuffered(pipeline: String, sink: String, keys: [String]) throws
     /// The sink refused these rows for good: removed from the buffer and kept as dead

@@ -270,6 +270,8 @@ public final class SQLiteStateStore: StateStore {
         Self.registerRecentLedger(&migrator)
         // v11: the ledger's recent keys as sorted runs (SQLiteLedgerRuns.swift).
         Self.registerLedgerRuns(&migrator)
+        // v12: the streaming sinks' buffer in the order rows enter it (SQLiteStreamBuffer.swift).
+        Self.registerOrderedStreamBuffer(&migrator)
         do {
             // One process checks and migrates at a time (two schedulers may open a new store
             // together). The version check is inside the lock too: outside, it could read

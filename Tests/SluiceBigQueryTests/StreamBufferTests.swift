@@ -1,12 +1,13 @@
 import Foundation
 import SluiceCore
-import SluiceSQLite
+@testable import SluiceSQLite
 import SluiceTestSupport
 import Testing
 
-/// The durable buffer in the SQLite state store (migration v6-stream-buffer): a key enters
-/// once, leaves into the ledger when acknowledged, or into the dead letters when refused,
-/// and is never buffered again once delivered.
+/// The durable buffer in the SQLite state store (migrations v6-stream-buffer and
+/// v12-stream-buffer-in-order): a key enters once, leaves into the ledger when
+/// acknowledged, or into the dead letters when refused, and is never buffered again once
+/// delivered.
 @Suite struct StreamBufferTests {
     static func row(_ key: String, line: Int, partition: String = "2026-11-18") -> BufferedRow {
         BufferedRow(key: key, partition: partition, position: SourcePosition(file: "in/a.jsonl", line: line, offset: Int64(line * 10)),
@@ -25,6 +26,11 @@ import Testing
         #expect(waiting.map(\.key) == ["a", "b", "c"])
         #expect(waiting[1].payload == Array(#"{"k":"b"}"#.utf8) && waiting[1].position.line == 2)
         #expect(try store.bufferedRows(pipeline: "p", sink: sink, partition: "2026-11-18", limit: 2).count == 2)
+        // Payloads are read back by key, of this sink's buffered rows only.
+        #expect(try store.bufferedPayloads(pipeline: "p", sink: sink, keys: ["c", "a", "zz", "d"])
+                == ["a": Array(#"{"k":"a"}"#.utf8), "c": Array(#"{"k":"c"}"#.utf8), "d": Array(#"{"k":"d"}"#.utf8)])
+        #expect(try store.bufferedPayloads(pipeline: "p", sink: "bigquery p.d.other", keys: ["a"]).isEmpty)
+        #expect(try store.bufferedPayloads(pipeline: "q", sink: sink, keys: ["a"]).isEmpty)
 
         try store.acknowledgeBuffered(pipeline: "p", sink: sink, keys: ["a", "b"])
         let runID = try store.beginRun(pipeline: "p", partition: "2026-11-18", mode: .append)
@@ -39,5 +45,83 @@ import Testing
         let depths = try store.bufferDepths(pipeline: "p").map { "\($0.partition) \($0.sink) \($0.rows)" }
         #expect(depths == ["2026-11-18 bigquery p.d.t 1", "2026-11-19 bigquery p.d.t 1"])
         #expect(try store.bufferDepths(pipeline: "other").isEmpty)
+        #expect(try store.bufferedPayloads(pipeline: "p", sink: sink, keys: ["a", "b", "c"]) == ["c": Array(#"{"k":"c"}"#.utf8)])
+    }
+
+    /// Rows of one call with a key twice, and a call of many rows (several statements):
+    /// each key once, the first row of a key kept, in the order given.
+    @Test(arguments: [1, 99, 100, 101, 250, 1000])
+    func manyRowsAreBufferedInOrderEachKeyOnce(_ count: Int) throws {
+        let dir = try TestSupport.scratchDirectory("buffer")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try SQLiteStateStore(path: dir + "/state.sqlite")
+        let sink = "bigquery p.d.t"
+        let keys = (0..<count).map { String(format: "%032x", ($0 * 7919) % 100_003) }
+        var rows = keys.enumerated().map { Self.row($1, line: $0 + 1) }
+        rows.insert(Self.row(keys[0], line: 999_999), at: max(1, rows.count / 2)) // the same key again: not added
+        #expect(try store.bufferRows(pipeline: "p", sink: sink, rows) == keys)
+        let waiting = try store.bufferedRows(pipeline: "p", sink: sink, partition: "2026-11-18", limit: .max)
+        #expect(waiting.map(\.key) == keys && waiting.map(\.position.line) == Array(1...count))
+        #expect(try store.bufferRows(pipeline: "p", sink: sink, Array(rows.reversed())).isEmpty)
+    }
+
+    /// A store written before v12 (v11: the buffer's primary key on pipeline, sink and key,
+    /// `WITHOUT ROWID`) with rows of two sinks waiting, opened by this code: every row is
+    /// still there, in the order it entered, with its position and payload; the table is
+    /// read by Python's `sqlite3`, and new rows come after the old ones.
+    @Test func rowsWaitingInAV11BufferAreKeptInTheirOrder() throws {
+        let dir = try TestSupport.scratchDirectory("buffer-v12")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let (one, two) = ("bigquery p.d.t", "bigquery p.d.u")
+        // (sink, key, partition, line, file id, payload), in the order they entered: keys out of key order.
+        let old: [(String, String, String, Int, String?, [UInt8])] = [
+            (one, "ffff0000ffff0000ffff0000ffff0000", "2026-11-18", 1, "fid-1", Array(#"{"n":1}"#.utf8)),
+            (two, "0000ffff0000ffff0000ffff0000ffff", "2026-11-18", 2, nil, [0, 1, 2, 255]),
+            (one, "a-text-key", "2026-11-19", 3, nil, Array(#"{"n":"ü"}"#.utf8)),
+            (one, "00000000000000000000000000000001", "2026-11-18", 4, "fid-1", Array(#"{"n":4}"#.utf8)),
+        ]
+        do {
+            let store = try SQLiteStateStore(path: path, windowKeyHash: WindowKeys.hash, migratingUpTo: "v11-ledger-runs")
+            try store.queue.write { db in
+                for (n, r) in old.enumerated() {
+                    // v6's SQL of then: `seq` one above the largest.
+                    try db.execute(sql: """
+                        INSERT INTO stream_buffer (pipeline, sink, record_key, partition, file, line, byte_offset, file_id, payload, seq)
+                        VALUES ('p', ?, ?, ?, 'in/a.jsonl', ?, ?, ?, ?, ?)
+                        """, arguments: [r.0, r.1, r.2, r.3, r.3 * 100, r.4, Data(r.5), n + 41])
+                }
+            }
+        }
+        let store = try SQLiteStateStore(path: path)
+        let read = """
+            import sqlite3, sys, json
+            c = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)
+            rows = c.execute("SELECT s.sink, b.record_key, b.partition, b.file, b.line, b.byte_offset, b.file_id, b.payload "
+                             "FROM stream_buffer b JOIN ledger_sinks s ON s.id = b.sink_id ORDER BY b.rowid")
+            print(json.dumps([list(r[:7]) + [list(r[7])] for r in rows]))
+            print(json.dumps([r[0] for r in c.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'stream_buffer' AND sql IS NOT NULL ORDER BY name")]))
+            """
+        func table() throws -> (rows: [[String]], schema: [String]) {
+            let result = try TestSupport.run(TestSupport.python, ["-c", read, path])
+            #expect(result.status == 0, "\(result.stderr)")
+            let lines = String(decoding: result.stdout, as: UTF8.self).split(separator: "\n")
+            let rows = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [[Any]]
+            return (rows.map { $0.map { "\($0 is NSNull ? "nil" : $0)" } }, try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String])
+        }
+        let (rows, schema) = try table()
+        #expect(rows == old.map { [$0.0, $0.1, $0.2, "in/a.jsonl", "\($0.3)", "\($0.3 * 100)", $0.4 ?? "nil", "\($0.5.map(Int.init))"] })
+        // A rowid table (rows in the order they enter), its key index without payloads.
+        #expect(schema.count == 3 && schema[0].contains("seq INTEGER PRIMARY KEY") && !schema[0].contains("WITHOUT ROWID")
+                && schema[2].contains("UNIQUE INDEX stream_buffer_keys ON stream_buffer(sink_id, record_key)"), "\(schema)")
+        // Through the store: the same rows, and a new one after them; keys buffered once.
+        #expect(try store.bufferedRows(pipeline: "p", sink: one, partition: "2026-11-18", limit: 10).map(\.key) == [old[0].1, old[3].1])
+        #expect(try store.bufferedRows(pipeline: "p", sink: two, partition: "2026-11-18", limit: 10).map(\.payload) == [old[1].5])
+        #expect(try store.bufferRows(pipeline: "p", sink: one, [Self.row("0", line: 5), Self.row(old[0].1, line: 6)]) == ["0"])
+        #expect(try store.bufferedRows(pipeline: "p", sink: one, partition: "2026-11-18", limit: 10).map(\.key) == [old[0].1, old[3].1, "0"])
+        try store.acknowledgeBuffered(pipeline: "p", sink: one, keys: [old[0].1, "a-text-key"])
+        #expect(try store.delivered(pipeline: "p", sink: one, keys: old.map(\.1), excludingPartition: nil) == [old[0].1, "a-text-key"])
+        #expect(try store.bufferDepths(pipeline: "p").map { "\($0.sink) \($0.partition) \($0.rows)" }
+                == ["\(one) 2026-11-18 2", "\(two) 2026-11-18 1"])
     }
 }
