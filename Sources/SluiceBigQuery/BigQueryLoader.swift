@@ -92,7 +92,7 @@ final class BigQuerySession: LoadSession {
         let added = Set(try store.bufferRows(pipeline: context.pipeline, sink: loader.label, buffered))
         CrashPoints.reach("bigquery.buffered")
         await streamer.enqueue(buffered.filter { added.contains($0.key) }.map {
-            Streamer.Pending(key: $0.key, payload: $0.payload, position: $0.position, ofRun: true)
+            Streamer.Pending(key: $0.key, payloadBytes: $0.payload.count, position: $0.position, ofRun: true)
         })
         return added.count
     }

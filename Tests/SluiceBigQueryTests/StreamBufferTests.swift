@@ -1,4 +1,5 @@
 import Foundation
+@testable import SluiceBigQuery
 import SluiceCore
 @testable import SluiceSQLite
 import SluiceTestSupport
@@ -123,5 +124,30 @@ import Testing
         #expect(try store.delivered(pipeline: "p", sink: one, keys: old.map(\.1), excludingPartition: nil) == [old[0].1, "a-text-key"])
         #expect(try store.bufferDepths(pipeline: "p").map { "\($0.sink) \($0.partition) \($0.rows)" }
                 == ["\(one) 2026-11-18 2", "\(two) 2026-11-18 1"])
+    }
+
+    /// The streamer's queue hands rows out first in, first out, and lets go of the rows it
+    /// handed out while rows keep coming (it is never empty): before, it held every row of
+    /// a run until it was.
+    @Test(arguments: [(add: 7, take: 5), (add: 500, take: 500), (add: 2000, take: 500), (add: 1, take: 1), (add: 50, take: 49)])
+    func theQueueLetsGoOfRowsItHandedOut(add: Int, take: Int) {
+        var queue = PendingQueue()
+        var next = 0, taken: [Int] = [], most = 0
+        let position = SourcePosition(file: "in/a.jsonl", line: 1)
+        while next < 200_000 {
+            queue.append((next..<next + add).map { Streamer.Pending(key: String($0), payloadBytes: 10, position: position, ofRun: true) })
+            next += add
+            // Fewer taken than added until the queue holds a backlog, then as many: never empty.
+            for _ in 0..<(queue.count > 3 * add + take ? (add + take - 1) / take : max(0, add / take - 1)) {
+                taken += queue.take(maxRows: take, maxBytes: .max).map { Int($0.key)! }
+            }
+            #expect(queue.count > 0)
+            most = max(most, queue.held)
+        }
+        #expect(taken == Array(0..<taken.count))
+        #expect(queue.bytes == queue.count * (10 + 24) + (taken.count..<next).reduce(0) { $0 + String($1).utf8.count })
+        #expect(most <= 2 * (4 * add + 2 * take) + PendingQueue.compactAfter, "the queue held \(most) rows")
+        while queue.count > 0 { taken += queue.take(maxRows: take, maxBytes: .max).map { Int($0.key)! } }
+        #expect(taken == Array(0..<next) && queue.held == 0 && queue.bytes == 0)
     }
 }
