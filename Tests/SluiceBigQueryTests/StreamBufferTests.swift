@@ -151,3 +151,21 @@ import Testing
         #expect(taken == Array(0..<next) && queue.held == 0 && queue.bytes == 0)
     }
 }
+
+/// A row's insertAll `json` object, as Python's `json` reads it: NULL columns left out,
+/// names and strings escaped, numbers and booleans as they are.
+@Suite struct PayloadTests {
+    @Test(arguments: [
+        ([Value.string("a"), .null, .int(-3)], #"{"name": "a", "n": -3}"#),
+        ([Value.null, .null, .null], "{}"),
+        ([Value.string("q\"\\\n\u{1}ü"), .bool(true), .double(1.5)], #"{"name": "q\"\\\n\u0001\u00fc", "flag \"x\"": true, "n": 1.5}"#),
+        ([Value.string(#"{"k":[1,2]}"#), .bool(false), .largeInteger("123456789012345678901234567890")],
+         #"{"name": "{\"k\":[1,2]}", "flag \"x\"": false, "n": 123456789012345678901234567890}"#),
+    ])
+    func payloadsAreTheRowsJSONObjects(values: [Value], expected: String) throws {
+        let payload = BigQuerySession.payload(values, names: BigQuerySession.names(["name", "flag \"x\"", "n"]))
+        let script = "import json, sys\na, b = sys.stdin.read().split('\\u0000')\nprint(json.loads(a) == json.loads(b), list(json.loads(a)) == list(json.loads(b)))"
+        let result = try TestSupport.run(TestSupport.python, ["-c", script], input: Data(payload + [0] + Array(expected.utf8)))
+        #expect(String(decoding: result.stdout, as: UTF8.self) == "True True\n", "\(String(decoding: payload, as: UTF8.self)) \(result.stderr)")
+    }
+}
