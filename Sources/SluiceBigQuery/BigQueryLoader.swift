@@ -43,7 +43,9 @@ public struct BigQueryTableLoader: Loader {
         let streamer = Streamer(api: api, table: table, store: store, pipeline: context.pipeline, sink: label, logger: context.logger,
                                 runID: runID, partition: context.partition.description, keyColumn: keyColumn)
         // Rows an earlier process left in this partition's buffer: their outcome is unknown.
-        let left = try store.bufferedRows(pipeline: context.pipeline, sink: label, partition: context.partition.description, limit: Int.max)
+        // (Their payloads stay in the store until their requests are made.)
+        let left = try store.bufferedRows(pipeline: context.pipeline, sink: label, partition: context.partition.description, limit: Int.max,
+                                          withPayloads: false)
         if !left.isEmpty { await streamer.recover(left, keyColumn: keyColumn) }
         let (table, schema, schemaFile, partitionColumn) = (table, schema, schemaFile, partitionColumn)
         await streamer.start { () async throws(BigQueryError) in

@@ -152,7 +152,7 @@ actor Streamer {
         if !present.isEmpty || !resend.isEmpty {
             logger.notice("\(sink): \(rows.count) rows of an earlier run were waiting: \(present.count) found in BigQuery, \(resend.count) sent again")
         }
-        enqueue(resend.map { Pending(key: $0.key, payloadBytes: $0.payload.count, position: $0.position, ofRun: false) })
+        enqueue(resend.map { Pending(key: $0.key, payloadBytes: $0.payloadBytes, position: $0.position, ofRun: false) })
     }
 
     private var isAbandoned: Bool { abandoned }

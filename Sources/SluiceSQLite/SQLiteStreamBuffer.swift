@@ -126,17 +126,17 @@ extension SQLiteStateStore: StreamBufferStore {
         }
     }
 
-    public func bufferedRows(pipeline: String, sink: String, partition: String, limit: Int) throws -> [BufferedRow] {
+    public func bufferedRows(pipeline: String, sink: String, partition: String, limit: Int, withPayloads: Bool) throws -> [BufferedRow] {
         try queue.read { db in
             guard let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: false) else { return [] }
             return try GRDB.Row.fetchAll(db, sql: """
-                SELECT record_key, partition, file, line, byte_offset, file_id, payload FROM stream_buffer
-                WHERE sink_id = ? AND partition = ? ORDER BY seq LIMIT ?
+                SELECT record_key, partition, file, line, byte_offset, file_id, length(payload) AS size, \(withPayloads ? "payload" : "NULL") AS payload
+                FROM stream_buffer WHERE sink_id = ? AND partition = ? ORDER BY seq LIMIT ?
                 """, arguments: [sinkID, partition, limit]).map { r in
-                let payload: Data = r["payload"]
+                let payload: Data? = r["payload"]
                 return BufferedRow(key: r["record_key"], partition: r["partition"],
                                    position: SourcePosition(file: r["file"], line: r["line"], offset: r["byte_offset"], fileID: r["file_id"]),
-                                   payload: [UInt8](payload))
+                                   payload: payload.map { [UInt8]($0) } ?? [], payloadBytes: r["size"])
             }
         }
     }

@@ -27,6 +27,9 @@ import Testing
         #expect(waiting.map(\.key) == ["a", "b", "c"])
         #expect(waiting[1].payload == Array(#"{"k":"b"}"#.utf8) && waiting[1].position.line == 2)
         #expect(try store.bufferedRows(pipeline: "p", sink: sink, partition: "2026-11-18", limit: 2).count == 2)
+        // Without payloads: their sizes only.
+        let heads = try store.bufferedRows(pipeline: "p", sink: sink, partition: "2026-11-18", limit: 10, withPayloads: false)
+        #expect(heads.map(\.key) == ["a", "b", "c"] && heads.allSatisfy { $0.payload.isEmpty && $0.payloadBytes == 9 } && heads[1].position.line == 2)
         // Payloads are read back by key, of this sink's buffered rows only.
         #expect(try store.bufferedPayloads(pipeline: "p", sink: sink, keys: ["c", "a", "zz", "d"])
                 == ["a": Array(#"{"k":"a"}"#.utf8), "c": Array(#"{"k":"c"}"#.utf8), "d": Array(#"{"k":"d"}"#.utf8)])
