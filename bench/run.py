@@ -14,6 +14,12 @@ With --repeat N the 1M-line runs of sluice and DuckDB (jq's ~27 s are steady) ar
 times, in turns, and each tool's median run is reported, with every time. With
 --baseline BIN another sluice binary (the commit before a change) runs in the same turns,
 and its output must be the same bytes: before and after figures of one hour.
+
+With --sink warehouse sluice loads the local warehouse (SQLite) instead of the CSV file;
+with --sink bigquery it streams into the BigQuery emulator (PyPI `bqemulator`, the tests'
+one: SLUICE_BQ_PYTHON or .venv-bq, from scripts/setup), started afresh on loopback for
+each run. The emulator takes ~1,800 rows/s, so that run's wall time is the emulator's:
+what it measures is sluice's own CPU time and peak memory (use --lines 100000).
 """
 import argparse
 import datetime
@@ -22,10 +28,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sqlite3
 import sys
 import time
+import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATE = "2026-11-18"
@@ -100,12 +108,13 @@ def ensure_day(data, lines, city, day):
 
 def variant(text, stages, sink):
     """The pipeline with only the stages named in `stages` (None: all of them), loaded to
-    `sink`: "csv" (as it is) or "warehouse" (the local target's SQLite table instead)."""
+    `sink`: "csv" (as it is), or "warehouse" or "bigquery" (the default target's table
+    instead: the local SQLite one, or the emulator's, see `make_project`)."""
     head, rest = text.split("transform:\n", 1)
     transform, load = rest.split("load:\n", 1)
     blocks = re.split(r"(?m)^(?=  - kind: )", transform)
     kept = [b for b in blocks if b and (stages is None or b.split("kind:", 1)[1].split()[0] in stages)]
-    if sink == "warehouse":
+    if sink in ("warehouse", "bigquery"):
         load = load.replace("  - kind: csv\n    path: \"out/{date}.csv\"\n", "  - kind: warehouse\n    table: signup_attempts\n")
     return head + "transform:\n" + "".join(kept) + "load:\n" + load
 
@@ -129,13 +138,17 @@ def ensure_asn(data, ranges):
 ASN_TABLE = None
 
 
-def make_project(data, folder, city, stages=None, sink="csv"):
+def make_project(data, folder, city, stages=None, sink="csv", endpoint=None):
     """The benchmark's project (bench/project) in a scratch folder, over the log in `folder`
-    (with `stages` and `sink`, a variant: see `variant`)."""
+    (with `stages` and `sink`, a variant: see `variant`; for "bigquery", a default target
+    of kind bigquery at the emulator's `endpoint`)."""
     project = os.path.join(data, "project")
     shutil.rmtree(project, ignore_errors=True)
     os.makedirs(os.path.join(project, "Pipelines"))
     shutil.copy(os.path.join(REPO, "bench/project/sluice.yml"), project)
+    if sink == "bigquery":
+        with open(os.path.join(project, "sluice.yml"), "w", encoding="utf-8") as f:
+            f.write(BIGQUERY_PROJECT.format(endpoint=endpoint))
     with open(os.path.join(REPO, "bench/project/Pipelines/signup_bench.yml"), encoding="utf-8") as f:
         text = f.read()
     text = text.replace("@ASN@", ASN_TABLE or os.path.join(data, "ip2asn.tsv")).replace("@DATA@/{date}", os.path.join(folder, "{date}"))
@@ -144,6 +157,70 @@ def make_project(data, folder, city, stages=None, sink="csv"):
     with open(os.path.join(project, "Pipelines/signup_bench.yml"), "w", encoding="utf-8") as f:
         f.write(text)
     return project
+
+
+BIGQUERY_PROJECT = """default_target: emulator
+targets:
+  emulator:
+    kind: bigquery
+    project: bench
+    dataset: bench
+    location: US
+    endpoint: {endpoint}
+state:
+  kind: sqlite
+  path: .sluice/state.sqlite
+"""
+
+
+class Emulator:
+    """The BigQuery emulator on a free loopback port, with its data in a scratch folder;
+    stopped (and its data removed) on exit."""
+
+    def __init__(self, data):
+        self.python = os.environ.get("SLUICE_BQ_PYTHON", os.path.join(REPO, ".venv-bq/bin/python"))
+        if not os.path.exists(self.python):
+            sys.exit(f"benchmark: no BigQuery emulator: {self.python} is missing (run scripts/setup, or set SLUICE_BQ_PYTHON)")
+        self.folder = os.path.join(data, "bq-emulator")
+
+    def __enter__(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.makedirs(self.folder)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.log = open(os.path.join(self.folder, "log"), "wb")
+        self.proc = subprocess.Popen([self.python, os.path.join(REPO, "scripts/bq_emulator.py"), "--rest-host", "127.0.0.1",
+                                      "--rest-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(self.folder, "db"),
+                                      "--project", "bench", "--log-level", "warning"], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint + "/bigquery/v2/projects/bench/datasets", timeout=2).read()
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"benchmark: the BigQuery emulator did not start (see {self.log.name})")
+                time.sleep(0.3)
+
+    def rows_digest(self, table):
+        """The SHA-256 of the table's rows, read back by the tests' reader (bq_read.py),
+        in record-key order."""
+        out = subprocess.run([sys.executable, os.path.join(REPO, "Tests/SluiceBigQueryTests/bq_read.py"), self.endpoint, "bench",
+                              "bench", table], check=True, capture_output=True).stdout
+        lines = sorted(out.splitlines(), key=lambda line: json.loads(line)["record_key"])
+        return hashlib.sha256(b"\n".join(lines)).hexdigest()
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def sluice_in(project, sluice, command, outputs=None, digest=None):
@@ -184,10 +261,18 @@ def table_digest(path, table):
 
 def run_sluice(sluice, data, folder, city, until=None, stages=None, sink="csv", digest=None):
     """One `sluice run` of DATE, or with `until` one `sluice backfill` from DATE to it."""
-    project = make_project(data, folder, city, stages, sink)
     command = ["run", "Pipelines/signup_bench.yml", "--date", DATE] if until is None else \
         ["backfill", "Pipelines/signup_bench.yml", "--from", DATE, "--to", until]
-    result, size = sluice_in(project, sluice, command, digest=digest)
+    if sink == "bigquery":
+        with Emulator(data) as emulator:
+            project = make_project(data, folder, city, stages, sink, endpoint=emulator.endpoint)
+            result = measure([sluice] + command + ["--project", project], cwd=project)
+            if digest is not None:
+                digest.append(emulator.rows_digest("signup_attempts"))
+            size = 0  # the rows are in the emulator: no local output
+    else:
+        project = make_project(data, folder, city, stages, sink)
+        result, size = sluice_in(project, sluice, command, digest=digest)
     shutil.rmtree(project, ignore_errors=True)
     return result, size
 
@@ -292,8 +377,9 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--stages", help="sluice with only these of the pipeline's stages, comma-separated "
                     "(geoip,asn,error_code,rate_limit,email_domain,select; default: all)")
-    ap.add_argument("--sink", choices=["csv", "warehouse"], default="csv",
-                    help="sluice's sink: the CSV file (default) or the local warehouse (SQLite)")
+    ap.add_argument("--sink", choices=["csv", "warehouse", "bigquery"], default="csv",
+                    help="sluice's sink: the CSV file (default), the local warehouse (SQLite), or BigQuery (the emulator, "
+                         "started for each run; its ~1,800 rows/s are the run's wall time: use --lines 100000)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="the 1M-line runs of sluice (and --baseline) and DuckDB made this many times, in turns; "
                          "each tool's median run is reported (jq runs once)")
