@@ -10,8 +10,8 @@ import SluiceCore
 actor Streamer {
     /// A row waiting to be sent. Its payload is in the state store's buffer, read back when
     /// its request is made: the queue holds up to `bufferRows` rows (50,000 by default),
-    /// and with their payloads it held ~2 KB a row (a 100,000-row run peaked at 187 MB,
-    /// 100 MB without them; the session of 2026-12-01 from 06:53).
+    /// and with their payloads it held ~2 KB a row (a 100,000-row run peaked at 187 MiB,
+    /// 96–98 MiB without them; the session of 2026-12-01 from 06:53).
     struct Pending: Sendable {
         var key: String
         /// What the row counts toward a request's `maxBytes`: its payload and key, and the

@@ -72,8 +72,26 @@ extension SQLiteStateStore {
         }
     }
 
-    /// Rows a statement of `bufferRows` inserts (9 parameters each).
+    /// Rows a statement of `bufferRows` inserts (8 parameters each).
     static let bufferRowsPerStatement = 100
+
+    /// Runs a statement on the buffer's rows of a sink with these keys, `keysPerStatement`
+    /// keys a statement, and hands each row it returns to `row`: `sql` makes its text
+    /// around the condition it is given (`WHERE sink_id = ? AND record_key IN (…)`).
+    func forEachBufferRow(_ db: Database, sinkID: Int64, keys: [String], sql: (String) -> String,
+                          _ row: (SQLiteStatement) throws -> Void) throws {
+        try db.forEachChunk(of: keys, size: Self.keysPerStatement, sql: {
+            sql("WHERE sink_id = ? AND record_key IN (\(Database.marks($0)))")
+        }) { chunk, statement in
+            try statement.forEachRow(db, bind: { b in
+                b.bind(sinkID)
+                for key in chunk { b.bind(key) }
+            }) { s in
+                try row(s)
+                return true
+            }
+        }
+    }
 }
 
 extension SQLiteStateStore: StreamBufferStore {
@@ -87,16 +105,8 @@ extension SQLiteStateStore: StreamBufferStore {
             let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: true)!
             let keys = rows.map(\.key)
             var skip = Set(try ledgerRows(db, pipeline: pipeline, sink: sink, sinkID: sinkID, keys: keys, epoch: nil).map(\.key))
-            try db.forEachChunk(of: keys, size: Self.keysPerStatement, sql: {
-                "SELECT record_key FROM stream_buffer WHERE sink_id = ? AND record_key IN (\(Database.marks($0)))"
-            }) { chunk, statement in
-                try statement.forEachRow(db, bind: { b in
-                    b.bind(sinkID)
-                    for key in chunk { b.bind(key) }
-                }) { s in
-                    skip.insert(String(cString: sqlite3_column_text(s, 0)))
-                    return true
-                }
+            try forEachBufferRow(db, sinkID: sinkID, keys: keys, sql: { "SELECT record_key FROM stream_buffer \($0)" }) { s in
+                skip.insert(String(cString: sqlite3_column_text(s, 0)))
             }
             // New rows, each key once (the first row of a key wins, as the first insert did).
             var added: [Int] = []
@@ -147,18 +157,9 @@ extension SQLiteStateStore: StreamBufferStore {
             guard let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: false) else { return [:] }
             var out: [String: [UInt8]] = [:]
             out.reserveCapacity(keys.count)
-            try db.forEachChunk(of: keys, size: Self.keysPerStatement, sql: {
-                "SELECT record_key, payload FROM stream_buffer WHERE sink_id = ? AND record_key IN (\(Database.marks($0)))"
-            }) { chunk, statement in
-                try statement.forEachRow(db, bind: { b in
-                    b.bind(sinkID)
-                    for key in chunk { b.bind(key) }
-                }) { s in
-                    let blob = sqlite3_column_blob(s, 1), n = Int(sqlite3_column_bytes(s, 1)) // in this order (SQLite's advice)
-                    let payload = n == 0 ? [] : [UInt8](UnsafeRawBufferPointer(start: blob, count: n))
-                    out[String(cString: sqlite3_column_text(s, 0))] = payload
-                    return true
-                }
+            try forEachBufferRow(db, sinkID: sinkID, keys: keys, sql: { "SELECT record_key, payload FROM stream_buffer \($0)" }) { s in
+                let blob = sqlite3_column_blob(s, 1), n = Int(sqlite3_column_bytes(s, 1)) // in this order (SQLite's advice)
+                out[String(cString: sqlite3_column_text(s, 0))] = n == 0 ? [] : [UInt8](UnsafeRawBufferPointer(start: blob, count: n))
             }
             return out
         }
@@ -173,16 +174,8 @@ extension SQLiteStateStore: StreamBufferStore {
             guard let sinkID = try ledgerSinkID(db, pipeline: pipeline, sink: sink, create: false) else { return false }
             // Each chunk's rows leave the buffer in one statement that says which they were.
             var byPartition: [String: [String]] = [:]
-            try db.forEachChunk(of: keys, size: Self.keysPerStatement, sql: {
-                "DELETE FROM stream_buffer WHERE sink_id = ? AND record_key IN (\(Database.marks($0))) RETURNING record_key, partition"
-            }) { chunk, statement in
-                try statement.forEachRow(db, bind: { b in
-                    b.bind(sinkID)
-                    for key in chunk { b.bind(key) }
-                }) { s in
-                    byPartition[String(cString: sqlite3_column_text(s, 1)), default: []].append(String(cString: sqlite3_column_text(s, 0)))
-                    return true
-                }
+            try forEachBufferRow(db, sinkID: sinkID, keys: keys, sql: { "DELETE FROM stream_buffer \($0) RETURNING record_key, partition" }) { s in
+                byPartition[String(cString: sqlite3_column_text(s, 1)), default: []].append(String(cString: sqlite3_column_text(s, 0)))
             }
             for (partition, moved) in byPartition.sorted(by: { $0.key < $1.key }) {
                 try insertLedger(db, pipeline: pipeline, sink: sink, partition: partition, keys: moved)
