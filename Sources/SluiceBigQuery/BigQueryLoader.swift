@@ -41,7 +41,7 @@ public struct BigQueryTableLoader: Loader {
             throw BigQueryError("\(label): streaming into BigQuery needs a run recorded in the state store")
         }
         let streamer = Streamer(api: api, table: table, store: store, pipeline: context.pipeline, sink: label, logger: context.logger,
-                                runID: runID, partition: context.partition.description, keyColumn: keyColumn)
+                                runID: runID, partition: context.partition.description, keyColumn: keyColumn, stop: context.stop)
         // Rows an earlier process left in this partition's buffer: their outcome is unknown.
         // (Their payloads stay in the store until their requests are made.)
         let left = try store.bufferedRows(pipeline: context.pipeline, sink: label, partition: context.partition.description, limit: Int.max,

@@ -56,9 +56,14 @@ actor Streamer {
     let runID: Int64
     let partition: String
     let keyColumn: String
+    /// The run's stop (SIGINT/SIGTERM): back-pressure and the drain stop waiting, rows stay
+    /// in the durable buffer for the partition's next run. Before, a stop during an outage
+    /// waited up to `drainTimeout` twice (for room, then for the drain): 20 minutes.
+    let stop: StopFlag?
 
     init(api: BigQueryAPI, table: String, store: any StreamBufferStore, pipeline: String, sink: String, logger: Logger,
-         runID: Int64, partition: String, keyColumn: String) {
+         runID: Int64, partition: String, keyColumn: String, stop: StopFlag? = nil) {
+        self.stop = stop
         self.keyColumn = keyColumn
         self.runID = runID
         self.partition = partition
@@ -105,7 +110,8 @@ actor Streamer {
         let started = ContinuousClock.now
         while true {
             if let failure { throw failure }
-            if waiting < settings.bufferRows { return }
+            // Stopping: the runner buffers the batch in hand (durable) and ends the run.
+            if waiting < settings.bufferRows || isStopping { return }
             if ContinuousClock.now - max(started, lastProgress) > settings.drainTimeout {
                 throw BigQueryError("\(sink): BigQuery took no rows for \(settings.drainTimeout) while \(waiting) rows waited; they stay in the state store's buffer and the partition's next run sends them")
             }
@@ -156,6 +162,8 @@ actor Streamer {
     }
 
     private var isAbandoned: Bool { abandoned }
+
+    private var isStopping: Bool { stop?.isStopped ?? false }
 
     private func fail(_ error: BigQueryError) {
         if failure == nil { failure = error }
@@ -347,11 +355,11 @@ actor Streamer {
     func drain(timeout: Duration) async -> Int {
         draining = true
         let started = ContinuousClock.now
-        while !ready || waiting > 0, failure == nil, ContinuousClock.now - max(started, lastProgress) < timeout {
+        while !ready || waiting > 0, failure == nil, !isStopping, ContinuousClock.now - max(started, lastProgress) < timeout {
             try? await Task.sleep(for: .milliseconds(10))
         }
         if waiting > 0, failure == nil {
-            logger.warning("\(sink): \(waiting) rows still wait for BigQuery; they stay in the state store's buffer and the partition's next run sends them")
+            logger.warning("\(sink): \(waiting) rows still wait for BigQuery\(isStopping ? " (stopping)" : ""); they stay in the state store's buffer and the partition's next run sends them")
         }
         abandon()
         return max(0, outstandingOfRun)

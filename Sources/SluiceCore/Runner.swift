@@ -125,6 +125,7 @@ public struct Runner: Sendable {
         if let state, context.mode == .replace { try state.beginReplace(pipeline: pipeline.name, partition: partition) }
         let runID = try state?.beginRun(pipeline: pipeline.name, partition: partition, mode: context.mode)
         context.runID = runID
+        context.stop = stop
 
         // One coercer per distinct (schema, key column); loaders that share a schema share rows.
         var coercers: [SchemaCoercer] = []

@@ -129,6 +129,10 @@ public struct RunContext: Sendable {
     /// The run's id in the state store (set by the runner), for sinks that record dead
     /// letters themselves.
     public var runID: Int64?
+    /// Set when a stop was asked for (SIGINT/SIGTERM; set by the runner): the run ends
+    /// after the batch in hand, and a sink that waits on a remote service (BigQuery's
+    /// back-pressure and drain) stops waiting, its rows durable where they are.
+    public var stop: StopFlag?
 
     public init(projectRoot: String, outputRoot: String, pipeline: String, partition: Partition,
                 logger: Logger, environment: [String: String] = [:], mode: LoadMode = .append, state: (any StateStore)? = nil) {

@@ -200,6 +200,35 @@ import Testing
         await emulator.stop()
     }
 
+    /// SIGTERM while BigQuery is down and the buffer is full ends the run at once (not after
+    /// `drain_timeout_s` of waiting for room and again for the drain), with exit status 0
+    /// and the rows read so far waiting in the buffer; once BigQuery is back, the next
+    /// runs load every row once.
+    @Test func aStopDuringAnOutageEndsTheRunAtOnce() async throws {
+        let emulator = try BigQueryEmulator()
+        defer { emulator.kill() }
+        let root = try Self.project(emulator, dataset: "stop", settings: """
+                buffer_rows: 100
+                drain_timeout_s: 90
+                retry_max_ms: 300
+            """)
+        let started = ContinuousClock.now
+        let r = try await TestSupport.runAndSignal(TestSupport.sluiceExecutable, ["run", "Pipelines/signup_attempts.yml", "--date", "2026-11-19",
+                                                                                  "--target", "emulator"],
+                                                   cwd: root, after: .seconds(4), signal: SIGTERM)
+        let took = ContinuousClock.now - started
+        #expect(!r.signaled && r.status == 0, "\(r.stderr)")
+        #expect(took < .seconds(60), "the run took \(took) after its stop")
+        #expect(r.stderr.contains("rows still wait for BigQuery (stopping)"), "\(r.stderr)")
+        let status = try Self.sluice(root, ["status", "signup_attempts"])
+        #expect(status.output.contains("buffer signup_attempts 2026-11-19 bigquery \(emulator.project).stop.signup_attempts: "), "\(status.output)")
+        try await emulator.start()
+        let r2 = try Self.sluice(root, Self.backfill)
+        #expect(r2.status == 0, "\(r2.stderr)")
+        try Self.checkTable(emulator, dataset: "stop", root: root)
+        await emulator.stop()
+    }
+
     /// `sluice` kills itself with SIGKILL right after BigQuery accepted a request and before
     /// the state store knows it (`bigquery.inserted`), or right after rows entered the
     /// buffer (`bigquery.buffered`); the re-run checks the buffered rows by key with a

@@ -266,6 +266,41 @@ import Testing
         #expect(!after.output.contains("rows waiting"), "\(after.output)")
     }
 
+    /// SIGTERM while the extract waits for room in a full buffer (BigQuery answers 503 to
+    /// every insert) ends the run at once, with exit status 0: not after `drain_timeout_s`
+    /// of waiting for room, and again for the drain. The batch in hand entered the buffer
+    /// first; the re-run, once BigQuery takes rows, delivers every row once.
+    @Test func aStopWhileTheBufferIsFullEndsTheRunAtOnce() async throws {
+        let dir = try TestSupport.scratchDirectory("bq-fake")
+        let down = try FakeBigQuery(dir: dir, arguments: ["--fail", Array(repeating: "503", count: 10_000).joined(separator: ",")])
+        let rows = 5_000
+        let root = try Self.project(endpoint: down.endpoint, settings: "    buffer_rows: 10\n    max_rows: 5\n    drain_timeout_s: 90\n    retry_max_ms: 100\n",
+                                    rowCount: rows)
+        let started = ContinuousClock.now
+        let r = try await TestSupport.runAndSignal(TestSupport.sluiceExecutable, Self.run, cwd: root, after: .seconds(3), signal: SIGTERM)
+        let took = ContinuousClock.now - started
+        down.stop()
+        #expect(!r.signaled && r.status == 0, "\(r.stderr)")
+        #expect(took < .seconds(60), "the run took \(took) after its stop")
+        // The run ended part of the way through the day (a few batches: the one in hand
+        // and those the runner had ready), every row it read waiting in the buffer.
+        let status = try Self.sluice(root, ["status", "events"])
+        let waiting = status.output.firstMatch(of: /events_ds\.events: (\d+) rows waiting/).flatMap { Int($0.1) } ?? 0
+        #expect(waiting >= 1024 && waiting < rows && waiting % 1024 == 0, "\(status.output)")
+        #expect(status.output.contains("read \(waiting), loaded 0, filtered 0, rejected 0, buffered \(waiting) in "), "\(status.output)")
+        #expect(down.stored.isEmpty)
+
+        let dir2 = try TestSupport.scratchDirectory("bq-fake")
+        let up = try FakeBigQuery(dir: dir2)
+        defer { up.stop() }
+        let yml = root + "/sluice.yml"
+        try String(contentsOfFile: yml, encoding: .utf8).replacingOccurrences(of: down.endpoint, with: up.endpoint)
+            .write(toFile: yml, atomically: true, encoding: .utf8)
+        let r2 = try Self.sluice(root, Self.run)
+        #expect(r2.status == 0, "\(r2.stderr)")
+        Self.checkStoredOnce(up, expected: rows)
+    }
+
     @Test func missingTableIsCreatedWithDayPartitions() async throws {
         let dir = try TestSupport.scratchDirectory("bq-fake")
         let server = try FakeBigQuery(dir: dir)
