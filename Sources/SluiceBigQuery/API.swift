@@ -111,16 +111,16 @@ public struct BigQueryAPI: Sendable {
     public func insertAll(_ table: String, rows: [(key: String, payload: [UInt8])]) async throws(BigQueryError) -> InsertOutcome {
         var body: [UInt8] = []
         body.reserveCapacity(rows.reduce(64) { $0 + $1.payload.count + $1.key.utf8.count + 24 })
-        body += Array(#"{"kind":"bigquery#tableDataInsertAllRequest","skipInvalidRows":false,"ignoreUnknownValues":false,"rows":["#.utf8)
+        body.append(contentsOf: #"{"kind":"bigquery#tableDataInsertAllRequest","skipInvalidRows":false,"ignoreUnknownValues":false,"rows":["#.utf8)
         for (i, row) in rows.enumerated() {
             if i > 0 { body.append(UInt8(ascii: ",")) }
-            body += Array(#"{"insertId":"#.utf8)
+            body.append(contentsOf: #"{"insertId":"#.utf8) // no array a row
             JSONWriter.writeString(row.key, into: &body)
-            body += Array(#","json":"#.utf8)
+            body.append(contentsOf: #","json":"#.utf8)
             body += row.payload
             body.append(UInt8(ascii: "}"))
         }
-        body += Array("]}".utf8)
+        body.append(contentsOf: "]}".utf8)
         var headers = ["Content-Type": "application/json"]
         var response: HTTPResponse?
         for attempt in 0..<2 {
