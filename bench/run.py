@@ -206,11 +206,16 @@ class Emulator:
 
     def rows_digest(self, table):
         """The SHA-256 of the table's rows, read back by the tests' reader (bq_read.py),
-        in record-key order."""
-        out = subprocess.run([sys.executable, os.path.join(REPO, "Tests/SluiceBigQueryTests/bq_read.py"), self.endpoint, "bench",
-                              "bench", table], check=True, capture_output=True).stdout
-        lines = sorted(out.splitlines(), key=lambda line: json.loads(line)["record_key"])
-        return hashlib.sha256(b"\n".join(lines)).hexdigest()
+        in record-key order. In a process of its own: read here, 100,000 rows grew this
+        process to ~300 MB, and a child forked after that reports the parent's high-water
+        mark as its own peak (Linux keeps `ru_maxrss` across `exec`), so every run after the
+        first showed ~312 MB."""
+        script = ("import hashlib, json, subprocess, sys\n"
+                  "out = subprocess.run([sys.executable] + sys.argv[1:], check=True, capture_output=True).stdout\n"
+                  "lines = sorted(out.splitlines(), key=lambda line: json.loads(line)['record_key'])\n"
+                  "print(hashlib.sha256(b'\\n'.join(lines)).hexdigest())\n")
+        return subprocess.run([sys.executable, "-c", script, os.path.join(REPO, "Tests/SluiceBigQueryTests/bq_read.py"), self.endpoint,
+                               "bench", "bench", table], check=True, capture_output=True, text=True).stdout.strip()
 
     def __exit__(self, *exc):
         self.proc.terminate()
