@@ -233,12 +233,30 @@ import Testing
         #expect(!r.stderr.contains("ya29") && !r.output.contains("ya29"))
     }
 
+    /// A fake BigQuery that answers 503 to every insert.
+    static func unavailable() throws -> FakeBigQuery {
+        try FakeBigQuery(dir: try TestSupport.scratchDirectory("bq-fake"),
+                         arguments: ["--fail", Array(repeating: "503", count: 10_000).joined(separator: ",")])
+    }
+
+    /// BigQuery is back: the project points at a fake that takes rows instead of `down`,
+    /// and the run again delivers every one of the `rows` once. The caller stops the fake.
+    static func runAgainWhenBack(_ root: String, down: FakeBigQuery, rows: Int) throws -> FakeBigQuery {
+        let up = try FakeBigQuery(dir: try TestSupport.scratchDirectory("bq-fake"))
+        let yml = root + "/sluice.yml"
+        try String(contentsOfFile: yml, encoding: .utf8).replacingOccurrences(of: down.endpoint, with: up.endpoint)
+            .write(toFile: yml, atomically: true, encoding: .utf8)
+        let r = try Self.sluice(root, Self.run)
+        #expect(r.status == 0, "\(r.stderr)")
+        Self.checkStoredOnce(up, expected: rows)
+        return up
+    }
+
     /// BigQuery answers 503 to every insert: the extract stops at the buffer's limit
     /// (back-pressure) and the run fails after the drain timeout without losing a row; once
     /// BigQuery takes rows again, the re-run delivers all of them, once.
     @Test func fullBufferHoldsTheExtractAndDropsNothing() async throws {
-        let dir = try TestSupport.scratchDirectory("bq-fake")
-        let down = try FakeBigQuery(dir: dir, arguments: ["--fail", Array(repeating: "503", count: 10_000).joined(separator: ",")])
+        let down = try Self.unavailable()
         let rows = 5_000
         let root = try Self.project(endpoint: down.endpoint, settings: "    buffer_rows: 10\n    max_rows: 5\n    drain_timeout_s: 2\n    retry_max_ms: 100\n",
                                     rowCount: rows)
@@ -251,15 +269,8 @@ import Testing
         #expect(status.output.contains("buffer events 2026-11-18 bigquery sluice-test.events_ds.events: 1024 rows waiting"), "\(status.output)")
         #expect(down.stored.isEmpty)
 
-        let dir2 = try TestSupport.scratchDirectory("bq-fake")
-        let up = try FakeBigQuery(dir: dir2)
+        let up = try Self.runAgainWhenBack(root, down: down, rows: rows)
         defer { up.stop() }
-        let yml = root + "/sluice.yml"
-        try String(contentsOfFile: yml, encoding: .utf8).replacingOccurrences(of: down.endpoint, with: up.endpoint)
-            .write(toFile: yml, atomically: true, encoding: .utf8)
-        let r2 = try Self.sluice(root, Self.run)
-        #expect(r2.status == 0, "\(r2.stderr)")
-        Self.checkStoredOnce(up, expected: rows)
         // The rows left by the failed run were checked by key first (none had arrived).
         #expect(try up.log().contains { $0["asked"] as? Int ?? 0 > 0 })
         let after = try Self.sluice(root, ["status", "events"])
@@ -271,8 +282,7 @@ import Testing
     /// of waiting for room, and again for the drain. The batch in hand entered the buffer
     /// first; the re-run, once BigQuery takes rows, delivers every row once.
     @Test func aStopWhileTheBufferIsFullEndsTheRunAtOnce() async throws {
-        let dir = try TestSupport.scratchDirectory("bq-fake")
-        let down = try FakeBigQuery(dir: dir, arguments: ["--fail", Array(repeating: "503", count: 10_000).joined(separator: ",")])
+        let down = try Self.unavailable()
         let rows = 5_000
         let root = try Self.project(endpoint: down.endpoint, settings: "    buffer_rows: 10\n    max_rows: 5\n    drain_timeout_s: 90\n    retry_max_ms: 100\n",
                                     rowCount: rows)
@@ -290,15 +300,8 @@ import Testing
         #expect(status.output.contains("read \(waiting), loaded 0, filtered 0, rejected 0, buffered \(waiting) in "), "\(status.output)")
         #expect(down.stored.isEmpty)
 
-        let dir2 = try TestSupport.scratchDirectory("bq-fake")
-        let up = try FakeBigQuery(dir: dir2)
+        let up = try Self.runAgainWhenBack(root, down: down, rows: rows)
         defer { up.stop() }
-        let yml = root + "/sluice.yml"
-        try String(contentsOfFile: yml, encoding: .utf8).replacingOccurrences(of: down.endpoint, with: up.endpoint)
-            .write(toFile: yml, atomically: true, encoding: .utf8)
-        let r2 = try Self.sluice(root, Self.run)
-        #expect(r2.status == 0, "\(r2.stderr)")
-        Self.checkStoredOnce(up, expected: rows)
     }
 
     @Test func missingTableIsCreatedWithDayPartitions() async throws {
