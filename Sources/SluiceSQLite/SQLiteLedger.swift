@@ -482,5 +482,19 @@ extension Database {
     }
 
     /// `n` placeholders (`?,?,…`, or another group such as `(?, ?)`) for an `IN` list or `VALUES`.
-    static func marks(_ n: Int, _ one: String = "?") -> String { repeatElement(one, count: n).joined(separator: ",") }
+    /// Appended into one string of the right capacity: `repeatElement(one, count:
+    /// n).joined(separator:)` ran through unspecialized generic code (~135 µs for 500
+    /// groups), and a merge of the ledger's runs made one text a statement of 500 keys:
+    /// ~0.7 s of a 1M-line day on two days of history (docs/benchmarks.md).
+    static func marks(_ n: Int, _ one: String = "?") -> String {
+        guard n > 0 else { return "" }
+        var text = ""
+        text.reserveCapacity(n * (one.utf8.count + 1))
+        text += one
+        for _ in 1..<n {
+            text += ","
+            text += one
+        }
+        return text
+    }
 }

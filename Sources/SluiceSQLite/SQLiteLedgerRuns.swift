@@ -437,10 +437,17 @@ extension SQLiteStateStore {
         for sinkID in try Int64.fetchAll(db, sql: "SELECT DISTINCT sink_id FROM ledger_runs ORDER BY sink_id") {
             var rows: [(key: RecordKeyBits, run: LedgerRun)] = []
             rows.reserveCapacity(Self.keysPerStatement)
+            // A full statement's text made and looked up once per merge, not once a statement.
+            var full: Statement?
             func flush() throws {
                 guard !rows.isEmpty else { return }
-                let sql = Self.ledgerInsertSQL(into: "ledger", rows: rows.count)
-                let statement = rows.count == Self.keysPerStatement ? try db.cachedStatement(sql: sql) : try db.makeStatement(sql: sql)
+                let statement: Statement
+                if rows.count == Self.keysPerStatement {
+                    if full == nil { full = try db.cachedStatement(sql: Self.ledgerInsertSQL(into: "ledger", rows: rows.count)) }
+                    statement = full!
+                } else {
+                    statement = try db.makeStatement(sql: Self.ledgerInsertSQL(into: "ledger", rows: rows.count))
+                }
                 try statement.executeBound(db) { b in
                     for row in rows {
                         b.bind(sinkID)

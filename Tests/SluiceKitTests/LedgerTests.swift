@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import SluiceCore
 @testable import SluiceSQLite
 import SluiceTestSupport
@@ -502,6 +503,48 @@ import Testing
         #expect(inserted.allSatisfy { filter.mayContain($0) })
         let passed = strangers.filter { filter.mayContain($0) }.count
         #expect(passed < strangers.count * 5 / 100, "\(passed) of \(strangers.count) strangers pass")
+    }
+
+    /// A merge of more keys than a few statements take (500 keys each, the full statement
+    /// made once and used again, then a shorter last one): every key lands in `ledger` once,
+    /// under its partition (read back by plain SQL), and a new store finds exactly them.
+    @Test(arguments: [(700, 2), (1_001, 3), (250, 9)])
+    func aMergeOfManyStatementsMovesEveryKey(keysPerCommit: Int, commits: Int) throws {
+        let dir = try TestSupport.scratchDirectory("ledger-run-merge")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/state.sqlite"
+        let total = keysPerCommit * commits
+        let state = try LedgerLevelsTests.store(path, LedgerLevels(recentKeys: total - 1))
+        var model: Set<[String]> = []
+        for c in 0..<commits {
+            let partition = "2026-11-\(10 + c)"
+            let keys = (c * keysPerCommit..<(c + 1) * keysPerCommit).map(LedgerTests.hexKey)
+            try Self.commit(state, "csv", partition, keys)
+            for key in keys { model.insert(["p", "csv", key, partition]) }
+        }
+        // The last commit passed the limit: the runs were merged into `ledger`.
+        #expect(try LedgerLevelsTests.recentHeld(path) == 0)
+        #expect(try LedgerLevelsTests.keys(path, sink: "csv", table: "ledger").count == total)
+        #expect(try LedgerTests.ledgerRows(path) == model)
+        let probe = (0..<total + 100).map(LedgerTests.hexKey)
+        let fresh = try LedgerLevelsTests.store(path, LedgerLevels(filterKeys: 0)) // every key asked of `ledger`
+        #expect(try fresh.delivered(pipeline: "p", sink: "csv", keys: probe, excludingPartition: nil) == Set(model.map { $0[2] }))
+    }
+
+    /// `Database.marks`: `n` groups of placeholders, comma-separated, as SQLite counts them
+    /// (`sqlite3_bind_parameter_count` of a statement made from the text).
+    @Test(arguments: [(1, "?"), (2, "?"), (500, "?"), (3, "(?, ?)"), (300, "(?, ?, ?, ?, ?)"), (0, "?")])
+    func marksAreAsManyParametersAsAsked(n: Int, group: String) throws {
+        let text = Database.marks(n, group)
+        #expect(text == Array(repeating: group, count: n).joined(separator: ","))
+        guard n > 0 else { return }
+        let perGroup = group.filter { $0 == "?" }.count
+        let db = try DatabaseQueue()
+        let count = try db.read { db in
+            let sql = group == "?" ? "SELECT 1 WHERE 1 IN (\(text))" : "VALUES \(text)"
+            return Int(sqlite3_bind_parameter_count(try db.makeStatement(sql: sql).sqliteStatement))
+        }
+        #expect(count == n * perGroup)
     }
 
     /// One large run: every key is found, and keys beside them (one bit above or below,
