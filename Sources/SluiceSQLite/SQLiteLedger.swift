@@ -472,13 +472,19 @@ extension Database {
         while start < items.endIndex {
             let chunk = items[start..<min(items.endIndex, start + size)]
             start += chunk.count
-            if chunk.count == size {
-                if full == nil { full = try cachedStatement(sql: sql(size)) }
-                try body(chunk, full!)
-            } else {
-                try body(chunk, try makeStatement(sql: sql(chunk.count)))
-            }
+            try body(chunk, try chunkStatement(rows: chunk.count, of: size, full: &full, sql: sql))
         }
+    }
+
+    /// The statement for a chunk of `rows` items of chunks of `size`: a full chunk's made
+    /// (its text built and looked up in the connection's cache) once and kept in `full`, a
+    /// shorter one's made for it.
+    func chunkStatement(rows: Int, of size: Int, full: inout Statement?, sql: (Int) -> String) throws -> Statement {
+        guard rows == size else { return try makeStatement(sql: sql(rows)) }
+        if let full { return full }
+        let made = try cachedStatement(sql: sql(size))
+        full = made
+        return made
     }
 
     /// `n` placeholders (`?,?,…`, or another group such as `(?, ?)`) for an `IN` list or `VALUES`.

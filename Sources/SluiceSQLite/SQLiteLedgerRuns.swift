@@ -441,12 +441,8 @@ extension SQLiteStateStore {
             var full: Statement?
             func flush() throws {
                 guard !rows.isEmpty else { return }
-                let statement: Statement
-                if rows.count == Self.keysPerStatement {
-                    if full == nil { full = try db.cachedStatement(sql: Self.ledgerInsertSQL(into: "ledger", rows: rows.count)) }
-                    statement = full!
-                } else {
-                    statement = try db.makeStatement(sql: Self.ledgerInsertSQL(into: "ledger", rows: rows.count))
+                let statement = try db.chunkStatement(rows: rows.count, of: Self.keysPerStatement, full: &full) {
+                    Self.ledgerInsertSQL(into: "ledger", rows: $0)
                 }
                 try statement.executeBound(db) { b in
                     for row in rows {
